@@ -1,0 +1,215 @@
+"""The trusted training harness: trains one candidate on one task and measures it.
+
+The harness, not the candidate, owns the data, optimiser, schedule, seeds and evaluation. It
+streams `metrics.jsonl` (one line per logged step) and writes one `result.json`.
+
+    result = train(Path("my_mixer.py"), get_task("mqar"), cfg, seed=0, out_dir=Path("runs/x"))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+import discover
+from discover.experiments.contract import code_hash, load_mixer_class
+from discover.experiments.measure import matmul_flops
+from discover.experiments.tasks import Task, TaskConfig
+
+
+class StepLog(BaseModel):
+    step: int
+    train_loss: float
+    lr: float
+    tokens_per_s: float
+    elapsed_s: float
+
+
+class TrainResult(BaseModel):
+    candidate: str
+    code_hash: str
+    task: str
+    seed: int
+    status: Literal["ok", "diverged"]
+    metric: str
+    value: float  # the task's headline metric on held-out data
+    metrics: dict[str, float]
+    final_train_loss: float
+    params: int
+    flops_per_token: float  # forward-pass matrix-product FLOPs per token at the task's length
+    tokens_per_s: float  # training throughput after the first logging interval
+    peak_memory_mb: float  # GPU: peak allocated; CPU: the process's peak resident set
+    wall_time_s: float
+    steps: int
+    device: str
+    data_version: str
+    config: dict
+    versions: dict[str, str]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def learning_rate(step: int, cfg: TaskConfig) -> float:
+    """Linear warmup, then cosine decay to a tenth of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: nn.Module, cfg: TaskConfig, device: torch.device) -> torch.optim.Optimizer:
+    # Weight decay on matrices only; gains, biases and per-channel vectors are left free.
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
+def forward_flops_per_token(model: nn.Module, task: Task, cfg: TaskConfig, device: torch.device) -> float:
+    batch = next(task.train_batches(cfg, seed=0, device=device))
+    one_sequence = batch.inputs[:1]
+    with torch.no_grad():
+        flops = matmul_flops(lambda: model(one_sequence))
+    return flops / one_sequence.numel()
+
+
+def train(
+    candidate: Path,
+    task: Task,
+    cfg: TaskConfig,
+    seed: int = 0,
+    device: torch.device | None = None,
+    out_dir: Path | None = None,
+    on_log: Callable[[StepLog], None] | None = None,
+) -> TrainResult:
+    device = device or pick_device()
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    model = task.build_model(load_mixer_class(candidate), cfg).to(device)
+    flops_per_token = forward_flops_per_token(model, task, cfg, device)
+    optimizer = make_optimizer(model, cfg, device)
+    step_fn = torch.compile(model) if cfg.compile else model
+    use_bf16 = device.type == "cuda"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    metrics_file = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metrics_file = (out_dir / "metrics.jsonl").open("w")
+
+    batches = task.train_batches(cfg, seed, device)
+    tokens_per_batch = task.tokens_per_batch(cfg)
+    status: Literal["ok", "diverged"] = "ok"
+    loss_value = float("nan")
+    steady_tokens, steady_seconds = 0, 0.0
+    model.train()
+    interval_start, interval_steps = time.perf_counter(), 0
+    for step in range(cfg.steps):
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = task.loss(step_fn, next(batches))
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        interval_steps += 1
+
+        # Read the loss back only at log points: every .item() stalls an asynchronous device.
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            loss_value = loss.item()
+            seconds = time.perf_counter() - interval_start
+            tokens_per_s = interval_steps * tokens_per_batch / seconds
+            if step + 1 > cfg.log_every:  # the first interval holds warm-up and compilation
+                steady_tokens += interval_steps * tokens_per_batch
+                steady_seconds += seconds
+            log = StepLog(
+                step=step + 1,
+                train_loss=loss_value,
+                lr=lr,
+                tokens_per_s=tokens_per_s,
+                elapsed_s=time.perf_counter() - started,
+            )
+            if metrics_file is not None:
+                metrics_file.write(log.model_dump_json() + "\n")
+                metrics_file.flush()
+            if on_log is not None:
+                on_log(log)
+            if not math.isfinite(loss_value):
+                status = "diverged"
+                break
+            interval_start, interval_steps = time.perf_counter(), 0
+    if metrics_file is not None:
+        metrics_file.close()
+
+    model.eval()
+    metrics = task.evaluate(model, cfg, device)
+    if status == "diverged" or not all(math.isfinite(v) for v in metrics.values()):
+        status = "diverged"
+    if steady_seconds == 0:  # a run too short for a steady interval: use the whole loop
+        steady_tokens, steady_seconds = cfg.steps * tokens_per_batch, time.perf_counter() - started
+
+    result = TrainResult(
+        candidate=candidate.stem,
+        code_hash=code_hash(candidate.read_text()),
+        task=task.name,
+        seed=seed,
+        status=status,
+        metric=task.metric,
+        value=metrics[task.metric],
+        metrics=metrics,
+        final_train_loss=loss_value,
+        params=sum(p.numel() for p in model.parameters()),
+        flops_per_token=flops_per_token,
+        tokens_per_s=steady_tokens / steady_seconds,
+        peak_memory_mb=peak_memory_mb(device),
+        wall_time_s=time.perf_counter() - started,
+        steps=cfg.steps,
+        device=device_name(device),
+        data_version=task.data_version(cfg),
+        config=cfg.model_dump(),
+        versions=versions(),
+    )
+    if out_dir is not None:
+        write_json_atomic(out_dir / "result.json", result.model_dump())
+    return result
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def versions() -> dict[str, str]:
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "discover": discover.__version__}
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Readers never see a half-written file: write beside it, then rename over it."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,83 @@
+"""Fitness of a result relative to a reference baseline's result on the same task.
+
+    fitness = weighted mean of
+        quality    = sigmoid(relative improvement of the task metric / quality_scale), clipped
+        efficiency = mean of sigmoid(log2 throughput ratio) and sigmoid(log2 memory ratio)
+        judge      = a qualitative score in [0, 1] from an LLM judge, when one is given
+
+Each term is 0.5 at parity with the reference. Every weight and scale is a `ScoringConfig` field,
+none is in code. A result that improves on the reference by more than `too_good_margin` is
+flagged for verification (more seeds, longer run) instead of being crowned.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict
+
+from discover.experiments.harness import TrainResult
+
+
+class ScoringConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quality_weight: float = 0.8
+    efficiency_weight: float = 0.1
+    judge_weight: float = 0.1  # ignored (weights renormalised) when no judge score is given
+    quality_scale: float = 0.05  # a 5% relative improvement lifts quality from 0.5 to 0.73
+    max_relative_improvement: float = 1.0  # clip, so one outlier cannot dominate a ranking
+    too_good_margin: float = 0.5  # beyond +50% relative improvement: verify before believing
+
+
+class Fitness(BaseModel):
+    value: float  # in [0, 1]; 0 for a run that diverged
+    quality: float
+    efficiency: float
+    judge: float | None
+    relative_improvement: float  # > 0 means better than the reference on the task metric
+    needs_verification: bool
+
+
+def relative_improvement(value: float, reference: float, higher_is_better: bool) -> float:
+    gain = value - reference if higher_is_better else reference - value
+    return gain / max(abs(reference), 1e-9)
+
+
+def fitness(
+    result: TrainResult,
+    reference: TrainResult,
+    higher_is_better: bool,
+    cfg: ScoringConfig | None = None,
+    judge_score: float | None = None,
+) -> Fitness:
+    cfg = cfg or ScoringConfig()
+    improvement = relative_improvement(result.value, reference.value, higher_is_better)
+    if result.status != "ok" or not math.isfinite(improvement):
+        return Fitness(
+            value=0.0, quality=0.0, efficiency=0.0, judge=judge_score,
+            relative_improvement=-1.0, needs_verification=False,
+        )  # fmt: skip
+    clipped = max(-cfg.max_relative_improvement, min(cfg.max_relative_improvement, improvement))
+    quality = _sigmoid(clipped / cfg.quality_scale)
+    throughput = _sigmoid(math.log2(result.tokens_per_s / reference.tokens_per_s))
+    memory = _sigmoid(math.log2(reference.peak_memory_mb / max(result.peak_memory_mb, 1e-9)))
+    efficiency = (throughput + memory) / 2
+
+    terms = [(cfg.quality_weight, quality), (cfg.efficiency_weight, efficiency)]
+    if judge_score is not None:
+        terms.append((cfg.judge_weight, judge_score))
+    total_weight = sum(weight for weight, _ in terms)
+    value = sum(weight * term for weight, term in terms) / total_weight
+    return Fitness(
+        value=value,
+        quality=quality,
+        efficiency=efficiency,
+        judge=judge_score,
+        relative_improvement=improvement,
+        needs_verification=improvement > cfg.too_good_margin,
+    )
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))

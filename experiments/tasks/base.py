@@ -1,0 +1,132 @@
+"""What a task is: data, model around the candidate's slot, training recipe, metric, references.
+
+The harness core (`discover.experiments.harness`) knows only the `Task` interface below. A new kind
+of task (say, a vision task whose slot is a whole classifier) subclasses `Task` directly; the
+sequence tasks share `SequenceTask`, whose slot is the `Mixer` of the candidate contract.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from discover.experiments.backbone import SequenceModel
+
+
+class TaskConfigError(ValueError):
+    """A bad `--set key=value`; the message is one line."""
+
+
+class TaskConfig(BaseModel):
+    """Settings every task has: the model around the slot and the training recipe."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Training recipe (owned by the harness; a candidate cannot change it).
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    log_every: int = 50
+    compile: bool = False  # torch.compile the model (GPU runs; adds compile time)
+
+    # Probe bounds.
+    subquadratic: bool = False  # require FLOPs to grow slower than time^1.5
+    max_mixer_params_factor: float = 12.0  # a mixer may hold at most this * d_model^2 parameters
+
+
+class Batch(NamedTuple):
+    inputs: torch.Tensor  # [batch, time] token ids
+    targets: torch.Tensor  # [batch, time] token ids, IGNORE where there is no label
+
+
+IGNORE = -100
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]  # one paragraph, for people and prompts
+    config_class: ClassVar[type[TaskConfig]]
+    slot: ClassVar[str]  # the class name a candidate file must define
+    metric: ClassVar[str]  # the headline metric in `evaluate`'s answer
+    higher_is_better: ClassVar[bool]
+    reference_baselines: ClassVar[tuple[str, ...]]  # built-in baselines a candidate is scored against
+
+    def config(self, overrides: dict[str, Any] | None = None) -> TaskConfig:
+        """The task's default configuration with `overrides` applied and validated."""
+        overrides = overrides or {}
+        known = self.config_class.model_fields
+        for key in overrides:
+            if key not in known:
+                raise TaskConfigError(
+                    f"unknown setting '{key}' for task {self.name}; known: {', '.join(sorted(known))}"
+                )
+        try:
+            return self.config_class(**overrides)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise TaskConfigError(f"bad setting '{where}' for task {self.name}: {error['msg']}") from None
+
+    @abstractmethod
+    def build_model(self, candidate_class: type[nn.Module], cfg: TaskConfig) -> nn.Module: ...
+
+    @abstractmethod
+    def train_batches(self, cfg: TaskConfig, seed: int, device: torch.device) -> Iterator[Batch]: ...
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, cfg: TaskConfig, device: torch.device) -> dict[str, float]:
+        """Metrics on held-out data that training never sees."""
+
+    @abstractmethod
+    def tokens_per_batch(self, cfg: TaskConfig) -> int: ...
+
+    def data_version(self, cfg: TaskConfig) -> str:
+        """Identifies the exact data, so a result can be reproduced elsewhere."""
+        return "generated"
+
+
+class SequenceTaskConfig(TaskConfig):
+    vocab_size: int = 256
+    seq_len: int = 128
+    d_model: int = 64
+    n_layers: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 2.0
+
+
+class SequenceTask(Task):
+    """A token-sequence task whose slot is the contract's `Mixer`, inside `SequenceModel`."""
+
+    slot = "Mixer"
+
+    def build_model(self, candidate_class: type[nn.Module], cfg: TaskConfig) -> SequenceModel:
+        assert isinstance(cfg, SequenceTaskConfig)
+        return SequenceModel(
+            candidate_class,
+            vocab_size=cfg.vocab_size,
+            d_model=cfg.d_model,
+            n_layers=cfg.n_layers,
+            num_heads=cfg.num_heads,
+            mlp_ratio=cfg.mlp_ratio,
+        )
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(batch.inputs)
+        return nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(), batch.targets.flatten(), ignore_index=IGNORE
+        )
+
+    def tokens_per_batch(self, cfg: TaskConfig) -> int:
+        assert isinstance(cfg, SequenceTaskConfig)
+        return cfg.batch_size * cfg.seq_len

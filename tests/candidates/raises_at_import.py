@@ -1,0 +1,3 @@
+import torch
+
+raise RuntimeError("config file not found")

@@ -1,0 +1,4 @@
+import torch
+
+class Mixer(torch.nn.Module)
+    pass

@@ -1,0 +1,3 @@
+from pathlib import Path
+
+CANDIDATES = Path(__file__).parent / "candidates"

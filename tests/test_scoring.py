@@ -1,0 +1,52 @@
+"""Fitness: relative to the reference, weights from config, the too-good-to-be-true gate."""
+
+from discover.experiments.harness import TrainResult
+from discover.experiments.scoring import ScoringConfig, fitness
+
+
+def result(value: float, tokens_per_s: float = 1000.0, memory: float = 100.0, status: str = "ok"):
+    return TrainResult(
+        candidate="c", code_hash="h", task="lm", seed=0, status=status, metric="bits_per_byte",
+        value=value, metrics={"bits_per_byte": value}, final_train_loss=1.0, params=1, flops_per_token=1.0,
+        tokens_per_s=tokens_per_s, peak_memory_mb=memory, wall_time_s=1.0, steps=1, device="cpu",
+        data_version="d", config={}, versions={},
+    )  # fmt: skip
+
+
+def test_parity_scores_one_half():
+    f = fitness(result(2.0), result(2.0), higher_is_better=False)
+    assert abs(f.value - 0.5) < 1e-9 and f.relative_improvement == 0
+
+
+def test_direction_of_the_metric_is_respected():
+    better_loss = fitness(result(1.8), result(2.0), higher_is_better=False)
+    better_accuracy = fitness(result(0.9), result(0.8), higher_is_better=True)
+    worse_accuracy = fitness(result(0.7), result(0.8), higher_is_better=True)
+    assert better_loss.value > 0.5 and better_accuracy.value > 0.5 > worse_accuracy.value
+
+
+def test_faster_and_leaner_beats_equal_quality():
+    fast = fitness(result(2.0, tokens_per_s=4000, memory=50), result(2.0), higher_is_better=False)
+    assert fast.efficiency > 0.5 and fast.value > 0.5
+
+
+def test_weights_come_from_config():
+    quality_only = ScoringConfig(quality_weight=1.0, efficiency_weight=0.0)
+    slow = fitness(result(2.0, tokens_per_s=10), result(2.0), False, quality_only)
+    assert abs(slow.value - 0.5) < 1e-9
+
+
+def test_judge_score_enters_when_given():
+    without = fitness(result(2.0), result(2.0), False)
+    with_judge = fitness(result(2.0), result(2.0), False, judge_score=1.0)
+    assert with_judge.value > without.value and with_judge.judge == 1.0
+
+
+def test_too_good_to_be_true_is_flagged_not_crowned():
+    plausible = fitness(result(1.9), result(2.0), False)
+    suspicious = fitness(result(0.5), result(2.0), False)
+    assert not plausible.needs_verification and suspicious.needs_verification
+
+
+def test_diverged_run_scores_zero():
+    assert fitness(result(float("nan"), status="diverged"), result(2.0), False).value == 0.0
