@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -11,9 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from discover.experiments.baselines import builtin_baselines
+from discover.experiments.baselines import BASELINE_DIR, builtin_baselines
 from discover.experiments.contract import CandidateError
 from discover.experiments.tasks import DEFAULT_TASK, TaskConfigError, get_task
+from discover.sandbox.base import Limits
+from discover.sandbox.docker import OFFLINE_IMAGE
+from discover.sandbox.runner import JobFailed, Sandbox
+from discover.sandbox.select import SandboxUnavailable, choose_backend
 
 app = typer.Typer(
     help="Autonomous neural-architecture discovery.",
@@ -31,6 +38,20 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a task setting, e.g. --set steps=200 (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+SandboxOpt = Annotated[
+    str, typer.Option("--sandbox", help="auto, docker, bwrap or process (auto: the strongest available).")
+]
+UntrustedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-untrusted-process", help="Let the process backend run a file that is not built in."
+    ),
+]
+ImageOpt = Annotated[
+    str, typer.Option("--image", help="Docker image; any other than the offline one must bundle discover.")
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Wall-clock limit per job, seconds.")]
+MemoryOpt = Annotated[int, typer.Option("--memory", help="Memory limit per job, MB.")]
 
 
 class UsageError(Exception):
@@ -42,15 +63,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def resolve_candidate(candidate: str) -> Path:
+def resolve_candidate(candidate: str) -> tuple[Path, bool]:
+    """The candidate's file, and whether it is trusted (a built-in baseline)."""
     path = Path(candidate)
     if path.is_file():
-        return path
+        return path, path.resolve().parent == BASELINE_DIR.resolve()
     if path.suffix == ".py" or "/" in candidate:
         raise UsageError(f"candidate file {candidate} does not exist")
     baselines = builtin_baselines()
     if candidate in baselines:
-        return baselines[candidate]
+        return baselines[candidate], True
     raise UsageError(f"no file or built-in baseline named '{candidate}'; built-ins: {', '.join(baselines)}")
 
 
@@ -66,16 +88,29 @@ def parse_settings(settings: list[str] | None) -> dict[str, str]:
 
 @app.command()
 def check(
-    candidate: CandidateArg, task: TaskOpt = DEFAULT_TASK, settings: SetOpt = None, json: JsonOpt = False
+    candidate: CandidateArg,
+    task: TaskOpt = DEFAULT_TASK,
+    settings: SetOpt = None,
+    json: JsonOpt = False,
+    sandbox: SandboxOpt = "auto",
+    allow_untrusted_process: UntrustedOpt = False,
+    image: ImageOpt = OFFLINE_IMAGE,
+    timeout: TimeoutOpt = 600.0,
+    memory: MemoryOpt = 8192,
 ):
-    """Probe a candidate before training: contract, causality, batch independence, complexity."""
-    from discover.experiments.probes import check as run_probes
-
+    """Probe a candidate in the sandbox: contract, causality, batch independence, complexity."""
     with user_errors():
-        path = resolve_candidate(candidate)
+        path, trusted = resolve_candidate(candidate)
         the_task = get_task(task)
-        cfg = the_task.config(parse_settings(settings))
-        verdict = run_probes(path, the_task, cfg)
+        overrides = parse_settings(settings)
+        the_task.config(overrides)
+        runner, why = open_sandbox(
+            sandbox, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
+        )
+    (stderr if json else stdout).print(f"[dim]sandbox: {why}[/dim]")
+    with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
+        runner.workdir = Path(workdir)
+        verdict = runner.check(path, task, overrides, trusted=trusted)
     if json:
         stdout.print_json(verdict.model_dump_json())
     else:
@@ -107,26 +142,29 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default: runs/<time>-<candidate>-<task>).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (default: cuda:0 when present).")] = "auto",
     json: JsonOpt = False,
+    sandbox: SandboxOpt = "auto",
+    allow_untrusted_process: UntrustedOpt = False,
+    image: ImageOpt = OFFLINE_IMAGE,
+    timeout: TimeoutOpt = 3600.0,
+    memory: MemoryOpt = 8192,
 ):
-    """Probe, then train a candidate with the trusted harness; write metrics.jsonl and result.json."""
-    from discover.experiments.harness import StepLog, pick_device
-    from discover.experiments.harness import train as run_training
-    from discover.experiments.probes import check as run_probes
+    """Probe, then train a candidate in the sandbox; write metrics.jsonl and result.json."""
+    from discover.experiments.harness import StepLog
 
     progress = stderr if json else stdout
     with user_errors():
-        path = resolve_candidate(candidate)
+        path, trusted = resolve_candidate(candidate)
         the_task = get_task(task)
-        cfg = the_task.config(parse_settings(settings))
-        the_device = pick_device(device)
+        overrides = parse_settings(settings)
+        cfg = the_task.config(overrides)
         the_task.data_version(cfg)  # a missing corpus fails here, before anything is written
-    verdict = run_probes(path, the_task, cfg)
-    if not verdict.passed:
-        first = verdict.failures()[0]
-        fail(f"{path.name} failed the {first.name} probe: {first.reason}", code=1)
-
+        runner, why = open_sandbox(
+            sandbox, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
+        )
+    the_device = pick_device_name(device)
+    progress.print(f"[dim]sandbox: {why}[/dim]")
     out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}-{task}-seed{seed}"
 
     def log(step: StepLog) -> None:
@@ -135,8 +173,16 @@ def train(
             f"{step.tokens_per_s:>9,.0f} tok/s  {step.elapsed_s:6.1f}s"
         )
 
-    progress.print(f"training {path.stem} on {task} ({cfg.steps} steps, seed {seed}, {the_device}) -> {out}")
-    result = run_training(path, the_task, cfg, seed=seed, device=the_device, out_dir=out, on_log=log)
+    with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
+        runner.workdir = Path(workdir)
+        verdict = runner.check(path, task, overrides, trusted=trusted)
+        if not verdict.passed:
+            first = verdict.failures()[0]
+            fail(f"{path.name} failed the {first.name} probe: {first.reason}", code=1)
+        progress.print(
+            f"training {path.stem} on {task} ({cfg.steps} steps, seed {seed}, {the_device}) -> {out}"
+        )
+        result = runner.train(path, task, overrides, seed, the_device, trusted, run_dir=out, on_log=log)
     if json:
         stdout.print_json(result.model_dump_json())
         return
@@ -157,16 +203,71 @@ def train(
     stdout.print(table)
 
 
-class user_errors:
+sandbox_app = typer.Typer(help="Sandbox images and housekeeping.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("build-image")
+def build_image(tag: Annotated[str, typer.Option(help="Image tag.")] = OFFLINE_IMAGE):
+    """Build the offline sandbox image locally (pulls nothing; needs a Docker engine)."""
+    from discover.sandbox.docker import build_offline_image, docker_available
+
+    ok, why = docker_available(tag)
+    if not ok and "no Docker engine" in why:
+        fail(why)
+    stdout.print(f"built {build_offline_image(tag)}")
+
+
+@sandbox_app.command("reap")
+def reap(study: Annotated[str | None, typer.Option(help="Only this study's containers.")] = None):
+    """Remove containers left behind by a crashed run."""
+    from discover.sandbox.docker import DockerBackend, docker_available
+
+    ok, why = docker_available()
+    if not ok and "no Docker engine" in why:
+        fail(why)
+    stdout.print(f"removed {DockerBackend().reap(study)} container(s)")
+
+
+def open_sandbox(name: str, image: str, allow_untrusted: bool, limits: Limits) -> tuple[Sandbox, str]:
+    if name not in ("auto", "docker", "bwrap", "process"):
+        raise UsageError(f"--sandbox takes auto, docker, bwrap or process, not '{name}'")
+    # The offline image borrows the host's Python; any other image brings its own.
+    choice = choose_backend(name, image, host_runtime=image == OFFLINE_IMAGE, allow_untrusted=allow_untrusted)  # type: ignore[arg-type]
+    return Sandbox(choice.backend, Path(tempfile.gettempdir()), limits), choice.why
+
+
+def pick_device_name(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one line and exit status 2."""
+    try:
+        yield
+    except (
+        UsageError,
+        TaskConfigError,
+        CandidateError,
+        SandboxUnavailable,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
+        fail(str(exc))
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, kind, exc, tb) -> bool:
-        if isinstance(exc, UsageError | TaskConfigError | CandidateError | FileNotFoundError | ValueError):
-            fail(str(exc))
-        return False
+@contextmanager
+def job_errors() -> Iterator[None]:
+    """A sandbox job that failed (the candidate crashed, timed out, was refused): one line, status 1."""
+    try:
+        yield
+    except JobFailed as exc:
+        fail(f"{exc.outcome.status}: {exc.outcome.reason}", code=1)
 
 
 def main() -> None:

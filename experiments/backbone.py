@@ -30,7 +30,10 @@ class Block(nn.Module):
         self.mlp_norm = nn.RMSNorm(d_model) if self.mlp is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mixer(self.mixer_norm(x))
+        mixed = self.mixer(self.mixer_norm(x))
+        if type(mixed) is not torch.Tensor:  # a Tensor subclass could override the ops after it
+            raise TypeError(f"Mixer returned {type(mixed).__name__}, not a plain torch.Tensor")
+        x = x + mixed
         if self.mlp is not None:
             x = x + self.mlp(self.mlp_norm(x))
         return x

@@ -36,15 +36,14 @@ class StepLog(BaseModel):
     elapsed_s: float
 
 
-class TrainResult(BaseModel):
+class FitSummary(BaseModel):
+    """What training measured; the held-out metrics come from a separate evaluation."""
+
     candidate: str
     code_hash: str
     task: str
     seed: int
     status: Literal["ok", "diverged"]
-    metric: str
-    value: float  # the task's headline metric on held-out data
-    metrics: dict[str, float]
     final_train_loss: float
     params: int
     flops_per_token: float  # forward-pass matrix-product FLOPs per token at the task's length
@@ -56,6 +55,12 @@ class TrainResult(BaseModel):
     data_version: str
     config: dict
     versions: dict[str, str]
+
+
+class TrainResult(FitSummary):
+    metric: str
+    value: float  # the task's headline metric on held-out data
+    metrics: dict[str, float]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -88,7 +93,7 @@ def forward_flops_per_token(model: nn.Module, task: Task, cfg: TaskConfig, devic
     return flops / one_sequence.numel()
 
 
-def train(
+def fit(
     candidate: Path,
     task: Task,
     cfg: TaskConfig,
@@ -96,7 +101,8 @@ def train(
     device: torch.device | None = None,
     out_dir: Path | None = None,
     on_log: Callable[[StepLog], None] | None = None,
-) -> TrainResult:
+) -> tuple[nn.Module, FitSummary]:
+    """Train the candidate inside the task's model; stream metrics.jsonl into `out_dir`."""
     device = device or pick_device()
     started = time.perf_counter()
     torch.manual_seed(seed)
@@ -136,7 +142,6 @@ def train(
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             loss_value = loss.item()
             seconds = time.perf_counter() - interval_start
-            tokens_per_s = interval_steps * tokens_per_batch / seconds
             if step + 1 > cfg.log_every:  # the first interval holds warm-up and compilation
                 steady_tokens += interval_steps * tokens_per_batch
                 steady_seconds += seconds
@@ -144,7 +149,7 @@ def train(
                 step=step + 1,
                 train_loss=loss_value,
                 lr=lr,
-                tokens_per_s=tokens_per_s,
+                tokens_per_s=interval_steps * tokens_per_batch / seconds,
                 elapsed_s=time.perf_counter() - started,
             )
             if metrics_file is not None:
@@ -158,23 +163,15 @@ def train(
             interval_start, interval_steps = time.perf_counter(), 0
     if metrics_file is not None:
         metrics_file.close()
-
-    model.eval()
-    metrics = task.evaluate(model, cfg, device)
-    if status == "diverged" or not all(math.isfinite(v) for v in metrics.values()):
-        status = "diverged"
     if steady_seconds == 0:  # a run too short for a steady interval: use the whole loop
         steady_tokens, steady_seconds = cfg.steps * tokens_per_batch, time.perf_counter() - started
 
-    result = TrainResult(
+    summary = FitSummary(
         candidate=candidate.stem,
         code_hash=code_hash(candidate.read_text()),
         task=task.name,
         seed=seed,
         status=status,
-        metric=task.metric,
-        value=metrics[task.metric],
-        metrics=metrics,
         final_train_loss=loss_value,
         params=sum(p.numel() for p in model.parameters()),
         flops_per_token=flops_per_token,
@@ -187,6 +184,36 @@ def train(
         config=cfg.model_dump(),
         versions=versions(),
     )
+    return model, summary
+
+
+def evaluate(model: nn.Module, task: Task, cfg: TaskConfig, device: torch.device) -> dict[str, float]:
+    model.eval()
+    return task.evaluate(model, cfg, device)
+
+
+def combine(summary: FitSummary, metric: str, metrics: dict[str, float]) -> TrainResult:
+    """One result from the training side's summary and the evaluation side's metrics."""
+    value = metrics[metric]
+    healthy = summary.status == "ok" and all(math.isfinite(v) for v in metrics.values())
+    fields = summary.model_dump() | {"status": "ok" if healthy else "diverged"}
+    return TrainResult(**fields, metric=metric, value=value, metrics=metrics)
+
+
+def train(
+    candidate: Path,
+    task: Task,
+    cfg: TaskConfig,
+    seed: int = 0,
+    device: torch.device | None = None,
+    out_dir: Path | None = None,
+    on_log: Callable[[StepLog], None] | None = None,
+) -> TrainResult:
+    """Fit and evaluate in this process: for trusted code (built-in baselines, tests, benchmarks).
+    Untrusted candidates go through `discover.sandbox`, which runs the two halves apart."""
+    device = device or pick_device()
+    model, summary = fit(candidate, task, cfg, seed, device, out_dir, on_log)
+    result = combine(summary, task.metric, evaluate(model, task, cfg, device))
     if out_dir is not None:
         write_json_atomic(out_dir / "result.json", result.model_dump())
     return result

@@ -34,7 +34,7 @@ def test_check_json_names_the_failed_probe():
 
 def test_check_syntax_error_is_one_line():
     run = discover("check", str(CANDIDATES / "syntax_error.py"))
-    assert_one_line_error(run, "syntax error at line 3")
+    assert_one_line_error(run, "static_check: line 3: syntax error")
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):

@@ -1,0 +1,92 @@
+"""The program a sandbox runs: one action on one candidate; files in, files out.
+
+    python -m discover.experiments.job JOB_DIR OUT_DIR
+
+JOB_DIR (read-only) holds `job.json` and `candidate.py` (and `weights.pt` for evaluate).
+OUT_DIR is the only writable folder; the orchestrator reads it back with size limits and
+validates every file against the schemas below.
+
+    check     probes                  -> verdict.json
+    fit       train, no held-out data -> metrics.jsonl, fit.json, weights.pt
+    evaluate  fresh process, weights  -> evaluation.json
+
+Training and evaluation run in separate processes so that nothing a candidate does while
+training (patching torch, caching inputs) survives into the process that computes its score.
+A failure the candidate caused is written to `error.json` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel
+
+from discover.experiments.integrity import IntegrityError, IntegrityGuard
+
+GUARD = IntegrityGuard()  # before any other discover module: the snapshot predates every import
+
+from discover.experiments.contract import CandidateError, describe_error, load_mixer_class  # noqa: E402
+from discover.experiments.harness import evaluate, fit, pick_device, write_json_atomic  # noqa: E402
+from discover.experiments.probes import check  # noqa: E402
+from discover.experiments.tasks import get_task  # noqa: E402
+
+
+class JobFile(BaseModel):
+    action: Literal["check", "fit", "evaluate"]
+    task: str
+    settings: dict[str, Any] = {}
+    seed: int = 0
+    device: str = "cpu"
+
+
+class Evaluation(BaseModel):
+    metrics: dict[str, float]
+
+
+class JobError(BaseModel):
+    reason: str
+
+
+def run(job_dir: Path, out_dir: Path) -> None:
+    job = JobFile.model_validate_json((job_dir / "job.json").read_text())
+    task = get_task(job.task)
+    cfg = task.config(job.settings)
+    candidate = job_dir / "candidate.py"
+    device = pick_device(job.device)
+
+    if job.action == "check":
+        verdict = check(candidate, task, cfg)
+        write_json_atomic(out_dir / "verdict.json", verdict.model_dump())
+    elif job.action == "fit":
+        model, summary = fit(candidate, task, cfg, job.seed, device, out_dir)
+        torch.save(model.state_dict(), out_dir / "weights.pt")
+        write_json_atomic(out_dir / "fit.json", summary.model_dump())
+    else:
+        model = task.build_model(load_mixer_class(candidate), cfg).to(device)
+        # weights_only: the weights file came out of a sandbox and must not unpickle code.
+        state = torch.load(job_dir / "weights.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state)
+        metrics = evaluate(model, task, cfg, device)
+        GUARD.verify()
+        write_json_atomic(out_dir / "evaluation.json", Evaluation(metrics=metrics).model_dump())
+
+
+def main(argv: list[str]) -> int:
+    job_dir, out_dir = Path(argv[1]), Path(argv[2])
+    try:
+        run(job_dir, out_dir)
+    except (CandidateError, IntegrityError) as exc:
+        write_json_atomic(out_dir / "error.json", JobError(reason=str(exc)).model_dump())
+        return 3
+    except Exception as exc:
+        reason = f"candidate raised during the job: {describe_error(exc)}"
+        write_json_atomic(out_dir / "error.json", JobError(reason=reason).model_dump())
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

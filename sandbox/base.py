@@ -1,0 +1,145 @@
+"""What every sandbox backend shares: the job description, its outcome, and the job folders.
+
+A backend runs `python -m discover.experiments.job JOB_DIR OUT_DIR` with JOB_DIR read-only and
+OUT_DIR writable, within `Limits`, and reports a `JobOutcome`. Everything else
+(writing the job folder, reading results back with size limits) happens here, outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections import deque
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = 3600.0  # wall clock; the job is killed after this
+    memory_mb: int = 8192
+    pids: int = 256
+    cpus: float = 2.0
+    scratch_mb: int = 1024  # size of the writable /tmp
+    output_mb: int = 1024  # largest file the job may write to /out (weights included)
+    log_kb: int = 256  # the last this-many KB of stdout/stderr are kept
+
+
+class Job(BaseModel):
+    job_id: str
+    study_id: str = "adhoc"
+    action: Literal["check", "fit", "evaluate"]
+    task: str
+    settings: dict[str, Any] = {}
+    seed: int = 0
+    device: str = "cpu"  # "cpu" or "cuda:N"; the pool hands these out
+    trusted: bool = False  # built-in baseline or template-generated code
+    read_only_paths: list[str] = []  # host data the job reads, e.g. a corpus folder
+    limits: Limits = Field(default_factory=Limits)
+
+
+class JobOutcome(BaseModel):
+    job_id: str
+    status: Literal["ok", "failed", "timeout", "refused"]
+    reason: str = ""
+    exit_code: int | None = None
+    wall_time_s: float = 0.0
+    log_tail: str = ""
+
+
+class Backend(Protocol):
+    name: str
+
+    def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
+        """Run the entry point over the two folders, isolated and within `job.limits`."""
+        ...
+
+
+def prepare_job_dir(
+    job: Job, candidate: Path, workdir: Path, inputs: dict[str, Path] | None = None
+) -> tuple[Path, Path]:
+    """Write /job (spec, candidate, extra inputs such as weights) and an empty /out for one job."""
+    root = workdir / job.job_id
+    if root.exists():
+        shutil.rmtree(root)
+    job_dir, out_dir = root / "job", root / "out"
+    job_dir.mkdir(parents=True)
+    out_dir.mkdir()
+    out_dir.chmod(0o777)  # the sandbox runs as an unprivileged user
+    spec = {
+        "action": job.action,
+        "task": job.task,
+        "settings": job.settings,
+        "seed": job.seed,
+        "device": job.device,
+    }
+    (job_dir / "job.json").write_text(json.dumps(spec))
+    shutil.copyfile(candidate, job_dir / "candidate.py")
+    for name, path in (inputs or {}).items():
+        shutil.copyfile(path, job_dir / name)
+    for path in job_dir.iterdir():
+        path.chmod(0o444)
+    job_dir.chmod(0o555)
+    return job_dir, out_dir
+
+
+class OutputError(Exception):
+    """A result file that is missing, too large, or not of its schema."""
+
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def read_output(out_dir: Path, name: str, schema: type[Schema], max_bytes: int = 1 << 20) -> Schema:
+    path = out_dir / name
+    if path.is_symlink() or not path.is_file():
+        raise OutputError(f"the job wrote no {name}")
+    if path.stat().st_size > max_bytes:
+        raise OutputError(f"{name} is larger than {max_bytes} bytes")
+    try:
+        return schema.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise OutputError(f"{name} does not match its schema: {exc.errors()[0]['msg']}") from None
+
+
+def failure_reason(out_dir: Path, log_tail: str, exit_code: int | None) -> str:
+    """The job's own error.json if it wrote one, else the last line of its log."""
+    from discover.experiments.job import JobError
+
+    try:
+        return read_output(out_dir, "error.json", JobError, max_bytes=16_384).reason
+    except OutputError:
+        pass
+    lines = [line for line in log_tail.strip().splitlines() if line.strip()]
+    last = lines[-1][:300] if lines else "no output"
+    return f"exited with status {exit_code}: {last}"
+
+
+class LogTail:
+    """Drains a pipe in a thread, keeping only the last `limit` bytes, so a job that floods
+    stdout can neither fill the disk nor block on a full pipe."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._limit = limit
+        self.total_bytes = 0
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        for chunk in iter(lambda: stream.read(65536), b""):
+            self.total_bytes += len(chunk)
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            while self._size - len(self._chunks[0]) >= self._limit:
+                self._size -= len(self._chunks.popleft())
+
+    def text(self, join_timeout: float = 5.0) -> str:
+        self._thread.join(join_timeout)
+        data = b"".join(self._chunks)[-self._limit :]
+        return data.decode(errors="replace")

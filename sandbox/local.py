@@ -1,0 +1,82 @@
+"""Running a job as a local child process: resource limits, a minimal environment, a hard timeout.
+
+Shared by the `process` and `bwrap` backends; the container backend has Docker do the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from discover.sandbox.base import Job, LogTail
+
+
+def job_environment(job: Job, home: str) -> dict[str, str]:
+    """Nothing from the host's environment: API keys and tokens never reach candidate code."""
+    threads = str(max(1, int(job.limits.cpus)))
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": home,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+    }
+    if job.device.startswith("cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = job.device.partition(":")[2] or "0"
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def rlimits(job: Job) -> Callable[[], None]:
+    """Limits applied in the child just before it executes (inherited by everything it starts)."""
+    limits = job.limits
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_mb << 20,) * 2)
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids,) * 2)
+        if not job.device.startswith("cuda"):  # CUDA reserves far more address space than it uses
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)
+
+    return apply
+
+
+def run_local(command: list[str], job: Job, env: dict[str, str]) -> tuple[int | None, str, float]:
+    """Run in a new session and kill the whole process group at the timeout and at the end.
+    Returns (exit code or None on timeout, log tail, wall seconds)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=rlimits(job),
+        env=env,
+    )
+    assert process.stdout is not None
+    tail = LogTail(process.stdout, job.limits.log_kb * 1024)
+    try:
+        exit_code: int | None = process.wait(timeout=job.limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        exit_code = None
+    with contextlib.suppress(ProcessLookupError):  # children left in the group, finished job or not
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return exit_code, tail.text(), time.perf_counter() - started
+
+
+def python_command(job_dir: Path | str, out_dir: Path | str) -> list[str]:
+    # -I: ignore PYTHON* variables and the user's site folder; keep the current directory off sys.path.
+    return [sys.executable, "-I", "-m", "discover.experiments.job", str(job_dir), str(out_dir)]

@@ -1,0 +1,46 @@
+"""The `process` backend: a plain child process with rlimits and a timeout. No isolation beyond
+that, so it runs trusted code only (built-in baselines, template-generated candidates) unless
+the user opts in explicitly."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from discover.sandbox.base import Job, JobOutcome, failure_reason
+from discover.sandbox.local import job_environment, python_command, run_local
+
+REFUSAL = (
+    "the process backend runs only trusted code (built-in baselines, generated templates); "
+    "use --sandbox docker or bwrap, or opt in with --allow-untrusted-process"
+)
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, allow_untrusted: bool = False) -> None:
+        self.allow_untrusted = allow_untrusted
+
+    def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
+        if not job.trusted and not self.allow_untrusted:
+            return JobOutcome(job_id=job.job_id, status="refused", reason=REFUSAL)
+        with tempfile.TemporaryDirectory(prefix="discover-scratch-") as scratch:
+            env = job_environment(job, home=scratch)
+            exit_code, log, seconds = run_local(python_command(job_dir, out_dir), job, env)
+        return outcome(job, exit_code, log, seconds, out_dir)
+
+
+def outcome(job: Job, exit_code: int | None, log: str, seconds: float, out_dir: Path) -> JobOutcome:
+    """Shared by the local backends: turn an exit code into ok / failed / timeout with a reason."""
+    if exit_code is None:
+        reason = f"killed after the {job.limits.timeout_s:g} s time limit"
+        return JobOutcome(
+            job_id=job.job_id, status="timeout", reason=reason, wall_time_s=seconds, log_tail=log
+        )
+    if exit_code != 0:
+        return JobOutcome(
+            job_id=job.job_id, status="failed", reason=failure_reason(out_dir, log, exit_code),
+            exit_code=exit_code, wall_time_s=seconds, log_tail=log,
+        )  # fmt: skip
+    return JobOutcome(job_id=job.job_id, status="ok", exit_code=0, wall_time_s=seconds, log_tail=log)

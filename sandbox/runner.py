@@ -1,0 +1,201 @@
+"""The only way discover executes candidate code: probes and training, each in a sandbox job.
+
+    sandbox = Sandbox(choose_backend("auto").backend, workdir=Path("study/jobs"))
+    verdict = sandbox.check(Path("cand.py"), "mqar", {})
+    result = sandbox.train(Path("cand.py"), "mqar", {"steps": 500}, seed=0, run_dir=Path("runs/x"))
+
+Training is two jobs: `fit` (no held-out data) writes weights; `evaluate`, a fresh sandboxed
+process, loads them and computes the metric under an integrity guard. Before either, the static
+check rejects files that import or patch what a candidate has no business touching. Every
+output is read back with size limits and validated; nothing a job writes is trusted as-is.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+
+from discover.experiments.harness import FitSummary, StepLog, TrainResult, combine, write_json_atomic
+from discover.experiments.job import Evaluation
+from discover.experiments.probes import ProbeResult, Verdict
+from discover.experiments.static_check import static_check
+from discover.experiments.tasks import get_task
+from discover.sandbox.base import Backend, Job, JobOutcome, Limits, OutputError, prepare_job_dir, read_output
+
+CHECK_TIMEOUT_S = 600.0
+MAX_METRICS_BYTES = 64 << 20
+
+
+class JobFailed(Exception):
+    """A sandbox job that did not produce a valid result; `outcome.reason` says why in one line."""
+
+    def __init__(self, outcome: JobOutcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+class Sandbox:
+    def __init__(
+        self,
+        backend: Backend,
+        workdir: Path,
+        limits: Limits | None = None,
+        study_id: str = "adhoc",
+        static_check: bool = True,  # off only in tests that prove the sandbox itself holds
+    ):
+        self.backend = backend
+        self.workdir = workdir
+        self.limits = limits or Limits()
+        self.study_id = study_id
+        self.static_check = static_check
+
+    def check(
+        self,
+        candidate: Path,
+        task: str,
+        settings: dict[str, Any],
+        trusted: bool = False,
+        job_id: str | None = None,
+    ) -> Verdict:
+        if self.static_check and not trusted and (violations := static_check(_source(candidate))):
+            # Refused before anything runs; still a verdict, so people and the coder agent see why.
+            reason = "; ".join(str(v) for v in violations[:3])
+            probe = ProbeResult(name="static_check", passed=False, reason=reason)
+            return Verdict(candidate=candidate.stem, task=task, passed=False, probes=[probe])
+        job = self._job("check", task, settings, 0, "cpu", trusted, job_id)
+        job.limits = job.limits.model_copy(update={"timeout_s": min(job.limits.timeout_s, CHECK_TIMEOUT_S)})
+        out_dir = self._run(job, candidate)
+        return self._read(job, out_dir, "verdict.json", Verdict)
+
+    def train(
+        self,
+        candidate: Path,
+        task: str,
+        settings: dict[str, Any],
+        seed: int = 0,
+        device: str = "cpu",
+        trusted: bool = False,
+        run_dir: Path | None = None,
+        job_id: str | None = None,
+        on_log: Callable[[StepLog], None] | None = None,
+    ) -> TrainResult:
+        fit_job = self._job("fit", task, settings, seed, device, trusted, job_id)
+        with MetricsTail(self.workdir / fit_job.job_id / "out" / "metrics.jsonl", on_log):
+            fit_out = self._run(fit_job, candidate)
+        summary = self._read(fit_job, fit_out, "fit.json", FitSummary)
+        weights = fit_out / "weights.pt"
+        if not weights.is_file() or weights.is_symlink():
+            raise JobFailed(
+                JobOutcome(job_id=fit_job.job_id, status="failed", reason="the job wrote no weights")
+            )
+
+        eval_job = self._job("evaluate", task, settings, seed, device, trusted, f"{fit_job.job_id}-eval")
+        eval_out = self._run(eval_job, candidate, inputs={"weights.pt": weights})
+        evaluation = self._read(eval_job, eval_out, "evaluation.json", Evaluation)
+        metric = get_task(task).metric
+        if metric not in evaluation.metrics:
+            reason = f"evaluation.json lacks the task metric {metric}"
+            raise JobFailed(JobOutcome(job_id=eval_job.job_id, status="failed", reason=reason))
+        result = combine(summary, metric, evaluation.metrics)
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            metrics_stream = fit_out / "metrics.jsonl"
+            readable = metrics_stream.is_file() and not metrics_stream.is_symlink()
+            if readable and metrics_stream.stat().st_size <= MAX_METRICS_BYTES:
+                shutil.copyfile(metrics_stream, run_dir / "metrics.jsonl")
+            write_json_atomic(run_dir / "result.json", result.model_dump())
+        return result
+
+    def _job(
+        self,
+        action: str,
+        task: str,
+        settings: dict[str, Any],
+        seed: int,
+        device: str,
+        trusted: bool,
+        job_id: str | None,
+    ) -> Job:
+        corpus = settings.get("corpus_dir")
+        return Job(
+            job_id=job_id or f"{action}-{uuid.uuid4().hex[:12]}",
+            study_id=self.study_id,
+            action=action,  # type: ignore[arg-type]
+            task=task,
+            settings=settings,
+            seed=seed,
+            device=device,
+            trusted=trusted,
+            read_only_paths=[str(Path(corpus).resolve())] if corpus else [],
+            limits=self.limits,
+        )
+
+    def _run(self, job: Job, candidate: Path, inputs: dict[str, Path] | None = None) -> Path:
+        if self.static_check and not job.trusted:
+            violations = static_check(_source(candidate))
+            if violations:
+                reason = f"static check: {violations[0]}"
+                raise JobFailed(JobOutcome(job_id=job.job_id, status="refused", reason=reason))
+        job_dir, out_dir = prepare_job_dir(job, candidate, self.workdir, inputs)
+        outcome = self.backend.execute(job, job_dir, out_dir)
+        if outcome.status != "ok":
+            raise JobFailed(outcome)
+        return out_dir
+
+    def _read(self, job: Job, out_dir: Path, name: str, schema):
+        try:
+            return read_output(out_dir, name, schema)
+        except OutputError as exc:
+            raise JobFailed(JobOutcome(job_id=job.job_id, status="failed", reason=str(exc))) from None
+
+
+def _source(candidate: Path) -> str:
+    return candidate.read_text(errors="replace")
+
+
+class MetricsTail:
+    """Follows a job's metrics.jsonl while it runs and hands each new step to `on_log` (live
+    progress). Lines are parsed as data; a malformed one is skipped."""
+
+    def __init__(self, path: Path, on_log: Callable[[StepLog], None] | None, poll_s: float = 0.5) -> None:
+        self.path, self.on_log, self.poll_s = path, on_log, poll_s
+        self._stop = threading.Event()
+        self._offset = 0
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> MetricsTail:
+        if self.on_log is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.on_log is not None:
+            self._stop.set()
+            self._thread.join()
+            self._read_new()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._read_new()
+
+    def _read_new(self) -> None:
+        try:
+            with self.path.open("rb") as stream:
+                stream.seek(self._offset)
+                data = stream.read(1 << 20)
+        except OSError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                self.on_log(StepLog.model_validate_json(line))  # type: ignore[misc]
+            except ValidationError:
+                continue

@@ -1,0 +1,26 @@
+"""Double-forks a grandchild in a new session (setsid), which becomes a shell that waits 3 s and
+then writes /out/late-marker and /tmp/discover-hostile-detached_child: it is meant to outlive the job.
+Must happen: the grandchild dies with the job; no late marker ever appears on the host."""
+
+import os
+
+import torch
+from torch import nn
+
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        script = "sleep 3; echo escaped > /out/late-marker; echo escaped > /tmp/discover-hostile-detached_child"
+        os.execv("/bin/sh", ["/bin/sh", "-c", script, "discover-hostile-detached_child"])
+    os._exit(0)
+os.wait()
+raise RuntimeError("hostile: a detached grandchild is running")
+
+
+class Mixer(nn.Module):
+    def __init__(self, d_model, num_heads=4, **kwargs):
+        super().__init__()
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)

@@ -1,0 +1,78 @@
+"""Sandboxed jobs give the same answers as the harness, on every backend, and untrusted code
+never reaches the unisolated backend."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from discover.experiments.baselines import builtin_baselines
+from discover.experiments.harness import train
+from discover.experiments.tasks import get_task
+from discover.sandbox.base import Limits
+from discover.sandbox.process import ProcessBackend
+from discover.sandbox.runner import JobFailed, Sandbox
+
+from .conftest import CANDIDATES
+
+TINY = {"steps": 6, "log_every": 3, "test_examples": 64, "warmup_steps": 2}
+LIMITS = Limits(timeout_s=300, memory_mb=4096)
+
+
+@pytest.fixture(params=["process", "docker", "bwrap"])
+def any_backend(request):
+    if request.param == "process":
+        return ProcessBackend()
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def test_sandboxed_training_matches_the_in_process_harness(any_backend, tmp_path):
+    candidate = builtin_baselines()["gated_deltanet"]
+    sandbox = Sandbox(any_backend, tmp_path / "jobs", LIMITS)
+    result = sandbox.train(candidate, "mqar", TINY, seed=5, trusted=True, run_dir=tmp_path / "run")
+    task = get_task("mqar")
+    direct = train(candidate, task, task.config(TINY), seed=5)
+    assert result.status == "ok" and result.metric == "accuracy"
+    assert result.final_train_loss == pytest.approx(direct.final_train_loss, rel=1e-4)
+    assert result.metrics["loss"] == pytest.approx(direct.metrics["loss"], rel=1e-4)
+    assert json.loads((tmp_path / "run/result.json").read_text())["value"] == result.value
+    assert len((tmp_path / "run/metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_sandboxed_check_names_the_failed_probe(isolating_backend, tmp_path):
+    sandbox = Sandbox(isolating_backend, tmp_path, LIMITS)
+    assert sandbox.check(builtin_baselines()["retention"], "mqar", {}, trusted=True).passed
+    verdict = sandbox.check(CANDIDATES / "reads_future.py", "mqar", {})
+    assert [p.name for p in verdict.failures()] == ["causality"]
+
+
+def test_process_backend_refuses_untrusted_code(tmp_path):
+    sandbox = Sandbox(ProcessBackend(), tmp_path, LIMITS)
+    with pytest.raises(JobFailed) as failure:
+        sandbox.check(CANDIDATES / "weak_short_conv.py", "mqar", {})
+    assert failure.value.outcome.status == "refused"
+    assert "trusted code only" in failure.value.outcome.reason
+    opted_in = Sandbox(ProcessBackend(allow_untrusted=True), tmp_path, LIMITS)
+    assert opted_in.check(CANDIDATES / "weak_short_conv.py", "mqar", {}).passed
+
+
+def test_static_check_refuses_before_anything_runs(isolating_backend, tmp_path):
+    patcher = tmp_path / "patcher.py"
+    source = (CANDIDATES / "weak_short_conv.py").read_text()
+    patcher.write_text(source + "\n\nF.cross_entropy = lambda *args, **kwargs: 0\n")
+    sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
+    with pytest.raises(JobFailed) as failure:
+        sandbox.train(patcher, "mqar", TINY)
+    assert failure.value.outcome.status == "refused"
+    assert failure.value.outcome.reason.startswith("static check")
+    assert not (tmp_path / "jobs").exists()  # refused before a job folder was even written
+
+
+def test_custom_corpus_is_visible_inside_the_sandbox(isolating_backend, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(Path(__file__).parent.parent / "experiments", corpus)  # any folder of .py text
+    settings = {"corpus_dir": str(corpus), "steps": 3, "log_every": 3, "seq_len": 32, "eval_windows": 4}
+    sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
+    result = sandbox.train(builtin_baselines()["linear_attention"], "lm", settings, trusted=True)
+    assert result.status == "ok" and 0 < result.value < 8
