@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, cast, get_args
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ from discover.experiments.tasks import DEFAULT_TASK, TaskConfigError, get_task
 from discover.sandbox.base import Limits
 from discover.sandbox.docker import OFFLINE_IMAGE
 from discover.sandbox.runner import JobFailed, Sandbox
-from discover.sandbox.select import SandboxUnavailable, choose_backend
+from discover.sandbox.select import BackendName, SandboxUnavailable, choose_backend
 
 app = typer.Typer(
     help="Autonomous neural-architecture discovery.",
@@ -105,7 +105,7 @@ def check(
         overrides = parse_settings(settings)
         the_task.config(overrides)
         runner, why = open_sandbox(
-            sandbox, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
+            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
         )
     (stderr if json else stdout).print(f"[dim]sandbox: {why}[/dim]")
     with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
@@ -161,7 +161,7 @@ def train(
         cfg = the_task.config(overrides)
         the_task.data_version(cfg)  # a missing corpus fails here, before anything is written
         runner, why = open_sandbox(
-            sandbox, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
+            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
         )
     the_device = pick_device_name(device)
     progress.print(f"[dim]sandbox: {why}[/dim]")
@@ -230,10 +230,11 @@ def reap(study: Annotated[str | None, typer.Option(help="Only this study's conta
 
 
 def open_sandbox(name: str, image: str, allow_untrusted: bool, limits: Limits) -> tuple[Sandbox, str]:
-    if name not in ("auto", "docker", "bwrap", "process"):
+    if name not in get_args(BackendName):
         raise UsageError(f"--sandbox takes auto, docker, bwrap or process, not '{name}'")
     # The offline image borrows the host's Python; any other image brings its own.
-    choice = choose_backend(name, image, host_runtime=image == OFFLINE_IMAGE, allow_untrusted=allow_untrusted)  # type: ignore[arg-type]
+    host_runtime = image == OFFLINE_IMAGE
+    choice = choose_backend(cast(BackendName, name), image, host_runtime, allow_untrusted)
     return Sandbox(choice.backend, Path(tempfile.gettempdir()), limits), choice.why
 
 

@@ -165,7 +165,7 @@ class JsonlLedgerStore:
             raise LedgerError(f"ledger {self.path} shrank from {self._offset} to {size} bytes")
         data = os.pread(fd, size - self._offset, self._offset)
         complete = data.rfind(b"\n") + 1
-        lines = data[:complete].splitlines()
+        lines = data[:complete].split(b"\n")[:-1]
         parsed = []  # committed to the cache only once every new line has parsed
         for number, raw in enumerate(lines, start=self._lines + 1):
             if not raw.strip():

@@ -1,8 +1,9 @@
 """The `bwrap` backend: bubblewrap namespaces for hosts without a Docker engine.
 
 New user, network, pid, ipc and uts namespaces (no network at all), every capability dropped,
-the host's runtime bound read-only, a size-limited tmpfs as scratch, the job folder read-only and
-the output folder writable; the sandbox dies with its parent, and rlimits bound memory and files.
+a read-only root with the host's runtime bound read-only, a size-limited tmpfs as scratch, the job
+folder read-only and the output folder writable; the sandbox dies with its parent, and rlimits
+bound memory and files.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class BwrapBackend:
             for device in sorted(glob.glob("/dev/nvidia*")):
                 command += ["--dev-bind", device, device]
         command += ["--ro-bind", str(job_dir), "/job", "--bind", str(out_dir), "/out", "--chdir", "/tmp"]
+        # bwrap builds / and /dev as tmpfs with no size limit: once every mount point exists, make
+        # them read-only (as Docker's read-only root), so that /tmp stays the only scratch space.
+        command += ["--remount-ro", "/dev", "--remount-ro", "/"]
         command.append("--clearenv")
         for key, value in job_environment(job, home="/tmp").items():
             command += ["--setenv", key, value]

@@ -17,6 +17,7 @@ Two kinds of image:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import tarfile
@@ -152,7 +153,8 @@ class DockerBackend:
             container.reload()
             oom = container.attrs["State"].get("OOMKilled", False)
         finally:
-            container.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):  # already reaped by someone else
+                container.remove(force=True)
         seconds = time.perf_counter() - started
         if exit_code is None:
             reason = f"killed after the {limits.timeout_s:g} s time limit"

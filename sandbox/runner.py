@@ -12,7 +12,9 @@ output is read back with size limits and validated; nothing a job writes is trus
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Callable
@@ -72,7 +74,9 @@ class Sandbox:
         job = self._job("check", task, settings, 0, "cpu", trusted, job_id)
         job.limits = job.limits.model_copy(update={"timeout_s": min(job.limits.timeout_s, CHECK_TIMEOUT_S)})
         out_dir = self._run(job, candidate)
-        return self._read(job, out_dir, "verdict.json", Verdict)
+        verdict = self._read(job, out_dir, "verdict.json", Verdict)
+        verdict.candidate = candidate.stem  # inside the sandbox every file is named candidate.py
+        return verdict
 
     def train(
         self,
@@ -90,6 +94,7 @@ class Sandbox:
         with MetricsTail(self.workdir / fit_job.job_id / "out" / "metrics.jsonl", on_log):
             fit_out = self._run(fit_job, candidate)
         summary = self._read(fit_job, fit_out, "fit.json", FitSummary)
+        summary.candidate = candidate.stem
         weights = fit_out / "weights.pt"
         if not weights.is_file() or weights.is_symlink():
             raise JobFailed(
@@ -178,7 +183,7 @@ class MetricsTail:
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self.on_log is not None:
             self._stop.set()
-            self._thread.join()
+            self._thread.join(timeout=10)
             self._read_new()
 
     def _follow(self) -> None:
@@ -186,12 +191,17 @@ class MetricsTail:
             self._read_new()
 
     def _read_new(self) -> None:
+        # The job controls this path: never follow a symlink out of the folder, and never block
+        # on a FIFO or device put in place of the file (open and read must return at once).
         try:
-            with self.path.open("rb") as stream:
-                stream.seek(self._offset)
-                data = stream.read(1 << 20)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except OSError:
             return
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            stream.seek(self._offset)
+            data = stream.read(1 << 20)
         complete = data[: data.rfind(b"\n") + 1]
         self._offset += len(complete)
         for line in complete.splitlines():

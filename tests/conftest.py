@@ -27,9 +27,7 @@ def docker_backend():
         build_offline_image()
         ok, why = docker_available()
     require(ok, why)
-    backend = DockerBackend(OFFLINE_IMAGE)
-    yield backend
-    backend.reap()
+    return DockerBackend(OFFLINE_IMAGE)
 
 
 @pytest.fixture(scope="session")

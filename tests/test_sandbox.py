@@ -52,7 +52,7 @@ def test_process_backend_refuses_untrusted_code(tmp_path):
     with pytest.raises(JobFailed) as failure:
         sandbox.check(CANDIDATES / "weak_short_conv.py", "mqar", {})
     assert failure.value.outcome.status == "refused"
-    assert "trusted code only" in failure.value.outcome.reason
+    assert "only trusted code" in failure.value.outcome.reason
     opted_in = Sandbox(ProcessBackend(allow_untrusted=True), tmp_path, LIMITS)
     assert opted_in.check(CANDIDATES / "weak_short_conv.py", "mqar", {}).passed
 

@@ -29,11 +29,16 @@ class ShortConv(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 4) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim, padding=kernel_size - 1, bias=False)
+        bound = kernel_size**-0.5  # the same range nn.Conv1d's default init gives a depthwise kernel
+        self.weight = nn.Parameter(torch.empty(kernel_size, dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, D]; cutting the right end keeps only the left (past) padding."""
-        return F.silu(self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2))
+        """[B, T, D] -> [B, T, D]: y_t = sum_j w_j * x_{t-j}, as a few shifted multiply-adds (far
+        cheaper than a depthwise conv kernel at this width, forward and backward)."""
+        out = x * self.weight[0]
+        for j in range(1, self.weight.shape[0]):
+            out = out + F.pad(x, (0, 0, j, 0))[:, : x.shape[1]] * self.weight[j]
+        return F.silu(out)
 
 
 class Mixer(nn.Module):
@@ -85,7 +90,8 @@ class Mixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Chunkwise (WY form with decay): a triangular solve per chunk, a decayed state across chunks."""
-        n, size = x.shape[1], self.chunk_size
+        n = x.shape[1]
+        size = min(self.chunk_size, n)  # a short sequence is one chunk, not padded up to a full one
         # Padding with 0 gives k = 0, beta = 0 and alpha = 1 there: padded steps change nothing.
         q, k, v, beta, log_a = (_chunk(t, size) for t in self._qkvba(x))  # [B, H, N, C, D or 1]
         # Autocast would run the matmuls below in bf16; the solve and the state need float32.

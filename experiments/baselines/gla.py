@@ -24,8 +24,9 @@ def _chunk(t: torch.Tensor, size: int) -> torch.Tensor:
 class Mixer(nn.Module):
     gate_rank = 16  # the paper's low-rank size for the forget-gate projection
     gate_temperature = 16.0  # alpha = sigmoid(.)^(1/16) keeps alpha near 1, so memory fades slowly
+    # chunk_size defaults to 16: the intra-chunk decay tensor is [B, H, T, C, D], linear in C.
 
-    def __init__(self, d_model: int, num_heads: int = 4, chunk_size: int = 64, **kwargs) -> None:
+    def __init__(self, d_model: int, num_heads: int = 4, chunk_size: int = 16, **kwargs) -> None:
         super().__init__()
         assert d_model % num_heads == 0, "d_model must be divisible by num_heads"
         self.num_heads = num_heads
@@ -66,7 +67,8 @@ class Mixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Chunkwise: gated attention inside each chunk plus a gated state carried across chunks."""
-        n, size = x.shape[1], self.chunk_size
+        n = x.shape[1]
+        size = min(self.chunk_size, n)  # a short sequence is one chunk, not padded up to a full one
         # Padding log alpha with 0 means alpha = 1 there: padded steps change nothing.
         q, k, v, log_a = (_chunk(t, size) for t in self._qkva(x))  # [B, H, N, C, D]
         cum = log_a.cumsum(dim=-2)  # cum[t] = log of alpha_1 ... alpha_t within the chunk

@@ -57,8 +57,9 @@ class Mixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Chunkwise: masked attention inside each chunk plus a state carried across chunks."""
         n = x.shape[1]
-        q, k, v = (_chunk(t, self.chunk_size) for t in self._qkv(x))  # [B, H, N, C, D]
-        causal = torch.ones(self.chunk_size, self.chunk_size, dtype=torch.bool, device=x.device).tril()
+        size = min(self.chunk_size, x.shape[1])  # a short sequence is one chunk, not padded up to a full one
+        q, k, v = (_chunk(t, size) for t in self._qkv(x))  # [B, H, N, C, D]
+        causal = torch.ones(size, size, dtype=torch.bool, device=x.device).tril()
         # Within a chunk: plain causal (unnormalised) attention, all chunks in one batched matmul.
         intra = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0) @ v
         # Across chunks: S = sum of k_s v_s^T over all earlier chunks.

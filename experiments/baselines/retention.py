@@ -61,7 +61,8 @@ class Mixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Chunkwise: decay-masked attention inside each chunk plus a decayed state across chunks."""
-        n, size = x.shape[1], self.chunk_size
+        n = x.shape[1]
+        size = min(self.chunk_size, n)  # a short sequence is one chunk, not padded up to a full one
         q, k, v = (_chunk(t, size) for t in self._qkv(x))  # [B, H, N, C, D]
         log_gamma = self._log_gamma(q)
         pos = torch.arange(size, dtype=q.dtype, device=x.device)

@@ -1,7 +1,9 @@
-"""Forges the result files: in a check job it writes a passing verdict.json, in the evaluate job
-a perfect evaluation.json (accuracy 1.0, loss 0.0), then exits with status 0 before the harness runs.
-Must happen: the orchestrator never reports the forged perfect score."""
+"""Forges its own result files: a passing verdict.json in the check job (its mixer reads the future,
+so honest probes would fail it), a fit.json with near-infinite throughput at exit of the fit job, and
+a perfect evaluation.json (then exit 0 before the harness runs) in the evaluate job.
+Must happen: the orchestrator reports none of the forged numbers."""
 
+import atexit
 import json
 import os
 
@@ -9,15 +11,27 @@ import torch
 from torch import nn
 
 with open("/job/job.json") as stream:
-    ACTION = json.load(stream)["action"]
+    JOB = json.load(stream)
 
-if ACTION == "evaluate":
+
+def _forge_fit():
+    with open("/out/fit.json") as stream:
+        summary = json.load(stream)
+    summary.update(tokens_per_s=1e12, final_train_loss=0.0, flops_per_token=1.0, params=1)
+    with open("/out/fit.json", "w") as stream:
+        json.dump(summary, stream)
+
+
+if JOB["action"] == "check":
+    with open("/out/verdict.json", "w") as stream:
+        probe = {"name": "causality", "passed": True, "reason": ""}
+        json.dump({"candidate": "fake_results", "task": JOB["task"], "passed": True, "probes": [probe]}, stream)
+    os._exit(0)
+if JOB["action"] == "fit":
+    atexit.register(_forge_fit)
+if JOB["action"] == "evaluate":
     with open("/out/evaluation.json", "w") as stream:
         json.dump({"metrics": {"accuracy": 1.0, "loss": 0.0, "bits_per_byte": 0.0}}, stream)
-    os._exit(0)
-if ACTION == "check":
-    with open("/out/verdict.json", "w") as stream:
-        json.dump({"passed": True, "probes": []}, stream)
     os._exit(0)
 
 
@@ -27,4 +41,5 @@ class Mixer(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+        future = x.flip(1).cumsum(1).flip(1)  # position t sees every later position
+        return self.proj(future)
