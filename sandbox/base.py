@@ -67,7 +67,11 @@ def prepare_job_dir(
     if root.exists():
         shutil.rmtree(root)
     job_dir, out_dir = root / "job", root / "out"
-    job_dir.mkdir(parents=True)
+    # Only the owner may traverse the job folder: whatever a job leaves in /out (a set-user-ID
+    # file, say) is out of reach of every other local user.
+    root.mkdir(parents=True, mode=0o700)
+    root.chmod(0o700)
+    job_dir.mkdir()
     out_dir.mkdir()
     out_dir.chmod(0o777)  # the sandbox runs as an unprivileged user
     spec = {

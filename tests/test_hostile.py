@@ -56,6 +56,7 @@ MARGIN_S = 20.0  # start-up and teardown on a loaded machine, on top of the jobs
 PORT = 47613  # net_connect.py dials this port on every address it tries; the test listens on it
 SECRET_VAR = "DISCOVER_TEST_SECRET"
 AS_ROOT = os.geteuid() == 0
+HOST_USER = "root" if AS_ROOT else "the user who runs discover"
 # Where a file that got out would leave its discover-hostile-* marker on the host.
 MARKER_DIRS = sorted(
     {
@@ -105,16 +106,17 @@ KNOWN_HOLES: dict[tuple[str, str], str] = {
     "uid 65534 under docker: whoever runs one becomes nobody)",
     ("memory_split", "bwrap"): "bwrap bounds memory per process (RLIMIT_AS), not per job: several "
     "processes together hold several times memory_mb",
+    ("setuid_out", "bwrap"): f"bwrap maps the sandbox user to {HOST_USER} on the host: the job leaves "
+    f"a set-user-ID executable owned by {HOST_USER} in /out (had it been a shell, {HOST_USER} for any "
+    "local user who can reach the folder)",
+    ("read_host_files", "bwrap"): f"bwrap maps the sandbox user to {HOST_USER} on the host: files "
+    f"only {HOST_USER} may read are readable inside (a mode-600 file in the read-only corpus folder)",
 }
 if AS_ROOT:
-    KNOWN_HOLES |= {
-        ("fork_bomb", "bwrap"): "run as root, bwrap maps the sandbox user to host root, and the kernel "
-        "does not apply RLIMIT_NPROC to root: there is no process limit at all",
-        ("setuid_out", "bwrap"): "run as root, bwrap maps the sandbox user to host root: the job leaves "
-        "a set-user-ID-root executable in /out; had it been a shell, root for any local user",
-        ("read_host_files", "bwrap"): "run as root, bwrap maps the sandbox user to host root: files that "
-        "only root may read are readable inside (a mode-600 file in the read-only corpus folder)",
-    }
+    KNOWN_HOLES[("fork_bomb", "bwrap")] = (
+        "run as root, bwrap maps the sandbox user to host root, and the kernel does not apply "
+        "RLIMIT_NPROC to root: there is no process limit at all"
+    )
 
 
 def expect(ok: bool, message: str, run: Run) -> None:
@@ -271,7 +273,7 @@ def secret():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, str]:
-    """A small lm corpus holding one file only root may read."""
+    """A small lm corpus holding one file that only its owner may read."""
     folder = tmp_path_factory.mktemp("corpus")
     for index in range(12):
         (folder / f"text_{index}.py").write_text(f"value_{index} = {index}\n" * 200)
@@ -491,7 +493,7 @@ def _killed_at_the_limit(run: Run, env: dict) -> None:
 @verifies("detached_child")
 def _no_survivor(run: Run, env: dict) -> None:
     assert_failed(run, "detached grandchild")
-    time.sleep(4)  # the grandchild would have written its late marker by now
+    time.sleep(3)  # a grandchild that outlived the job's main process by 1 s has written by now
     assert not (run.out() / "late-marker").exists(), "a process outlived its job and wrote to /out"
 
 
@@ -556,9 +558,17 @@ def _no_other_scratch(run: Run, env: dict) -> None:
     assert not unbounded, f"MB written beyond scratch_mb={run.limits.scratch_mb}: {unbounded}"
 
 
+@verifies("symlink_fit")
+def _refused_link(run: Run, env: dict) -> None:
+    assert_failed(run, "the job wrote no fit.json")
+    assert (run.out() / "fit.json").is_symlink(), "the act did not happen"
+    assert not (run.sandbox.workdir / f"{run.job_id}-eval").exists(), "the evaluate job was prepared"
+
+
 @verifies("symlink_weights")
 def _refused_weights(run: Run, env: dict) -> None:
     assert_failed(run, "the job wrote no weights")
+    assert (run.out() / "weights.pt").is_symlink(), "the act did not happen"
     assert not (run.sandbox.workdir / f"{run.job_id}-eval").exists(), "the evaluate job was prepared"
 
 
@@ -576,6 +586,7 @@ def _no_host_file_in_run(run: Run, env: dict) -> None:
 @verifies("pickle_weights")
 def _no_unpickling(run: Run, env: dict) -> None:
     assert_failed(run, "Weights only load failed")
+    assert b"system" in (run.out() / "weights.pt").read_bytes(), "the payload was not planted"
     assert run.outcome.job_id.endswith("-eval"), run.outcome.job_id
     assert not (run.out("eval") / "pickle-ran").exists(), "the pickle payload ran"
 
@@ -624,6 +635,7 @@ def test_every_hostile_file_is_verified():
 @pytest.mark.parametrize("name", ORDER)
 def test_hostile_candidate(name, isolating_backend, study, listener, secret, corpus):
     run = study.run(name, isolating_backend)
+    print(f"{run.backend} {name}: {run.status} after {run.wall_s:.1f} s: {run.reason[:200]}")  # -s shows it
     # The host and the study are unharmed, whatever the file did.
     assert secret not in run.reason + run.log, "the host's secret environment reached the job"
     assert host_markers() == [], "a hostile file left a marker on the host"
@@ -654,7 +666,9 @@ def test_process_backend_refuses_hostile_files(name, tmp_path):
 
 
 # What no static rule can tell from an honest (if slow) mixer: pure tensor arithmetic in forward.
-# Only the sandbox's limits stop these; the tests above show that they do.
+# Only the sandbox's limits stop these; the tests above show that they do. (A memory bomb written as
+# tensor allocations in forward would be another; memory_bomb.py allocates at import, which the
+# check refuses.)
 BEYOND_STATIC_CHECK = {"forward_busy": "a busy loop of plain torch arithmetic inside forward"}
 
 
