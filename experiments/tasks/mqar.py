@@ -22,10 +22,10 @@ FILLER = 0  # token at positions that are neither pairs nor queries
 
 
 class MQARConfig(SequenceTaskConfig):
-    # Defaults train one candidate in about a minute on 2 CPU cores and still separate mixers
-    # that can recall from those that cannot (see benchmarks/RESULTS.md). Softmax attention
-    # learns recall only after a phase transition (it must first grow a previous-token head);
-    # with this vocabulary and length it comes at ~700-1100 steps, depending on the seed.
+    # Defaults train one candidate in 1.5 (attention) to 4 minutes (delta-rule mixers) on 2 CPU
+    # cores and still separate mixers that can recall from those that cannot (benchmarks/RESULTS.md).
+    # Softmax attention learns recall only after a phase transition (it must first grow a
+    # previous-token head); with this vocabulary and length it comes at ~700-1100 steps.
     vocab_size: int = 32
     seq_len: int = 32
     num_kv_pairs: int = 4
