@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from collections import deque
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -121,29 +119,3 @@ def failure_reason(out_dir: Path, log_tail: str, exit_code: int | None) -> str:
     lines = [line for line in log_tail.strip().splitlines() if line.strip()]
     last = lines[-1][:300] if lines else "no output"
     return f"exited with status {exit_code}: {last}"
-
-
-class LogTail:
-    """Drains a pipe in a thread, keeping only the last `limit` bytes, so a job that floods
-    stdout can neither fill the disk nor block on a full pipe."""
-
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._limit = limit
-        self.total_bytes = 0
-        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _drain(self, stream: IO[bytes]) -> None:
-        for chunk in iter(lambda: stream.read(65536), b""):
-            self.total_bytes += len(chunk)
-            self._chunks.append(chunk)
-            self._size += len(chunk)
-            while self._size - len(self._chunks[0]) >= self._limit:
-                self._size -= len(self._chunks.popleft())
-
-    def text(self, join_timeout: float = 5.0) -> str:
-        self._thread.join(join_timeout)
-        data = b"".join(self._chunks)[-self._limit :]
-        return data.decode(errors="replace")

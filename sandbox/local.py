@@ -11,11 +11,14 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
-from discover.sandbox.base import Job, LogTail
+from discover.sandbox.base import Job
 
 
 def job_environment(job: Job, home: str) -> dict[str, str]:
@@ -50,6 +53,32 @@ def rlimits(job: Job) -> Callable[[], None]:
             resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)
 
     return apply
+
+
+class LogTail:
+    """Drains a pipe in a thread, keeping only the last `limit` bytes, so a job that floods
+    stdout can neither fill the disk nor block on a full pipe."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._limit = limit
+        self.total_bytes = 0
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        for chunk in iter(lambda: stream.read(65536), b""):
+            self.total_bytes += len(chunk)
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            while self._size - len(self._chunks[0]) >= self._limit:
+                self._size -= len(self._chunks.popleft())
+
+    def text(self, join_timeout: float = 5.0) -> str:
+        self._thread.join(join_timeout)
+        data = b"".join(self._chunks)[-self._limit :]
+        return data.decode(errors="replace")
 
 
 def run_local(command: list[str], job: Job, env: dict[str, str]) -> tuple[int | None, str, float]:
