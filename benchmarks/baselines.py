@@ -42,8 +42,8 @@ def cpu_table(tasks: list[str], seeds: int) -> None:
         f"Machine: {machine()}. Seeds per cell: {seeds} (median, ± stdev). "
         "Metric: mqar query accuracy (higher is better), lm validation bits per byte (lower is better). "
         "Fitness is against the task's first reference baseline (0.5 = parity). "
-        "FLOPs are forward matrix-product FLOPs per token. Tokens/s are training throughput; "
-        "other processes shared the 2 cores during some runs, so treat them as lower bounds.\n\n"
+        "FLOPs are forward matrix-product FLOPs per token. Tokens/s are training "
+        "throughput on an otherwise idle machine; wall is the whole run including evaluation.\n\n"
         "| task | baseline | metric | fitness | params | FLOPs/token | tokens/s | wall |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
