@@ -8,15 +8,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn, cast, get_args
+from typing import Annotated, cast, get_args
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from discover.console import UsageError, fail, stderr, stdout
 from discover.experiments.baselines import BASELINE_DIR, builtin_baselines
 from discover.experiments.contract import CandidateError
 from discover.experiments.tasks import DEFAULT_TASK, TaskConfigError, get_task
+from discover.kb_cli import export_command, import_command, kb_app
 from discover.sandbox.base import Limits
 from discover.sandbox.docker import OFFLINE_IMAGE
 from discover.sandbox.runner import JobFailed, Sandbox
@@ -28,9 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
-
 CandidateArg = Annotated[str, typer.Argument(help="A candidate .py file, or a built-in baseline's name.")]
 TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Task name: mqar or lm.")]
 SetOpt = Annotated[
@@ -52,15 +50,6 @@ ImageOpt = Annotated[
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Wall-clock limit per job, seconds.")]
 MemoryOpt = Annotated[int, typer.Option("--memory", help="Memory limit per job, MB.")]
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    stderr.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def resolve_candidate(candidate: str) -> tuple[Path, bool]:
@@ -202,6 +191,10 @@ def train(
         table.add_row(key, value)
     stdout.print(table)
 
+
+app.add_typer(kb_app, name="kb")
+app.command("export")(export_command)
+app.command("import")(import_command)
 
 sandbox_app = typer.Typer(help="Sandbox images and housekeeping.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")

@@ -43,3 +43,49 @@ def bwrap_backend():
 def isolating_backend(request):
     """Each test using this runs once per isolating backend."""
     return request.getfixturevalue(f"{request.param}_backend")
+
+
+POSTGRES_URL = os.environ.get("DISCOVER_TEST_POSTGRES_URL")
+
+
+def postgres_server_why() -> str | None:
+    """Why the PostgreSQL tests cannot run here, or None when they can."""
+    if not POSTGRES_URL:
+        return "no PostgreSQL server: set DISCOVER_TEST_POSTGRES_URL (.ci/start-postgres starts one)"
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_URL, connect_timeout=5).close()
+    except Exception as error:  # any failure to connect means the same to the test: no server
+        return f"PostgreSQL at {POSTGRES_URL} does not answer: {str(error).splitlines()[0]}"
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kb_location(request, tmp_path):
+    """A fresh, empty database location: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "knowledge.db")
+        return
+    why = postgres_server_why()
+    require(why is None, why or "")
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"kb_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(POSTGRES_URL)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def openai_server():
+    from tests.openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        yield server

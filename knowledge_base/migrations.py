@@ -1,0 +1,74 @@
+"""Schema versions, so that a database written by an older discover opens in a newer one.
+
+A new database gets the current tables and is stamped with `SCHEMA_VERSION`. An older one is
+brought up step by step: `MIGRATIONS[n]` takes a database from version n-1 to n, using Alembic's
+portable operations (which rebuild tables on SQLite, where ALTER TABLE is limited). Each step runs
+in its own transaction with the version bump, so a crash mid-upgrade leaves a consistent version.
+
+To change the schema: edit `schema.py`, add `MIGRATIONS[SCHEMA_VERSION + 1]` doing the same change
+to an existing database, and bump `SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Connection, inspect, select
+from sqlmodel import SQLModel
+
+from discover.knowledge_base.schema import SchemaVersion
+
+SCHEMA_VERSION = 1
+
+Migration = Callable[[Operations], None]
+MIGRATIONS: dict[int, Migration] = {}
+
+
+class SchemaError(RuntimeError):
+    """The database cannot be used by this release; the message says what to do."""
+
+
+def stored_version(connection: Connection) -> int | None:
+    """The database's schema version, or None for an empty database."""
+    if not inspect(connection).has_table(SchemaVersion.__tablename__):
+        if inspect(connection).get_table_names():
+            raise SchemaError("this database has tables but no discover schema version: not a knowledge base")
+        return None
+    version = connection.execute(select(SchemaVersion.version)).scalar_one_or_none()
+    if version is None:
+        raise SchemaError("this knowledge base has lost its schema version row")
+    return version
+
+
+def upgrade(
+    begin: Callable[[], AbstractContextManager[Connection]],
+    create_extras: Callable[[Connection], None],
+    target: int = SCHEMA_VERSION,
+    migrations: Mapping[int, Migration] = MIGRATIONS,
+) -> bool:
+    """Create or migrate the schema up to `target`. `create_extras` adds what SQLModel cannot
+    declare (full-text indexes). `begin` opens a write transaction that excludes other writers, so
+    processes opening a new database at once create it once. Returns True when it was created."""
+    while True:  # one step per transaction, re-reading the version another process may have moved
+        with begin() as connection:
+            version = stored_version(connection)
+            if version is None:
+                SQLModel.metadata.create_all(connection)
+                create_extras(connection)
+                connection.execute(SchemaVersion.__table__.insert().values(id=1, version=target))
+                return True
+            if version > target:
+                raise SchemaError(
+                    f"this knowledge base has schema version {version}, but this discover reads up to "
+                    f"{target}: upgrade discover"
+                )
+            if version == target:
+                return False
+            step = version + 1
+            if step not in migrations:
+                raise SchemaError(f"no migration to schema version {step}; this release is incomplete")
+            migrations[step](Operations(MigrationContext.configure(connection)))
+            connection.execute(SchemaVersion.__table__.update().values(version=step))

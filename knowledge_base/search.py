@@ -1,0 +1,212 @@
+"""Retrieval: lexical BM25 over every search item, fused with dense similarity when embeddings exist.
+
+The lexical index is the backend's own: SQLite FTS5 (an external-content table kept in step with
+`searchitem` by triggers, ranked by bm25) or PostgreSQL full-text search (a generated tsvector
+column with a GIN index, ranked by ts_rank_cd). Queries are reduced to plain word tokens joined by
+OR, so user text can never be read as query syntax, and a document matching some of the words
+still ranks. Dense search is exact cosine similarity over the stored vectors; the two rankings are
+merged by reciprocal-rank fusion, which needs no score calibration between them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+STOPWORDS = frozenset(
+    "a an and are as at be by for from has have how in is it its of on or that the this to was "
+    "were what when which why will with does do can not no".split()
+)
+RANK_BUDGET = 2_000  # rows a query may rank; see `informative_words`
+RRF_K = 60  # reciprocal-rank fusion constant; 60 is the value the method was proposed with
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    kinds: tuple[str, ...] = ("finding", "chunk")
+    task: str | None = None
+    verdict: str | None = None
+    origin: str | None = None
+    study_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self, alias: str) -> tuple[str, dict[str, object]]:
+        """SQL conditions on the search item table (aliased `alias`) and their bound values."""
+        kinds = {f"kind{i}": kind for i, kind in enumerate(self.kinds)}
+        clauses = [f"{alias}.kind IN ({', '.join(':' + name for name in kinds)})"]
+        params: dict[str, object] = dict(kinds)
+        for column in ("task", "verdict", "origin", "study_id"):
+            value = getattr(self, column)
+            if value is not None:
+                clauses.append(f"{alias}.{column} = :{column}")
+                params[column] = value
+        if self.since is not None:
+            clauses.append(f"{alias}.created_at >= :since")
+            params["since"] = timestamp(self.since)
+        if self.until is not None:
+            clauses.append(f"{alias}.created_at < :until")
+            params["until"] = timestamp(self.until)
+        return " AND ".join(clauses), params
+
+
+def timestamp(moment: datetime) -> str:
+    """The text form datetimes are stored in on SQLite (naive UTC), which PostgreSQL also reads, so
+    a raw-SQL comparison orders correctly on both. A naive `moment` is taken to be UTC."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens without stopwords, repeats kept."""
+    return [word for word in re.findall(r"[0-9a-z]+", text.lower()) if word not in STOPWORDS]
+
+
+def tokens(query: str) -> list[str]:
+    """The distinct words of a query, in order."""
+    return list(dict.fromkeys(words(query)))
+
+
+# ----------------------------------------------------------------------------- the lexical index
+
+SQLITE_INDEX = (
+    "CREATE VIRTUAL TABLE search_fts USING fts5("
+    "title, body, content='searchitem', content_rowid='id', tokenize='porter unicode61')",
+    "CREATE TRIGGER searchitem_ai AFTER INSERT ON searchitem BEGIN "
+    "INSERT INTO search_fts(rowid, title, body) VALUES (new.id, new.title, new.body); END",
+    "CREATE TRIGGER searchitem_ad AFTER DELETE ON searchitem BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, title, body) VALUES ('delete', old.id, old.title, old.body); "
+    "END",
+    "CREATE TRIGGER searchitem_au AFTER UPDATE ON searchitem BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, title, body) VALUES ('delete', old.id, old.title, old.body); "
+    "INSERT INTO search_fts(rowid, title, body) VALUES (new.id, new.title, new.body); END",
+)
+POSTGRES_INDEX = (
+    "ALTER TABLE searchitem ADD COLUMN tsv tsvector GENERATED ALWAYS AS ("
+    "setweight(to_tsvector('english', title), 'A') || to_tsvector('english', body)) STORED",
+    "CREATE INDEX searchitem_tsv ON searchitem USING gin (tsv)",
+)
+
+
+def create_index(connection: Connection) -> None:
+    """Add the backend's full-text index to a new database."""
+    statements = SQLITE_INDEX if connection.dialect.name == "sqlite" else POSTGRES_INDEX
+    for statement in statements:
+        connection.execute(text(statement))
+
+
+def lexical(connection: Connection, query: str, k: int, filters: SearchFilters) -> list[tuple[int, float]]:
+    """(search item id, score) of the k best lexical matches, best first; higher score is better."""
+    sqlite = connection.dialect.name == "sqlite"
+    words, oldest = informative_words(connection, tokens(query))
+    if not words:
+        return []
+    where, params = filters.where("s")
+    params.update(k=k, match=match_expression(sqlite, words))
+    if oldest is not None:
+        where += " AND search_fts.rowid >= :oldest" if sqlite else " AND s.id >= :oldest"
+        params["oldest"] = oldest
+    if sqlite:
+        sql = (
+            "SELECT s.id, -bm25(search_fts, 2.0, 1.0) AS score FROM search_fts "
+            "JOIN searchitem s ON s.id = search_fts.rowid "
+            f"WHERE search_fts MATCH :match AND {where} ORDER BY bm25(search_fts, 2.0, 1.0) LIMIT :k"
+        )
+    else:
+        sql = (
+            "SELECT s.id, ts_rank_cd(s.tsv, q) AS score FROM searchitem s, "
+            "to_tsquery('english', :match) q "
+            f"WHERE s.tsv @@ q AND {where} ORDER BY score DESC, s.id LIMIT :k"
+        )
+    return [(row[0], float(row[1])) for row in connection.execute(text(sql), params)]
+
+
+def match_expression(sqlite: bool, words: list[str]) -> str:
+    """Words (plain [0-9a-z] tokens, so never query syntax) joined by the backend's OR."""
+    return " OR ".join(f'"{word}"' for word in words) if sqlite else " | ".join(words)
+
+
+def informative_words(connection: Connection, words: list[str]) -> tuple[list[str], int | None]:
+    """The query words worth ranking by, and the id from which on to rank (None: everything).
+
+    Ranking costs time per matching row, and a word found in a large share of the store matches
+    many rows while adding almost nothing to BM25 (its inverse document frequency is near zero).
+    So words join rarest first while the rows to rank stay within RANK_BUDGET; below the budget
+    (any small store) every word is kept and the ranking is exact BM25. When even the rarest word
+    is that common, every word is kept and only the newest items are ranked: those from where the
+    rarest word's newest RANK_BUDGET matches begin."""
+    counts = {word: match_count(connection, word, RANK_BUDGET + 1) for word in words}
+    kept, rows = [], 0
+    for word in sorted(words, key=lambda w: (counts[w], w)):
+        if rows + counts[word] > RANK_BUDGET:
+            break
+        kept.append(word)
+        rows += counts[word]
+    if kept or not words:
+        return kept, None
+    rarest = min(words, key=lambda w: (counts[w], w))
+    if connection.dialect.name == "sqlite":
+        sql = "SELECT rowid FROM search_fts WHERE search_fts MATCH :match ORDER BY rowid DESC"
+    else:
+        sql = "SELECT id FROM searchitem WHERE tsv @@ to_tsquery('english', :match) ORDER BY id DESC"
+    match = match_expression(connection.dialect.name == "sqlite", [rarest])
+    oldest = connection.execute(text(f"{sql} LIMIT 1 OFFSET :n"), {"match": match, "n": RANK_BUDGET}).scalar()
+    return words, oldest
+
+
+def match_count(connection: Connection, word: str, cap: int) -> int:
+    """How many items contain `word`, counting no further than `cap` (so a common word is cheap)."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        inner = "SELECT 1 FROM search_fts WHERE search_fts MATCH :match LIMIT :cap"
+    else:
+        inner = "SELECT 1 FROM searchitem WHERE tsv @@ to_tsquery('english', :match) LIMIT :cap"
+    match = match_expression(sqlite, [word])
+    return connection.execute(
+        text(f"SELECT count(*) FROM ({inner}) AS hits"), {"match": match, "cap": cap}
+    ).scalar_one()
+
+
+# ----------------------------------------------------------------------------- dense and fused
+
+
+def dense(
+    connection: Connection, query_vector: np.ndarray, model: str, k: int, filters: SearchFilters
+) -> list[tuple[int, float]]:
+    """(search item id, cosine similarity) of the k nearest items that have a vector from `model`."""
+    where, params = filters.where("s")
+    params["model"] = model
+    rows = connection.execute(
+        text(
+            "SELECT e.item_id, e.vector FROM embedding e JOIN searchitem s ON s.id = e.item_id "
+            f"WHERE e.model = :model AND {where}"
+        ),
+        params,
+    ).all()
+    if not rows:
+        return []
+    ids = np.array([row[0] for row in rows])
+    matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+    similarity = matrix @ unit(query_vector)  # stored vectors are unit length already
+    best = np.argsort(-similarity, kind="stable")[:k]
+    return [(int(ids[i]), float(similarity[i])) for i in best]
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def fuse(*rankings: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion: an item's score is the sum of 1 / (RRF_K + rank) over rankings."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (item, _) in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:k]

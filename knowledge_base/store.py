@@ -1,0 +1,431 @@
+"""The knowledge base: one SQLite file (default) or a PostgreSQL database holding a study's record.
+
+    kb = KnowledgeBase("study/knowledge.db")          # or "postgresql://user@host/db"
+    arch = kb.add_architecture("gated_mixer", code, origin="llm", motivation="...")
+    kb.add_finding("Gating the state fixes recall at 8 pairs", verdict="supports", ...)
+    hits = kb.search("why does recall collapse with more pairs", k=5)
+
+Writes happen in `writing()` transactions that exclude every other writer: on SQLite by BEGIN
+IMMEDIATE (WAL, so readers carry on), on PostgreSQL by row locks and, for the ledger, an advisory
+lock. SQLite runs with synchronous=FULL, so a committed write survives kill -9 and power loss.
+Every searchable row gets a `SearchItem` in the same transaction, so the index never lags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, select
+
+from discover.experiments.contract import code_hash
+from discover.knowledge_base import search
+from discover.knowledge_base.ingest import DocumentInput, chunk_text, read_documents
+from discover.knowledge_base.migrations import upgrade
+from discover.knowledge_base.schema import (
+    ORIGINS,
+    RUN_STATUSES,
+    VERDICTS,
+    Architecture,
+    Baseline,
+    Chunk,
+    Document,
+    Embedding,
+    Finding,
+    LLMCall,
+    Run,
+    SearchItem,
+    Study,
+)
+
+STARTER_COGNITION = Path(__file__).parent / "cognition"
+Row = TypeVar("Row", bound=SQLModel)
+
+
+class StoreError(RuntimeError):
+    """A request the store refuses; the message is one line, fit to show a user."""
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors; `model` names the vector space (vectors of different models are
+    never compared)."""
+
+    model: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class Hit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    ref_id: str
+    title: str
+    text: str
+    score: float
+    task: str | None = None
+    verdict: str | None = None
+    origin: str | None = None
+    study_id: str | None = None
+    created_at: datetime
+
+
+def home() -> Path:
+    """Where user-level state lives: $DISCOVER_HOME, else ~/.discover."""
+    return Path(os.environ.get("DISCOVER_HOME") or Path.home() / ".discover")
+
+
+def user_knowledge_base() -> str:
+    """The knowledge base that every study of this user shares (lessons carry across studies)."""
+    return str(home() / "knowledge.db")
+
+
+def database_url(location: str | Path) -> str:
+    """A path means a SQLite file; postgresql:// URLs use the psycopg (3) driver."""
+    location = str(location)
+    if location.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + location.split("://", 1)[1]
+    if "://" in location:
+        if location.startswith(("sqlite://", "postgresql+psycopg://")):
+            return location
+        raise StoreError(f"unsupported database {location!r}: give a file path or a postgresql:// URL")
+    path = Path(location).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def sqlite_engine(url: str, begin: str) -> Engine:
+    """A SQLite engine whose transactions start with `begin` (BEGIN or BEGIN IMMEDIATE)."""
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions are begun by the listener below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def start(connection: Connection) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+class KnowledgeBase:
+    def __init__(
+        self,
+        location: str | Path,
+        embedder: Embedder | None = None,
+        starter: Path | None = STARTER_COGNITION,
+    ):
+        """Open (creating or migrating as needed) the knowledge base at `location`. A new one is
+        loaded with the Markdown cognition entries under `starter` (None: start empty)."""
+        self.url = database_url(location)
+        self.backend = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self.embedder = embedder
+        try:
+            if self.backend == "sqlite":
+                self._reader = sqlite_engine(self.url, "BEGIN")
+                self._writer = sqlite_engine(self.url, "BEGIN IMMEDIATE")
+            else:
+                self._reader = self._writer = create_engine(self.url, pool_pre_ping=True)
+            created = upgrade(self._begin_schema_change, search.create_index)
+        except SQLAlchemyError as error:
+            raise StoreError(f"cannot open knowledge base {location}: {first_line(error)}") from None
+        if created and starter is not None:
+            self.add_path(starter, collection="cognition")
+
+    def close(self) -> None:
+        self._reader.dispose()
+        self._writer.dispose()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions
+
+    @contextmanager
+    def _begin_schema_change(self) -> Iterator[Connection]:
+        """A transaction that excludes other processes creating or migrating the schema."""
+        with self._writer.begin() as connection:
+            if self.backend == "postgresql":  # SQLite's BEGIN IMMEDIATE excludes them already
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('discover-schema'))"))
+            yield connection
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session in a write transaction, committed on exit, rolled back on an exception."""
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with Session(self._reader, expire_on_commit=False) as session:
+            yield session
+
+    def get(self, model: type[Row], row_id: str) -> Row | None:
+        with self.reading() as session:
+            return session.get(model, row_id)
+
+    def count(self, model: type[SQLModel]) -> int:
+        with self.reading() as session:
+            return session.exec(select(func.count()).select_from(model)).one()
+
+    # -- studies, architectures, runs
+
+    def add_study(self, name: str, config: dict[str, Any] | None = None, budget: str | None = None) -> Study:
+        with self.writing() as session:
+            study = Study(name=name, config=config or {}, budget=budget)
+            session.add(study)
+        return study
+
+    def add_architecture(
+        self,
+        name: str,
+        code: str,
+        origin: str,
+        motivation: str = "",
+        parent_ids: Sequence[str] = (),
+        study_id: str | None = None,
+        functional_hash: str | None = None,
+    ) -> Architecture:
+        require_one_of("origin", origin, ORIGINS)
+        architecture = Architecture(
+            name=name, code=code, code_hash=code_hash(code), origin=origin, motivation=motivation,
+            parent_ids=list(parent_ids), study_id=study_id, functional_hash=functional_hash,
+        )  # fmt: skip
+        with self.writing() as session:
+            session.add(architecture)
+            index_row(session, architecture)
+        return architecture
+
+    def add_run(self, architecture_id: str, task: str, **fields: Any) -> Run:
+        run = Run(architecture_id=architecture_id, task=task, **fields)
+        require_one_of("status", run.status, RUN_STATUSES)
+        with self.writing() as session:
+            if session.get(Architecture, architecture_id) is None:
+                raise StoreError(f"run refers to architecture {architecture_id!r}, which is not stored")
+            session.add(run)
+        return run
+
+    def update_run(self, run_id: str, **fields: Any) -> Run:
+        if "status" in fields:
+            require_one_of("status", fields["status"], RUN_STATUSES)
+        with self.writing() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"no run {run_id!r}")
+            for name, value in fields.items():
+                if name not in Run.model_fields or name == "id":
+                    raise StoreError(f"runs have no field {name!r}")
+                setattr(run, name, value)
+            session.add(run)
+        return run
+
+    def add_baseline(self, name: str, code: str, source: str, description: str = "") -> Baseline:
+        with self.writing() as session:
+            if session.exec(select(Baseline).where(Baseline.name == name)).first() is not None:
+                raise StoreError(f"a baseline named {name!r} exists already")
+            architecture = Architecture(
+                name=name, code=code, code_hash=code_hash(code), origin="baseline", motivation=description
+            )
+            baseline = Baseline(
+                name=name, architecture_id=architecture.id, description=description, source=source
+            )
+            session.add(architecture)
+            session.add(baseline)
+            index_row(session, architecture)
+        return baseline
+
+    # -- findings and calls
+
+    def add_finding(
+        self,
+        statement: str,
+        verdict: str,
+        evidence_run_ids: Sequence[str] = (),
+        effect_size: float | None = None,
+        effect_interval: tuple[float, float] | None = None,
+        confidence: float | None = None,
+        tags: Sequence[str] = (),
+        task: str | None = None,
+        study_id: str | None = None,
+    ) -> Finding:
+        require_one_of("verdict", verdict, VERDICTS)
+        if not statement.strip():
+            raise StoreError("a finding needs a statement")
+        if confidence is not None and not 0.0 <= confidence <= 1.0:
+            raise StoreError(f"confidence must be between 0 and 1, got {confidence}")
+        low, high = effect_interval if effect_interval is not None else (None, None)
+        finding = Finding(
+            statement=statement, verdict=verdict, evidence_run_ids=list(evidence_run_ids),
+            effect_size=effect_size, effect_low=low, effect_high=high, confidence=confidence,
+            tags=list(tags), task=task, study_id=study_id,
+        )  # fmt: skip
+        with self.writing() as session:
+            session.add(finding)
+            index_row(session, finding)
+        self.embed_missing()
+        return finding
+
+    def log_llm_call(self, role: str, model: str, **fields: Any) -> LLMCall:
+        call = LLMCall(role=role, model=model, **fields)
+        with self.writing() as session:
+            session.add(call)
+        return call
+
+    # -- documents
+
+    def add_document(self, document: DocumentInput) -> tuple[Document, bool]:
+        """Store a document and its chunks; (document, False) when this content is stored already.
+        A changed document from the same source replaces the old version."""
+        with self.writing() as session:
+            existing = session.exec(
+                select(Document).where(Document.content_hash == document.content_hash)
+            ).first()
+            if existing is not None:
+                return existing, False
+            for old in session.exec(
+                select(Document).where(
+                    Document.source == document.source, Document.collection == document.collection
+                )
+            ):
+                delete_document(session, old)
+            stored = Document(
+                collection=document.collection, source=document.source, title=document.title,
+                content_hash=document.content_hash, meta=document.meta,
+            )  # fmt: skip
+            session.add(stored)
+            for ordinal, piece in enumerate(chunk_text(document.body)):
+                chunk = Chunk(document_id=stored.id, ordinal=ordinal, text=piece)
+                session.add(chunk)
+                index_row(session, chunk, title=document.title)
+        self.embed_missing()
+        return stored, True
+
+    def add_path(self, path: Path, collection: str = "documents") -> tuple[int, int]:
+        """Ingest a file or folder; returns (documents added, documents already stored)."""
+        added = unchanged = 0
+        for document in read_documents(path, collection=collection):
+            _, new = self.add_document(document)
+            added += new
+            unchanged += not new
+        return added, unchanged
+
+    def remove_collection(self, collection: str) -> int:
+        """Delete every document of a collection (e.g. "cognition", to replace the starter base)."""
+        with self.writing() as session:
+            documents = session.exec(select(Document).where(Document.collection == collection)).all()
+            for document in documents:
+                delete_document(session, document)
+        return len(documents)
+
+    # -- retrieval
+
+    def search(self, query: str, k: int = 10, filters: search.SearchFilters | None = None) -> list[Hit]:
+        """The k best items for `query`: BM25, fused with dense similarity when an embedder is set."""
+        if k < 1:
+            raise StoreError(f"k must be at least 1, got {k}")
+        filters = filters or search.SearchFilters()
+        with self.reading() as session:
+            connection = session.connection()
+            ranked = search.lexical(connection, query, k if self.embedder is None else 4 * k, filters)
+            if self.embedder is not None:
+                vector = self.embedder.embed([query])[0]
+                nearest = search.dense(connection, vector, self.embedder.model, 4 * k, filters)
+                ranked = search.fuse(ranked, nearest, k=k)
+            items = {item.id: item for item in session.exec(
+                select(SearchItem).where(SearchItem.id.in_([item_id for item_id, _ in ranked]))
+            )}  # fmt: skip
+        return [
+            Hit(
+                kind=item.kind,
+                ref_id=item.ref_id,
+                title=item.title,
+                text=item.body,
+                score=score,
+                task=item.task,
+                verdict=item.verdict,
+                origin=item.origin,
+                study_id=item.study_id,
+                created_at=item.created_at,
+            )
+            for item_id, score in ranked
+            if (item := items.get(item_id)) is not None
+        ]
+
+    def embed_missing(self, batch: int = 64) -> int:
+        """Compute vectors for search items that lack one from the configured embedder."""
+        if self.embedder is None:
+            return 0
+        model, done = self.embedder.model, 0
+        while True:
+            with self.reading() as session:
+                pending = session.exec(
+                    select(SearchItem.id, SearchItem.title, SearchItem.body)
+                    .where(~SearchItem.id.in_(select(Embedding.item_id).where(Embedding.model == model)))
+                    .order_by(SearchItem.id)
+                    .limit(batch)
+                ).all()
+            if not pending:
+                return done
+            vectors = self.embedder.embed([f"{title}\n{body}".strip() for _, title, body in pending])
+            with self.writing() as session:
+                for (item_id, _, _), vector in zip(pending, vectors, strict=True):
+                    unit = search.unit(vector).astype(np.float32)
+                    session.merge(Embedding(item_id=item_id, model=model, vector=unit.tobytes()))
+            done += len(pending)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def index_row(session: Session, row: SQLModel, title: str = "") -> None:
+    """Add the search item of a finding, chunk or architecture (in the caller's transaction)."""
+    if isinstance(row, Finding):
+        item = SearchItem(
+            kind="finding", ref_id=row.id, study_id=row.study_id, task=row.task, verdict=row.verdict,
+            created_at=row.created_at, body=" ".join([row.statement, *row.tags]),
+        )  # fmt: skip
+    elif isinstance(row, Chunk):
+        item = SearchItem(kind="chunk", ref_id=row.id, title=title, body=row.text)
+    elif isinstance(row, Architecture):
+        item = SearchItem(
+            kind="architecture", ref_id=row.id, study_id=row.study_id, origin=row.origin,
+            created_at=row.created_at, title=row.name, body=row.motivation,
+        )  # fmt: skip
+    else:
+        return
+    session.add(item)
+
+
+def delete_document(session: Session, document: Document) -> None:
+    chunk_ids = list(session.exec(select(Chunk.id).where(Chunk.document_id == document.id)))
+    item_ids = select(SearchItem.id).where(SearchItem.kind == "chunk", SearchItem.ref_id.in_(chunk_ids))
+    session.execute(delete(Embedding).where(Embedding.item_id.in_(item_ids)))
+    session.execute(delete(SearchItem).where(SearchItem.kind == "chunk", SearchItem.ref_id.in_(chunk_ids)))
+    session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+    session.delete(document)
+
+
+def require_one_of(field: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise StoreError(f"{field} {value!r} is not one of {', '.join(allowed)}")
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

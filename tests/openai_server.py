@@ -1,0 +1,82 @@
+"""A local OpenAI-compatible HTTP server for tests: the real `openai` client talks to it over HTTP.
+
+It stands in for what cannot run here (a paid model). Embeddings are deterministic bag-of-words
+vectors: each word is folded onto a concept (a small synonym table, so that "forgetting" and
+"decay" land together, as a real embedding model would put them) and hashed into one of DIM
+dimensions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DIM = 256
+SYNONYMS = {
+    "forgetting": "decay",
+    "forget": "decay",
+    "fading": "decay",
+    "memory": "state",
+    "recall": "retrieval",
+    "remember": "retrieval",
+}
+
+
+def embed(text: str) -> list[float]:
+    vector = [0.0] * DIM
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        concept = SYNONYMS.get(word, word)
+        slot = int.from_bytes(hashlib.sha256(concept.encode()).digest()[:4], "little") % DIM
+        vector[slot] += 1.0
+    return vector
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: OpenAIServer
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.server.requests.append((self.path, body))
+        if self.path.rstrip("/").endswith("/embeddings"):
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(inputs)]
+            tokens = sum(len(t.split()) for t in inputs)
+            self.reply(200, {"object": "list", "data": data, "model": body["model"],
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+        else:
+            self.reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def reply(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+
+class OpenAIServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[tuple[str, dict]] = []
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self) -> OpenAIServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
