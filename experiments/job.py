@@ -2,16 +2,17 @@
 
     python -m discover.experiments.job JOB_DIR OUT_DIR
 
-JOB_DIR (read-only) holds `job.json` and `candidate.py` (and `weights.pt` for evaluate).
-OUT_DIR is the only writable folder; the orchestrator reads it back with size limits and
-validates every file against the schemas below.
+JOB_DIR (read-only) holds `job.json` and `candidate.py` (and, for predict, `weights.pt` and
+`inputs.pt`). OUT_DIR is the only writable folder; the orchestrator reads it back with size limits
+and validates every file.
 
-    check     probes                  -> verdict.json
-    fit       train, no held-out data -> metrics.jsonl, fit.json, weights.pt
-    evaluate  fresh process, weights  -> evaluation.json
+    check     probes                                 -> verdict.json
+    fit       train, no held-out data                -> metrics.jsonl, fit.json, weights.pt
+    predict   fresh process: weights, held-out inputs -> logits.pt
 
-Training and evaluation run in separate processes so that nothing a candidate does while
-training (patching torch, caching inputs) survives into the process that computes its score.
+No job computes a score: `predict` sees held-out inputs but never their targets, and the trusted
+orchestrator turns the logits into metrics (`discover.sandbox.runner`). Training and prediction run
+in separate processes so that nothing a candidate does while training survives into prediction.
 A failure the candidate caused is written to `error.json` with a one-line reason.
 """
 
@@ -29,21 +30,18 @@ from discover.experiments.integrity import IntegrityError, IntegrityGuard
 GUARD = IntegrityGuard()  # before any other discover module: the snapshot predates every import
 
 from discover.experiments.contract import CandidateError, describe_error, load_mixer_class  # noqa: E402
-from discover.experiments.harness import evaluate, fit, pick_device, write_json_atomic  # noqa: E402
+from discover.experiments.harness import fit, pick_device, write_json_atomic  # noqa: E402
 from discover.experiments.probes import check  # noqa: E402
 from discover.experiments.tasks import get_task  # noqa: E402
+from discover.experiments.tasks.base import predict  # noqa: E402
 
 
 class JobFile(BaseModel):
-    action: Literal["check", "fit", "evaluate"]
+    action: Literal["check", "fit", "predict"]
     task: str
     settings: dict[str, Any] = {}
     seed: int = 0
     device: str = "cpu"
-
-
-class Evaluation(BaseModel):
-    metrics: dict[str, float]
 
 
 class JobError(BaseModel):
@@ -66,12 +64,12 @@ def run(job_dir: Path, out_dir: Path) -> None:
         write_json_atomic(out_dir / "fit.json", summary.model_dump())
     else:
         model = task.build_model(load_mixer_class(candidate), cfg).to(device)
-        # weights_only: the weights file came out of a sandbox and must not unpickle code.
-        state = torch.load(job_dir / "weights.pt", map_location=device, weights_only=True)
-        model.load_state_dict(state)
-        metrics = evaluate(model, task, cfg, device)
+        # weights_only: these files came out of a sandbox or the orchestrator and hold only tensors.
+        model.load_state_dict(torch.load(job_dir / "weights.pt", map_location=device, weights_only=True))
+        inputs = torch.load(job_dir / "inputs.pt", weights_only=True)
+        logits = predict(model, inputs, cfg.batch_size, device)
         GUARD.verify()
-        write_json_atomic(out_dir / "evaluation.json", Evaluation(metrics=metrics).model_dump())
+        torch.save(logits, out_dir / "logits.pt")
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,9 @@ Every searchable row gets a `SearchItem` in the same transaction, so the index n
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,6 +32,7 @@ from discover.experiments.contract import code_hash
 from discover.knowledge_base import search
 from discover.knowledge_base.ingest import DocumentInput, chunk_text, read_documents
 from discover.knowledge_base.migrations import upgrade
+from discover.knowledge_base.parents import Scored
 from discover.knowledge_base.schema import (
     ORIGINS,
     RUN_STATUSES,
@@ -251,6 +254,27 @@ class KnowledgeBase:
             index_row(session, architecture)
         return baseline
 
+    def population(self, task: str, study_id: str | None = None) -> list[Scored]:
+        """Every architecture with a scored run on `task`, as parent-selection candidates: its best
+        fitness, how often it was already used as a parent, and (log10 parameters, log10 FLOPs per
+        token) as behaviour descriptors for MAP-Elites."""
+        scored = select(Run).where(Run.task == task, Run.status == "succeeded", Run.fitness.is_not(None))
+        if study_id is not None:
+            scored = scored.where(Run.study_id == study_id)
+        with self.reading() as session:
+            runs = session.exec(scored).all()
+            children: Counter[str] = Counter()
+            for (parents,) in session.execute(select(Architecture.parent_ids)):
+                children.update(parents)
+        best: dict[str, Run] = {}
+        for run in runs:
+            if run.architecture_id not in best or run.fitness > best[run.architecture_id].fitness:
+                best[run.architecture_id] = run
+        return [
+            Scored(arch_id, run.fitness, children[arch_id], descriptors(run.result))
+            for arch_id, run in sorted(best.items())
+        ]
+
     # -- findings and calls
 
     def add_finding(
@@ -392,6 +416,13 @@ class KnowledgeBase:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def descriptors(result: dict[str, Any]) -> tuple[float, ...]:
+    size, cost = result.get("params"), result.get("flops_per_token")
+    if not (isinstance(size, int | float) and isinstance(cost, int | float) and size > 0 and cost > 0):
+        return ()
+    return (math.log10(size), math.log10(cost))
 
 
 def index_row(session: Session, row: SQLModel, title: str = "") -> None:

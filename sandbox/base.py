@@ -30,7 +30,7 @@ class Limits(BaseModel):
 class Job(BaseModel):
     job_id: str
     study_id: str = "adhoc"
-    action: Literal["check", "fit", "evaluate"]
+    action: Literal["check", "fit", "predict"]
     task: str
     settings: dict[str, Any] = {}
     seed: int = 0

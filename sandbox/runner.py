@@ -4,15 +4,19 @@
     verdict = sandbox.check(Path("cand.py"), "mqar", {})
     result = sandbox.train(Path("cand.py"), "mqar", {"steps": 500}, seed=0, run_dir=Path("runs/x"))
 
-Training is two jobs: `fit` (no held-out data) writes weights; `evaluate`, a fresh sandboxed
-process, loads them and computes the metric under an integrity guard. Before either, the static
-check rejects files that import or patch what a candidate has no business touching. Every
-output is read back with size limits and validated; nothing a job writes is trusted as-is.
+Training is three jobs: `fit` (no held-out data) writes weights; `predict`, a fresh sandboxed
+process, loads them and writes logits for the held-out inputs; a second `predict` on the same
+inputs with their futures scrambled audits that those logits are causal (`heldout.py`). The
+metric is computed here, from the logits and targets that never entered a sandbox. Before any
+job, the static check rejects files that import or patch what a candidate has no business
+touching. Every output is read back with size limits and validated; nothing a job writes is
+trusted as-is.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
 import threading
@@ -22,14 +26,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import torch
 from pydantic import ValidationError
 
 from discover.experiments.harness import FitSummary, StepLog, TrainResult, combine, write_json_atomic
-from discover.experiments.job import Evaluation
 from discover.experiments.probes import ProbeResult, Verdict
 from discover.experiments.static_check import static_check
 from discover.experiments.tasks import get_task
 from discover.sandbox.base import Backend, Job, JobOutcome, Limits, OutputError, prepare_job_dir, read_output
+from discover.sandbox.heldout import HeldoutError, audit_inputs, causal_violation, read_logits
 
 CHECK_TIMEOUT_S = 600.0
 MAX_METRICS_BYTES = 64 << 20
@@ -51,12 +56,16 @@ class Sandbox:
         limits: Limits | None = None,
         study_id: str = "adhoc",
         static_check: bool = True,  # off only in tests that prove the sandbox itself holds
+        heldout_seed: int | None = None,
     ):
         self.backend = backend
         self.workdir = workdir
         self.limits = limits or Limits()
         self.study_id = study_id
         self.static_check = static_check
+        # Generated held-out sets (MQAR's) come from a seed no job is told, so a candidate cannot
+        # regenerate the answers with the task's own code. A study keeps one seed for all its runs.
+        self.heldout_seed = secrets.randbelow(2**62) if heldout_seed is None else heldout_seed
 
     def check(
         self,
@@ -101,14 +110,17 @@ class Sandbox:
                 JobOutcome(job_id=fit_job.job_id, status="failed", reason="the job wrote no weights")
             )
 
-        eval_job = self._job("evaluate", task, settings, seed, device, trusted, f"{fit_job.job_id}-eval")
-        eval_out = self._run(eval_job, candidate, inputs={"weights.pt": weights})
-        evaluation = self._read(eval_job, eval_out, "evaluation.json", Evaluation)
-        metric = get_task(task).metric
-        if metric not in evaluation.metrics:
-            reason = f"evaluation.json lacks the task metric {metric}"
-            raise JobFailed(JobOutcome(job_id=eval_job.job_id, status="failed", reason=reason))
-        result = combine(summary, metric, evaluation.metrics)
+        the_task = get_task(task)
+        cfg = the_task.config(settings)
+        if "test_seed" in type(cfg).model_fields and "test_seed" not in settings:
+            cfg = cfg.model_copy(update={"test_seed": self.heldout_seed})
+        heldout = the_task.heldout(cfg)
+        scrambled, cuts = audit_inputs(heldout.inputs, seed)
+        logits = self._predict(fit_job, "predict", candidate, weights, heldout.inputs)
+        audit = self._predict(fit_job, "audit", candidate, weights, scrambled)
+        if (violation := causal_violation(logits, audit, cuts)) is not None:
+            raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
+        result = combine(summary, the_task.metric, the_task.score(logits, heldout.targets, cfg))
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             metrics_stream = fit_out / "metrics.jsonl"
@@ -117,6 +129,26 @@ class Sandbox:
                 shutil.copyfile(metrics_stream, run_dir / "metrics.jsonl")
             write_json_atomic(run_dir / "result.json", result.model_dump())
         return result
+
+    def _predict(
+        self, fit_job: Job, name: str, candidate: Path, weights: Path, inputs: torch.Tensor
+    ) -> torch.Tensor:
+        """Run a predict job on `inputs` and return its validated logits."""
+        job_id = f"{fit_job.job_id}-{name}"
+        job = self._job(
+            "predict", fit_job.task, fit_job.settings, fit_job.seed, fit_job.device, fit_job.trusted, job_id
+        )
+        staged = self.workdir / f"{job_id}-inputs.pt"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        torch.save(inputs, staged)
+        try:
+            out_dir = self._run(job, candidate, inputs={"weights.pt": weights, "inputs.pt": staged})
+        finally:
+            staged.unlink(missing_ok=True)
+        try:
+            return read_logits(out_dir / "logits.pt", (*inputs.shape, -1), self.limits.output_mb << 20)
+        except HeldoutError as exc:
+            raise JobFailed(JobOutcome(job_id=job_id, status="failed", reason=str(exc))) from None
 
     def _job(
         self,

@@ -84,23 +84,14 @@ def both(name: str, why: str) -> dict[tuple[str, str], str]:
 KNOWN_HOLES: dict[tuple[str, str], str] = {
     **both(
         "fake_results",
-        "the result files are written by the process that runs the candidate, and the orchestrator "
-        "accepts any that parses: forged verdict.json, fit.json and evaluation.json are all reported",
+        "the check and fit jobs write verdict.json and fit.json in the process that runs the candidate, "
+        "and the orchestrator accepts any that parses: a forged passing verdict and forged throughput "
+        "are reported (the score itself is computed outside the sandbox, and is not forged)",
     ),
     **both(
         "patch_torch_metric",
         "fit.json is written by the process that runs the candidate: the patched loss is reported as "
-        "the training loss (in evaluation, the integrity guard does catch the patch)",
-    ),
-    **both(
-        "patch_task_evaluate",
-        "the integrity guard watches torch, builtins and json only: replacing the task's evaluate "
-        "(or the job module's) goes unnoticed, and the forged score is reported",
-    ),
-    **both(
-        "heldout_mqar",
-        "the evaluate job runs the candidate beside the held-out data: through the call stack it "
-        "reads the test targets and writes them into the logits; only a static check can stop this",
+        "the training loss (the predict job's integrity guard does catch the patch)",
     ),
     **both("fill_out_dir", "output_mb bounds each file, not /out: many files fill the host's disk"),
     ("setuid_out", "docker"): "the job can leave set-user-ID files in /out, a host folder (owned by "
@@ -518,7 +509,7 @@ def _no_forgery(run: Run, env: dict) -> None:
 
 @verifies("patch_torch_metric")
 def _guarded_evaluation(run: Run, env: dict) -> None:
-    assert run.status == "failed" and run.outcome.job_id.endswith("-eval"), run.reason
+    assert run.status == "failed" and run.outcome.job_id.endswith("-predict"), run.reason
     assert run.reason.startswith("candidate code modified the evaluation runtime"), run.reason
     assert "cross_entropy" in run.reason, run.reason
     loss = json.loads((run.out() / "fit.json").read_text())["final_train_loss"]
@@ -530,6 +521,12 @@ def _honest_score(run: Run, env: dict) -> None:
     assert run.status in ("ok", "failed"), run.reason
     value = run.result.value if run.result else None
     expect(value is None or value < 1.0, f"reported accuracy {value} after 3 training steps", run)
+
+
+@verifies("peek_when_predicting")
+def _causal_audit(run: Run, env: dict) -> None:
+    assert_failed(run, "the predictions read the future")
+    assert run.outcome.job_id.endswith("-audit"), run.outcome.job_id
 
 
 @verifies("fill_scratch")
@@ -563,14 +560,14 @@ def _no_other_scratch(run: Run, env: dict) -> None:
 def _refused_link(run: Run, env: dict) -> None:
     assert_failed(run, "the job wrote no fit.json")
     assert (run.out() / "fit.json").is_symlink(), "the act did not happen"
-    assert not (run.sandbox.workdir / f"{run.job_id}-eval").exists(), "the evaluate job was prepared"
+    assert not (run.sandbox.workdir / f"{run.job_id}-predict").exists(), "the predict job was prepared"
 
 
 @verifies("symlink_weights")
 def _refused_weights(run: Run, env: dict) -> None:
     assert_failed(run, "the job wrote no weights")
     assert (run.out() / "weights.pt").is_symlink(), "the act did not happen"
-    assert not (run.sandbox.workdir / f"{run.job_id}-eval").exists(), "the evaluate job was prepared"
+    assert not (run.sandbox.workdir / f"{run.job_id}-predict").exists(), "the predict job was prepared"
 
 
 @verifies("symlink_metrics")
@@ -588,8 +585,8 @@ def _no_host_file_in_run(run: Run, env: dict) -> None:
 def _no_unpickling(run: Run, env: dict) -> None:
     assert_failed(run, "Weights only load failed")
     assert b"system" in (run.out() / "weights.pt").read_bytes(), "the payload was not planted"
-    assert run.outcome.job_id.endswith("-eval"), run.outcome.job_id
-    assert not (run.out("eval") / "pickle-ran").exists(), "the pickle payload ran"
+    assert run.outcome.job_id.endswith("-predict"), run.outcome.job_id
+    assert not (run.out("predict") / "pickle-ran").exists(), "the pickle payload ran"
 
 
 @verifies("kill_parent")
@@ -666,16 +663,19 @@ def test_process_backend_refuses_hostile_files(name, tmp_path):
     assert not list((tmp_path / "jobs").glob("*/out/*"))  # nothing ran
 
 
-# What no static rule can tell from an honest (if slow) mixer: pure tensor arithmetic in forward.
-# Only the sandbox's limits stop these; the tests above show that they do. (A memory bomb written as
-# tensor allocations in forward would be another; memory_bomb.py allocates at import, which the
-# check refuses.)
-BEYOND_STATIC_CHECK = {"forward_busy": "a busy loop of plain torch arithmetic inside forward"}
+# What no static rule can tell from an honest mixer: pure tensor arithmetic in forward. Only the
+# sandbox's limits and the causal audit stop these; the tests above show that they do. (A memory
+# bomb written as tensor allocations in forward would be another; memory_bomb.py allocates at
+# import, which the check refuses.)
+BEYOND_STATIC_CHECK = {
+    "forward_busy": "a busy loop of plain torch arithmetic inside forward",
+    "peek_when_predicting": "reading ahead only when gradients are off (the causal audit catches it)",
+}
 
 
-def test_static_check_cannot_see_pure_tensor_busy_loops():
-    # Stated as a fact, so that a future rule that does catch them shows up here; the endless-job
-    # tests above prove the time limit ends them on every backend.
+def test_static_check_cannot_see_pure_tensor_tricks():
+    # Stated as a fact, so that a future rule that does catch them shows up here; the tests above
+    # prove the time limit and the causal audit end them on every backend.
     for name in BEYOND_STATIC_CHECK:
         assert static_check((HOSTILE / f"{name}.py").read_text()) == []
 

@@ -418,3 +418,22 @@ def test_the_database_file_and_its_folder_are_created(tmp_path):
     location = Path(tmp_path / "study" / "knowledge.db")
     KnowledgeBase(location, starter=None).close()
     assert location.exists()
+
+
+def test_population_feeds_parent_policies_from_scored_runs(kb):
+    from discover.knowledge_base.parents import make_policy
+
+    study = kb.add_study("s")
+    strong = kb.add_architecture("strong", MIXER, origin="llm", study_id=study.id)
+    weak = kb.add_architecture("weak", MIXER + "#w\n", origin="llm", study_id=study.id)
+    kb.add_architecture("child", MIXER + "#c\n", origin="evolution", parent_ids=[strong.id])
+    result = {"params": 1000, "flops_per_token": 1e5}
+    for arch, fitness in ((strong, 0.7), (strong, 0.8), (weak, 0.3)):
+        kb.add_run(arch.id, "mqar", study_id=study.id, status="succeeded", fitness=fitness, result=result)
+    kb.add_run(weak.id, "mqar", study_id=study.id, status="failed", failure_reason="timeout")
+    kb.add_run(weak.id, "lm", study_id=study.id, status="succeeded", fitness=0.9)
+    population = {member.id: member for member in kb.population("mqar", study.id)}
+    assert population[strong.id].fitness == 0.8 and population[strong.id].children == 1
+    assert population[weak.id].fitness == 0.3 and population[weak.id].descriptors == (3.0, 5.0)
+    assert make_policy("top_k", k=1).select(list(population.values()), 3, seed=0) == [strong.id] * 3
+    assert kb.population("mqar", "another study") == []

@@ -59,9 +59,9 @@ def test_mqar_rejects_impossible_sizes():
 def test_mqar_test_set_is_fixed_and_independent_of_training_seed():
     task = get_task("mqar")
     cfg = task.config({"test_examples": 64})
-    assert torch.equal(task.test_set(cfg).inputs, task.test_set(cfg).inputs)
+    assert torch.equal(task.heldout(cfg).inputs, task.heldout(cfg).inputs)
     train_batch = next(task.train_batches(cfg, seed=0, device=torch.device("cpu")))
-    assert not torch.equal(train_batch.inputs, task.test_set(cfg).inputs[: cfg.batch_size])
+    assert not torch.equal(train_batch.inputs, task.heldout(cfg).inputs[: cfg.batch_size])
 
 
 def test_lm_split_is_by_file_and_deterministic(tmp_path):

@@ -85,8 +85,18 @@ class Task(ABC):
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
 
     @abstractmethod
+    def heldout(self, cfg: TaskConfig) -> Batch:
+        """Held-out inputs and targets that training never sees. Only the inputs ever enter a
+        sandbox; the targets stay with the trusted process that scores the outputs."""
+
+    @abstractmethod
+    def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: TaskConfig) -> dict[str, float]:
+        """Metrics from the model's outputs on the held-out inputs."""
+
     def evaluate(self, model: nn.Module, cfg: TaskConfig, device: torch.device) -> dict[str, float]:
-        """Metrics on held-out data that training never sees."""
+        """Held-out metrics in this process: for trusted code only (see `discover.sandbox.runner`)."""
+        heldout = self.heldout(cfg)
+        return self.score(predict(model, heldout.inputs, cfg.batch_size, device), heldout.targets, cfg)
 
     @abstractmethod
     def tokens_per_batch(self, cfg: TaskConfig) -> int: ...
@@ -130,3 +140,14 @@ class SequenceTask(Task):
     def tokens_per_batch(self, cfg: TaskConfig) -> int:
         assert isinstance(cfg, SequenceTaskConfig)
         return cfg.batch_size * cfg.seq_len
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """The model's float32 outputs for `inputs`, batch by batch, on the CPU."""
+    model.eval()
+    outputs = [
+        model(inputs[start : start + batch_size].to(device)).float().cpu()
+        for start in range(0, len(inputs), batch_size)
+    ]
+    return torch.cat(outputs)

@@ -111,15 +111,10 @@ class LMTask(SequenceTask):
         starts = torch.linspace(0, len(text) - cfg.seq_len - 2, count).long()
         return text[starts[:, None] + torch.arange(cfg.seq_len + 1)].long()
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, cfg: LMConfig, device: torch.device) -> dict[str, float]:
+    def heldout(self, cfg: LMConfig) -> Batch:
         windows = self.validation_windows(cfg)
-        nats = 0.0
-        for start in range(0, len(windows), cfg.batch_size):
-            chunk = windows[start : start + cfg.batch_size].to(device)
-            logits = model(chunk[:, :-1]).float()
-            nats += nn.functional.cross_entropy(
-                logits.flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum"
-            ).item()
-        mean_nats = nats / windows[:, 1:].numel()
-        return {"bits_per_byte": mean_nats / math.log(2), "loss": mean_nats}
+        return Batch(windows[:, :-1], windows[:, 1:])
+
+    def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: LMConfig) -> dict[str, float]:
+        nats = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+        return {"bits_per_byte": nats / math.log(2), "loss": nats}

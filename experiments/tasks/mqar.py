@@ -105,20 +105,11 @@ class MQARTask(SequenceTask):
             inputs, targets = self._generate(cfg, cfg.batch_size, generator)
             yield Batch(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True))
 
-    def test_set(self, cfg: MQARConfig) -> Batch:
+    def heldout(self, cfg: MQARConfig) -> Batch:
         return self._generate(cfg, cfg.test_examples, torch.Generator().manual_seed(cfg.test_seed))
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, cfg: MQARConfig, device: torch.device) -> dict[str, float]:
-        test = self.test_set(cfg)
-        correct = total = 0
-        loss_sum = 0.0
-        for start in range(0, cfg.test_examples, cfg.batch_size):
-            inputs = test.inputs[start : start + cfg.batch_size].to(device)
-            targets = test.targets[start : start + cfg.batch_size].to(device)
-            logits = model(inputs).float()
-            mask = targets != IGNORE
-            correct += (logits.argmax(-1)[mask] == targets[mask]).sum().item()
-            total += mask.sum().item()
-            loss_sum += nn.functional.cross_entropy(logits[mask], targets[mask], reduction="sum").item()
-        return {"accuracy": correct / total, "loss": loss_sum / total}
+    def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: MQARConfig) -> dict[str, float]:
+        mask = targets != IGNORE
+        scored, answers = logits[mask], targets[mask]
+        accuracy = (scored.argmax(-1) == answers).float().mean().item()
+        return {"accuracy": accuracy, "loss": nn.functional.cross_entropy(scored, answers).item()}

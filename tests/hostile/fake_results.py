@@ -1,6 +1,7 @@
 """Forges its own result files: a passing verdict.json in the check job (its mixer reads the future,
 so honest probes would fail it), a fit.json with near-infinite throughput at exit of the fit job, and
-a perfect evaluation.json (then exit 0 before the harness runs) in the evaluate job.
+a perfect evaluation.json and metrics-shaped logits (then exit 0 before the harness runs) in the
+predict job.
 Must happen: the orchestrator reports none of the forged numbers."""
 
 import atexit
@@ -29,9 +30,10 @@ if JOB["action"] == "check":
     os._exit(0)
 if JOB["action"] == "fit":
     atexit.register(_forge_fit)
-if JOB["action"] == "evaluate":
+if JOB["action"] == "predict":
     with open("/out/evaluation.json", "w") as stream:
         json.dump({"metrics": {"accuracy": 1.0, "loss": 0.0, "bits_per_byte": 0.0}}, stream)
+    torch.save({"accuracy": torch.tensor(1.0)}, "/out/logits.pt")
     os._exit(0)
 
 

@@ -1,7 +1,7 @@
-"""Uses the held-out data: in the evaluate job it regenerates MQAR's fixed test set with the task's
-own code, then, from inside `forward`, finds the whole model through the call stack and pushes the
-stored answer straight into the logits. Must happen: the score is not perfect (only a static check
-that refuses stack and module introspection can stop this; the sandbox cannot)."""
+"""Uses the held-out data: in the predict job it regenerates MQAR's test set with the task's own code
+and the job's settings, then, from inside `forward`, finds the whole model through the call stack
+and pushes the stored answer straight into the logits. Must happen: the score is not perfect (the
+orchestrator draws the held-out set from a seed no job is told)."""
 
 import json
 import sys
@@ -13,7 +13,7 @@ with open("/job/job.json") as stream:
     JOB = json.load(stream)
 
 ANSWERS = {}
-if JOB["action"] == "evaluate" and JOB["task"] == "mqar":
+if JOB["action"] == "predict" and JOB["task"] == "mqar":
     from discover.experiments.tasks import get_task
 
     task = get_task("mqar")

@@ -1,6 +1,7 @@
-"""Monkeypatches the harness rather than torch: replaces the tasks' `evaluate` methods and the job
-module's `evaluate` (found through sys.modules) with functions that report a perfect score.
-Must happen: the orchestrator never reports the forged perfect score."""
+"""Monkeypatches the harness rather than torch: replaces the tasks' `evaluate` and `score` methods
+and the job module's `evaluate` (found through sys.modules) with functions that report a perfect
+score. Must happen: the orchestrator never reports the forged perfect score (it scores the logits
+itself, outside the sandbox)."""
 
 import sys
 
@@ -18,6 +19,8 @@ for name, module in list(sys.modules.items()):
             value = getattr(module, attr)
             if isinstance(value, type) and "evaluate" in vars(value):
                 value.evaluate = lambda self, *args, **kwargs: _perfect()
+            if isinstance(value, type) and "score" in vars(value):
+                value.score = lambda self, *args, **kwargs: _perfect()
         if name == "__main__" and hasattr(module, "evaluate"):
             module.evaluate = _perfect
 harness = sys.modules.get("discover.experiments.harness")

@@ -1,6 +1,6 @@
 """Replaces /out/weights.pt, at the end of the fit job, with a torch file whose pickle runs
 os.system on load (touching /out/pickle-ran and /tmp/discover-hostile-pickle_weights).
-Must happen: nobody unpickles code: the evaluate job's weights-only load refuses the file."""
+Must happen: nobody unpickles code: the predict job's weights-only load refuses the file."""
 
 import atexit
 import json

@@ -1,6 +1,6 @@
 """After the fit job has written its results (at interpreter exit), replaces /out/weights.pt with a
 symlink to a host file (/etc/shadow), hoping the orchestrator copies that file into the next job.
-Must happen: the orchestrator refuses the weights; the evaluate job is never prepared."""
+Must happen: the orchestrator refuses the weights; the predict job is never prepared."""
 
 import atexit
 import json

@@ -1,0 +1,65 @@
+"""Scoring outside the sandbox: held-out inputs go in, logits come out, metrics are computed here.
+
+A prediction job sees the held-out inputs and never their targets, so no candidate code (patched
+torch, a forged result file, a walk up the call stack) can reach the answers or the metric. What
+it could still do is look ahead: every input window is in its memory at once, so it could output
+at position t a prediction made from the token at t + 1. The causal audit catches that: a second,
+independent job predicts the same windows with everything after a random cut replaced by another
+window's tokens (text that looks just as real), and the outputs before each cut must agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+AUDIT_TOLERANCE = 1e-3  # relative to the logit scale; an honest model agrees to rounding error
+
+
+class HeldoutError(ValueError):
+    """Prediction outputs that cannot be scored; the message is one line."""
+
+
+def audit_inputs(inputs: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs with each row's tokens from a random cut on replaced by another row's tokens at
+    the same positions; and the cuts (each row keeps positions [0, cut) unchanged)."""
+    rows, length = inputs.shape
+    generator = torch.Generator().manual_seed(seed)
+    cuts = torch.randint(1, max(2, length), (rows,), generator=generator)
+    donors = (torch.arange(rows) + torch.randint(1, max(2, rows), (1,), generator=generator)) % rows
+    tail = torch.arange(length)[None, :] >= cuts[:, None]
+    return torch.where(tail, inputs[donors], inputs), cuts
+
+
+def causal_violation(logits: torch.Tensor, audit_logits: torch.Tensor, cuts: torch.Tensor) -> str | None:
+    """Why the outputs depend on future inputs, or None when every prefix agrees."""
+    kept = torch.arange(logits.shape[1])[None, :] < cuts[:, None]
+    difference = (logits - audit_logits).abs().amax(-1)[kept]
+    scale = 1.0 + logits.abs().amax(-1)[kept]
+    worst = (difference / scale).max().item() if difference.numel() else 0.0
+    if not worst <= AUDIT_TOLERANCE:  # also catches NaN
+        return (
+            f"outputs change when later tokens change (relative difference {worst:.3g} before the cut): "
+            "the predictions read the future"
+        )
+    return None
+
+
+def read_logits(path: Path, shape: tuple[int, ...], max_bytes: int) -> torch.Tensor:
+    """A job's logits.pt, loaded as plain tensor data and checked against the expected shape."""
+    if path.is_symlink() or not path.is_file():
+        raise HeldoutError("the job wrote no logits.pt")
+    if path.stat().st_size > max_bytes:
+        raise HeldoutError(f"logits.pt is larger than {max_bytes} bytes")
+    try:
+        logits = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the job's failure, never the orchestrator's
+        raise HeldoutError(f"logits.pt is not a saved tensor: {type(exc).__name__}") from None
+    if not isinstance(logits, torch.Tensor) or type(logits) is not torch.Tensor:
+        raise HeldoutError("logits.pt does not hold a plain tensor")
+    if logits.dtype != torch.float32 or tuple(logits.shape[:-1]) != shape[:-1] or logits.dim() != len(shape):
+        raise HeldoutError(
+            f"logits.pt has shape {tuple(logits.shape)} {logits.dtype}; expected {shape} float32"
+        )
+    return logits
