@@ -138,9 +138,10 @@ def informative_words(connection: Connection, words: list[str]) -> tuple[list[st
     many rows while adding almost nothing to BM25 (its inverse document frequency is near zero).
     So words join rarest first while the rows to rank stay within RANK_BUDGET; below the budget
     (any small store) every word is kept and the ranking is exact BM25. When even the rarest word
-    is that common, every word is kept and only the newest items are ranked: those from where the
-    rarest word's newest RANK_BUDGET matches begin."""
-    counts = {word: match_count(connection, word, RANK_BUDGET + 1) for word in words}
+    is that common, every word is kept and only the newest items are ranked: about the newest
+    RANK_BUDGET matches of the rarest word."""
+    sqlite = connection.dialect.name == "sqlite"
+    counts = sqlite_match_counts(connection, words) if sqlite else postgres_match_estimates(connection, words)
     kept, rows = [], 0
     for word in sorted(words, key=lambda w: (counts[w], w)):
         if rows + counts[word] > RANK_BUDGET:
@@ -150,26 +151,48 @@ def informative_words(connection: Connection, words: list[str]) -> tuple[list[st
     if kept or not words:
         return kept, None
     rarest = min(words, key=lambda w: (counts[w], w))
-    if connection.dialect.name == "sqlite":
-        sql = "SELECT rowid FROM search_fts WHERE search_fts MATCH :match ORDER BY rowid DESC"
-    else:
-        sql = "SELECT id FROM searchitem WHERE tsv @@ to_tsquery('english', :match) ORDER BY id DESC"
-    match = match_expression(connection.dialect.name == "sqlite", [rarest])
-    oldest = connection.execute(text(f"{sql} LIMIT 1 OFFSET :n"), {"match": match, "n": RANK_BUDGET}).scalar()
-    return words, oldest
-
-
-def match_count(connection: Connection, word: str, cap: int) -> int:
-    """How many items contain `word`, counting no further than `cap` (so a common word is cheap)."""
-    sqlite = connection.dialect.name == "sqlite"
     if sqlite:
-        inner = "SELECT 1 FROM search_fts WHERE search_fts MATCH :match LIMIT :cap"
-    else:
-        inner = "SELECT 1 FROM searchitem WHERE tsv @@ to_tsquery('english', :match) LIMIT :cap"
-    match = match_expression(sqlite, [word])
-    return connection.execute(
-        text(f"SELECT count(*) FROM ({inner}) AS hits"), {"match": match, "cap": cap}
-    ).scalar_one()
+        newest = (
+            "SELECT rowid FROM search_fts WHERE search_fts MATCH :match ORDER BY rowid DESC LIMIT 1 OFFSET :n"
+        )
+        return words, connection.execute(text(newest), {"match": f'"{rarest}"', "n": RANK_BUDGET}).scalar()
+    # Items are spread evenly enough over ids for an estimate: the newest RANK_BUDGET / share ids.
+    low, high, total = connection.execute(text("SELECT min(id), max(id), count(*) FROM searchitem")).one()
+    share = counts[rarest] / max(total, 1)
+    return words, int(high - (high - low + 1) * min(1.0, RANK_BUDGET / max(share * total, 1)))
+
+
+def sqlite_match_counts(connection: Connection, words: list[str]) -> dict[str, int]:
+    """How many items contain each word, counted no further than RANK_BUDGET + 1 (so a common
+    word costs no more than a rare one)."""
+    count = "SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :match LIMIT :cap)"
+    return {
+        word: connection.execute(text(count), {"match": f'"{word}"', "cap": RANK_BUDGET + 1}).scalar_one()
+        for word in words
+    }
+
+
+def postgres_match_estimates(connection: Connection, words: list[str]) -> dict[str, int]:
+    """Estimated items containing each word, from the planner's statistics of the tsvector column
+    (its most common lexemes and their frequencies, kept by ANALYZE and autovacuum). Counting
+    exactly would cost a full GIN bitmap scan per word. A word not among the most common is taken
+    to be rare; a table never analysed has no statistics, and then every word is kept."""
+    rows = connection.execute(
+        text(
+            "SELECT q.word, coalesce(max(f.freq), 0) * greatest(max(c.reltuples), 0) "
+            "FROM unnest(CAST(:words AS text[])) AS q(word) "
+            "CROSS JOIN pg_class c "
+            "LEFT JOIN pg_stats p ON p.tablename = 'searchitem' AND p.attname = 'tsv' "
+            "AND p.schemaname = current_schema() "
+            "LEFT JOIN LATERAL unnest(CAST(CAST(p.most_common_elems AS text) AS text[]), "
+            "p.most_common_elem_freqs) AS f(lexeme, freq) "
+            "ON f.lexeme = ANY(tsvector_to_array(to_tsvector('english', q.word))) "
+            "WHERE c.relname = 'searchitem' AND c.relnamespace = CAST(current_schema() AS regnamespace) "
+            "GROUP BY q.word"
+        ),
+        {"words": words},
+    ).all()
+    return {word: int(estimate) for word, estimate in rows}
 
 
 # ----------------------------------------------------------------------------- dense and fused

@@ -8,7 +8,9 @@ OUT_DIR writable, within `Limits`, and reports a `JobOutcome`. Everything else
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -87,6 +89,22 @@ def prepare_job_dir(
         path.chmod(0o444)
     job_dir.chmod(0o555)
     return job_dir, out_dir
+
+
+def strip_special_bits(out_dir: Path) -> int:
+    """Clear set-user-ID, set-group-ID and sticky bits on everything a finished job left in its
+    output folder (a host folder), so it can never hand out the sandbox user's identity. Symlinks
+    are neither followed nor changed. Returns how many entries were changed."""
+    special = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+    changed = 0
+    for folder, subfolders, files in os.walk(out_dir, followlinks=False):
+        for name in [*subfolders, *files]:
+            path = Path(folder) / name
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & special:
+                path.chmod(stat.S_IMODE(mode) & ~special)
+                changed += 1
+    return changed
 
 
 class OutputError(Exception):

@@ -1,14 +1,17 @@
 """The `bwrap` backend: bubblewrap namespaces for hosts without a Docker engine.
 
-New user, network, pid, ipc and uts namespaces (no network at all), every capability dropped,
-a read-only root with the host's runtime bound read-only, a size-limited tmpfs as scratch, the job
-folder read-only and the output folder writable; the sandbox dies with its parent, and rlimits
-bound memory and files.
+New network, pid, ipc and uts namespaces (no network at all), every capability dropped, the job
+running unprivileged (nobody in a user namespace when run by a normal user; a host uid of its own
+when run by root), a read-only root with the host's runtime bound read-only, a size-limited tmpfs as
+scratch, the job folder read-only and the output folder writable; the sandbox dies with its
+parent, and rlimits bound memory, processes and files.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,7 +22,21 @@ from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
 
 SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/alternatives", "/etc/ssl", "/etc/localtime")
-SANDBOX_UID = 65534  # nobody
+SANDBOX_UID = 65534  # nobody, inside the user namespace of a bwrap run by a normal user
+# Run by root, each job gets a host uid of its own, owning nothing and unknown to the system, so
+# the process limit (counted per uid) is per job and no two jobs can reach each other's files.
+JOB_UIDS = (1_000_000, 1_000_000)  # first, how many
+
+
+def job_uid(job_id: str) -> int:
+    first, count = JOB_UIDS
+    return first + int(hashlib.sha256(job_id.encode()).hexdigest()[:12], 16) % count
+
+
+def drop_to(uid: int) -> list[str]:
+    """setpriv (util-linux) switches user for good: after setuid from root the capabilities are
+    gone, and bwrap's no_new_privs keeps set-user-ID programs from bringing any back."""
+    return ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--"]
 
 
 def bwrap_available() -> tuple[bool, str]:
@@ -39,17 +56,39 @@ class BwrapBackend:
     name = "bwrap"
 
     def command(self, job: Job, job_dir: Path, out_dir: Path) -> list[str]:
+        if os.geteuid() == 0:
+            # A user namespace created by root maps the sandbox user to host root (no process
+            # limit, root-only files readable). So as root: no user namespace, and the job drops
+            # to a host uid of its own before Python starts (`drop_to` below).
+            identity = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                        "--unshare-cgroup-try", "--cap-drop", "ALL",
+                        "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # fmt: skip
+        else:
+            identity = [
+                "--unshare-all",
+                "--cap-drop",
+                "ALL",
+                "--uid",
+                str(SANDBOX_UID),
+                "--gid",
+                str(SANDBOX_UID),
+            ]
         command = [
-            "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "bwrap", *identity, "--die-with-parent", "--new-session",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
             "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
             "--proc", "/proc", "--dev", "/dev",
-            "--size", str(job.limits.scratch_mb << 20), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(job.limits.scratch_mb << 20), "--tmpfs", "/tmp",
         ]  # fmt: skip
         for path in SYSTEM_PATHS:
             command += ["--ro-bind-try", path, path]
-        for path in [*host_runtime_paths(), *job.read_only_paths]:
+        binds = [Path(path) for path in [*host_runtime_paths(), *job.read_only_paths]]
+        # bwrap copies the host's mode onto the folders it creates above a bind, and /root is
+        # owner-only: make them traversable, or the job could not reach a runtime installed there.
+        parents = {parent for path in binds for parent in path.parents if parent != Path("/")}
+        for folder in sorted(p for p in parents if not any(p.is_relative_to(s) for s in SYSTEM_PATHS)):
+            command += ["--perms", "0755", "--dir", str(folder)]
+        for path in binds:
             command += ["--ro-bind", str(path), str(path)]
         if job.device.startswith("cuda"):
             for device in sorted(glob.glob("/dev/nvidia*")):
@@ -61,6 +100,8 @@ class BwrapBackend:
         command.append("--clearenv")
         for key, value in job_environment(job, home="/tmp").items():
             command += ["--setenv", key, value]
+        if os.geteuid() == 0:
+            command += drop_to(job_uid(job.job_id))
         return command + python_command("/job", "/out")
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:

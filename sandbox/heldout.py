@@ -3,9 +3,10 @@
 A prediction job sees the held-out inputs and never their targets, so no candidate code (patched
 torch, a forged result file, a walk up the call stack) can reach the answers or the metric. What
 it could still do is look ahead: every input window is in its memory at once, so it could output
-at position t a prediction made from the token at t + 1. The causal audit catches that: a second,
-independent job predicts the same windows with everything after a random cut replaced by another
-window's tokens (text that looks just as real), and the outputs before each cut must agree.
+at position t a prediction made from the token at t + 1, or from other examples. The audit catches
+both: a second, independent job predicts the same windows, shuffled into other batches, with
+everything after a random cut replaced by another window's tokens (text that looks just as real);
+the outputs before each cut must agree.
 """
 
 from __future__ import annotations
@@ -21,27 +22,32 @@ class HeldoutError(ValueError):
     """Prediction outputs that cannot be scored; the message is one line."""
 
 
-def audit_inputs(inputs: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inputs with each row's tokens from a random cut on replaced by another row's tokens at
-    the same positions; and the cuts (each row keeps positions [0, cut) unchanged)."""
+def audit_inputs(inputs: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The audit's inputs: rows in a shuffled `order`, each with its tokens from a random cut on
+    replaced by another row's tokens at the same positions; and the cuts (row i keeps positions
+    [0, cuts[i]) of inputs[i] unchanged; it sits at audit row `order.argsort()[i]`)."""
     rows, length = inputs.shape
     generator = torch.Generator().manual_seed(seed)
     cuts = torch.randint(1, max(2, length), (rows,), generator=generator)
     donors = (torch.arange(rows) + torch.randint(1, max(2, rows), (1,), generator=generator)) % rows
     tail = torch.arange(length)[None, :] >= cuts[:, None]
-    return torch.where(tail, inputs[donors], inputs), cuts
+    order = torch.randperm(rows, generator=generator)
+    return torch.where(tail, inputs[donors], inputs)[order], cuts, order
 
 
-def causal_violation(logits: torch.Tensor, audit_logits: torch.Tensor, cuts: torch.Tensor) -> str | None:
-    """Why the outputs depend on future inputs, or None when every prefix agrees."""
+def audit_violation(
+    logits: torch.Tensor, audit_logits: torch.Tensor, cuts: torch.Tensor, order: torch.Tensor
+) -> str | None:
+    """Why the predictions depend on future tokens or on other examples, or None when they don't."""
+    audit_logits = audit_logits[order.argsort()]  # back to the original row order
     kept = torch.arange(logits.shape[1])[None, :] < cuts[:, None]
     difference = (logits - audit_logits).abs().amax(-1)[kept]
     scale = 1.0 + logits.abs().amax(-1)[kept]
     worst = (difference / scale).max().item() if difference.numel() else 0.0
     if not worst <= AUDIT_TOLERANCE:  # also catches NaN
         return (
-            f"outputs change when later tokens change (relative difference {worst:.3g} before the cut): "
-            "the predictions read the future"
+            f"outputs change when later tokens or other examples change (relative difference {worst:.3g} "
+            "before the cut): the predictions read the future or the batch"
         )
     return None
 

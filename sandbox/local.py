@@ -26,6 +26,8 @@ def job_environment(job: Job, home: str) -> dict[str, str]:
     threads = str(max(1, int(job.limits.cpus)))
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "USER": "sandbox",  # a job's uid may have no passwd entry; getpass reads these first
+        "LOGNAME": "sandbox",
         "HOME": home,
         "TMPDIR": home,
         "LANG": "C.UTF-8",

@@ -33,8 +33,17 @@ from discover.experiments.harness import FitSummary, StepLog, TrainResult, combi
 from discover.experiments.probes import ProbeResult, Verdict
 from discover.experiments.static_check import static_check
 from discover.experiments.tasks import get_task
-from discover.sandbox.base import Backend, Job, JobOutcome, Limits, OutputError, prepare_job_dir, read_output
-from discover.sandbox.heldout import HeldoutError, audit_inputs, causal_violation, read_logits
+from discover.sandbox.base import (
+    Backend,
+    Job,
+    JobOutcome,
+    Limits,
+    OutputError,
+    prepare_job_dir,
+    read_output,
+    strip_special_bits,
+)
+from discover.sandbox.heldout import HeldoutError, audit_inputs, audit_violation, read_logits
 
 CHECK_TIMEOUT_S = 600.0
 MAX_METRICS_BYTES = 64 << 20
@@ -115,10 +124,10 @@ class Sandbox:
         if "test_seed" in type(cfg).model_fields and "test_seed" not in settings:
             cfg = cfg.model_copy(update={"test_seed": self.heldout_seed})
         heldout = the_task.heldout(cfg)
-        scrambled, cuts = audit_inputs(heldout.inputs, seed)
+        scrambled, cuts, order = audit_inputs(heldout.inputs, seed)
         logits = self._predict(fit_job, "predict", candidate, weights, heldout.inputs)
         audit = self._predict(fit_job, "audit", candidate, weights, scrambled)
-        if (violation := causal_violation(logits, audit, cuts)) is not None:
+        if (violation := audit_violation(logits, audit, cuts, order)) is not None:
             raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
         result = combine(summary, the_task.metric, the_task.score(logits, heldout.targets, cfg))
         if run_dir is not None:
@@ -182,6 +191,7 @@ class Sandbox:
                 raise JobFailed(JobOutcome(job_id=job.job_id, status="refused", reason=reason))
         job_dir, out_dir = prepare_job_dir(job, candidate, self.workdir, inputs)
         outcome = self.backend.execute(job, job_dir, out_dir)
+        strip_special_bits(out_dir)
         if outcome.status != "ok":
             raise JobFailed(outcome)
         return out_dir

@@ -1,9 +1,12 @@
 """A local OpenAI-compatible HTTP server for tests: the real `openai` client talks to it over HTTP.
 
-It stands in for what cannot run here (a paid model). Embeddings are deterministic bag-of-words
-vectors: each word is folded onto a concept (a small synonym table, so that "forgetting" and
-"decay" land together, as a real embedding model would put them) and hashed into one of DIM
-dimensions.
+It stands in for what cannot run here (a paid model).
+- /embeddings: deterministic bag-of-words vectors; each word is folded onto a concept (a small
+  synonym table, so that "forgetting" and "decay" land together, as a real embedding model would
+  put them) and hashed into one of DIM dimensions.
+- /chat/completions: replays `server.script`, one step per request: {"content": "..."} answers,
+  {"status": 429} fails with that HTTP status, {"sleep": seconds, ...} waits first. An exhausted
+  script answers 500, so a test states every request it expects.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DIM = 256
@@ -46,6 +50,23 @@ class Handler(BaseHTTPRequestHandler):
             tokens = sum(len(t.split()) for t in inputs)
             self.reply(200, {"object": "list", "data": data, "model": body["model"],
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+        elif self.path.rstrip("/").endswith("/chat/completions"):
+            step = self.server.script.pop(0) if self.server.script else {"status": 500}
+            time.sleep(step.get("sleep", 0))
+            if "status" in step:
+                self.reply(
+                    step["status"], {"error": {"message": f"scripted {step['status']}", "type": "test"}}
+                )
+                return
+            content = step["content"]
+            prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+            self.reply(200, {
+                "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": len(content.split()),
+                          "total_tokens": prompt + len(content.split())},
+            })  # fmt: skip
         else:
             self.reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
@@ -67,6 +88,7 @@ class OpenAIServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.requests: list[tuple[str, dict]] = []
+        self.script: list[dict] = []
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property

@@ -57,7 +57,6 @@ MARGIN_S = 20.0  # start-up and teardown on a loaded machine, on top of the jobs
 PORT = 47613  # net_connect.py dials this port on every address it tries; the test listens on it
 SECRET_VAR = "DISCOVER_TEST_SECRET"
 AS_ROOT = os.geteuid() == 0
-HOST_USER = "root" if AS_ROOT else "the user who runs discover"
 # Where a file that got out would leave its discover-hostile-* marker on the host.
 MARKER_DIRS = sorted(
     {
@@ -94,20 +93,13 @@ KNOWN_HOLES: dict[tuple[str, str], str] = {
         "the training loss (the predict job's integrity guard does catch the patch)",
     ),
     **both("fill_out_dir", "output_mb bounds each file, not /out: many files fill the host's disk"),
-    ("setuid_out", "docker"): "the job can leave set-user-ID files in /out, a host folder (owned by "
-    "uid 65534 under docker: whoever runs one becomes nobody)",
     ("memory_split", "bwrap"): "bwrap bounds memory per process (RLIMIT_AS), not per job: several "
     "processes together hold several times memory_mb",
-    ("setuid_out", "bwrap"): f"bwrap maps the sandbox user to {HOST_USER} on the host: the job leaves "
-    f"a set-user-ID executable owned by {HOST_USER} in /out (had it been a shell, {HOST_USER} for any "
-    "local user who can reach the folder)",
-    ("read_host_files", "bwrap"): f"bwrap maps the sandbox user to {HOST_USER} on the host: files "
-    f"only {HOST_USER} may read are readable inside (a mode-600 file in the read-only corpus folder)",
 }
-if AS_ROOT:
-    KNOWN_HOLES[("fork_bomb", "bwrap")] = (
-        "run as root, bwrap maps the sandbox user to host root, and the kernel does not apply "
-        "RLIMIT_NPROC to root: there is no process limit at all"
+if not AS_ROOT:  # run by root, bwrap drops each job to a host uid of its own instead
+    KNOWN_HOLES[("read_host_files", "bwrap")] = (
+        "bwrap maps the sandbox user to the user who runs discover: files only they may read are "
+        "readable inside (a mode-600 file in the read-only corpus folder)"
     )
 
 

@@ -29,15 +29,28 @@ def any_backend(request):
 
 def test_sandboxed_training_matches_the_in_process_harness(any_backend, tmp_path):
     candidate = builtin_baselines()["gated_deltanet"]
-    sandbox = Sandbox(any_backend, tmp_path / "jobs", LIMITS)
-    result = sandbox.train(candidate, "mqar", TINY, seed=5, trusted=True, run_dir=tmp_path / "run")
     task = get_task("mqar")
+    # The same held-out set as the in-process run: its seed, which no job is told.
+    sandbox = Sandbox(any_backend, tmp_path / "jobs", LIMITS, heldout_seed=task.config(TINY).test_seed)
+    result = sandbox.train(candidate, "mqar", TINY, seed=5, trusted=True, run_dir=tmp_path / "run")
     direct = train(candidate, task, task.config(TINY), seed=5)
     assert result.status == "ok" and result.metric == "accuracy"
     assert result.final_train_loss == pytest.approx(direct.final_train_loss, rel=1e-4)
-    assert result.metrics["loss"] == pytest.approx(direct.metrics["loss"], rel=1e-4)
+    assert result.metrics == pytest.approx(direct.metrics, rel=1e-4)
     assert json.loads((tmp_path / "run/result.json").read_text())["value"] == result.value
     assert len((tmp_path / "run/metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_held_out_seed_is_secret_and_changes_the_held_out_set(tmp_path):
+    candidate = builtin_baselines()["linear_attention"]
+    settings = {**TINY, "test_examples": 512}
+    first = Sandbox(ProcessBackend(), tmp_path / "a", LIMITS).train(candidate, "mqar", settings, trusted=True)
+    second = Sandbox(ProcessBackend(), tmp_path / "b", LIMITS).train(
+        candidate, "mqar", settings, trusted=True
+    )
+    assert first.metrics["loss"] != second.metrics["loss"]  # same weights, other held-out examples
+    spec = json.loads(next((tmp_path / "a").glob("*-predict/job/job.json")).read_text())
+    assert "test_seed" not in spec["settings"]
 
 
 def test_sandboxed_check_names_the_failed_probe(isolating_backend, tmp_path):

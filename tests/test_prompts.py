@@ -1,0 +1,87 @@
+"""Prompt templates: every role renders from a context, nothing task-specific is baked in, and a
+user's folder overrides the shipped file."""
+
+import re
+
+import pytest
+
+from discover.experiments.baselines import builtin_baselines
+from discover.experiments.contract import CONTRACT
+from discover.experiments.tasks import TASKS, get_task
+from discover.prompts.templates import PROMPT_DIR, ROLES, PromptError, render
+
+
+def task_info(name="mqar"):
+    task = get_task(name)
+    return {"name": task.name, "description": task.description, "metric": task.metric,
+            "higher_is_better": task.higher_is_better}  # fmt: skip
+
+
+PARENT = {
+    "name": "gated",
+    "fitness": 0.61,
+    "motivation": "forget gate",
+    "code": "class Mixer: ...",
+    "value": 0.9,
+}
+CONTEXTS = {
+    "researcher": {
+        "task": task_info(), "contract": CONTRACT,
+        "baselines": [{"name": "softmax_attention", "value": 0.99}], "parents": [PARENT],
+        "elites": [PARENT], "failures": ["low-rank state: NaN at step 40"],
+        "findings": [{"verdict": "refutes", "kind": "finding", "text": "fixed decay hurts recall"}],
+        "documents": [{"title": "Short convolutions", "text": "local context for keys"}],
+    },
+    "coder": {
+        "task": task_info(), "contract": CONTRACT, "parent": PARENT, "previous_code": "class Mixer: pass",
+        "proposal": {"name": "conv_gate", "hypothesis": "h", "design_plan": "p"},
+        "verdict": {"failures": [{"name": "causality", "reason": "output at t depends on t+1"}]},
+    },
+    "analyst": {
+        "task": task_info("lm"), "candidate": {"name": "conv_gate", "hypothesis": "h"},
+        "run": {"status": "succeeded", "failure_reason": None, "value": 2.41, "interval": (2.39, 2.43),
+                "fitness": 0.58},
+        "parents": [PARENT], "baselines": [{"name": "softmax_attention", "value": 2.61}],
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_renders_its_context(role):
+    text = render(role, CONTEXTS[role])
+    assert CONTEXTS[role]["task"]["description"] in text
+    if role != "analyst":
+        assert "class Mixer(torch.nn.Module)" in text  # the contract is quoted, not paraphrased
+
+
+def test_the_coder_is_shown_why_its_last_attempt_failed():
+    text = render("coder", CONTEXTS["coder"])
+    assert "causality: output at t depends on t+1" in text and "class Mixer: pass" in text
+    assert "previous attempt" not in render("coder", {**CONTEXTS["coder"], "verdict": None})
+
+
+def test_templates_name_no_task_and_no_baseline():
+    names = [*TASKS, *builtin_baselines(), "DeltaNet", "MQAR", "associative recall"]
+    for path in PROMPT_DIR.glob("*.j2"):
+        text = path.read_text().lower()
+        baked = [name for name in names if re.search(rf"\b{re.escape(name.lower())}\b", text)]
+        assert not baked, f"{path.name} hard-codes {baked}"
+
+
+def test_a_user_folder_overrides_a_role(tmp_path):
+    (tmp_path / "researcher.j2").write_text("Propose something for {{ task.name }}.")
+    assert render("researcher", CONTEXTS["researcher"], tmp_path) == "Propose something for mqar."
+    assert "Reference baselines" not in render("researcher", CONTEXTS["researcher"], tmp_path)
+    assert render("coder", CONTEXTS["coder"], tmp_path) == render("coder", CONTEXTS["coder"])  # others stay
+
+
+def test_prompt_errors_are_one_line(tmp_path):
+    with pytest.raises(PromptError, match="needs a value it was not given"):
+        render("researcher", {"task": task_info()})
+    with pytest.raises(PromptError, match="no prompt template for role 'judge'"):
+        render("judge", {})
+    (tmp_path / "analyst.j2").write_text("{% if %}")
+    with pytest.raises(PromptError, match="line 1"):
+        render("analyst", CONTEXTS["analyst"], tmp_path)
+    with pytest.raises(PromptError, match="does not exist"):
+        render("analyst", CONTEXTS["analyst"], tmp_path / "missing")
