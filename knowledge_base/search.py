@@ -138,8 +138,8 @@ def informative_words(connection: Connection, words: list[str]) -> tuple[list[st
     many rows while adding almost nothing to BM25 (its inverse document frequency is near zero).
     So words join rarest first while the rows to rank stay within RANK_BUDGET; below the budget
     (any small store) every word is kept and the ranking is exact BM25. When even the rarest word
-    is that common, every word is kept and only the newest items are ranked: about the newest
-    RANK_BUDGET matches of the rarest word."""
+    is that common, every word is kept and only the newest items are ranked: those holding each
+    word's newest RANK_BUDGET matches."""
     sqlite = connection.dialect.name == "sqlite"
     counts = sqlite_match_counts(connection, words) if sqlite else postgres_match_estimates(connection, words)
     kept, rows = [], 0
@@ -150,16 +150,19 @@ def informative_words(connection: Connection, words: list[str]) -> tuple[list[st
         rows += counts[word]
     if kept or not words:
         return kept, None
-    rarest = min(words, key=lambda w: (counts[w], w))
     if sqlite:
         newest = (
             "SELECT rowid FROM search_fts WHERE search_fts MATCH :match ORDER BY rowid DESC LIMIT 1 OFFSET :n"
         )
-        return words, connection.execute(text(newest), {"match": f'"{rarest}"', "n": RANK_BUDGET}).scalar()
-    # Items are spread evenly enough over ids for an estimate: the newest RANK_BUDGET / share ids.
-    low, high, total = connection.execute(text("SELECT min(id), max(id), count(*) FROM searchitem")).one()
-    share = counts[rarest] / max(total, 1)
-    return words, int(high - (high - low + 1) * min(1.0, RANK_BUDGET / max(share * total, 1)))
+        starts = [
+            connection.execute(text(newest), {"match": f'"{w}"', "n": RANK_BUDGET}).scalar() for w in words
+        ]
+        return words, max((start for start in starts if start is not None), default=None)
+    # Items are spread evenly enough over ids for an estimate: the ids holding the most common
+    # word's newest RANK_BUDGET matches.
+    low, high = connection.execute(text("SELECT min(id), max(id) FROM searchitem")).one()
+    most = max(counts.values())
+    return words, int(high - (high - low + 1) * min(1.0, RANK_BUDGET / max(most, 1)))
 
 
 def sqlite_match_counts(connection: Connection, words: list[str]) -> dict[str, int]:
@@ -173,26 +176,35 @@ def sqlite_match_counts(connection: Connection, words: list[str]) -> dict[str, i
 
 
 def postgres_match_estimates(connection: Connection, words: list[str]) -> dict[str, int]:
-    """Estimated items containing each word, from the planner's statistics of the tsvector column
-    (its most common lexemes and their frequencies, kept by ANALYZE and autovacuum). Counting
-    exactly would cost a full GIN bitmap scan per word. A word not among the most common is taken
-    to be rare; a table never analysed has no statistics, and then every word is kept."""
-    rows = connection.execute(
+    """Estimated items containing each word, from the planner's statistics of the tsvector column:
+    its most common lexemes with their frequencies, kept by ANALYZE and autovacuum. (Counting
+    exactly would cost a full GIN bitmap scan per word.) A word outside that list is estimated at
+    the list's lowest frequency, an upper bound; a table never analysed has no statistics, and then
+    every word is kept."""
+    stats = connection.execute(
         text(
-            "SELECT q.word, coalesce(max(f.freq), 0) * greatest(max(c.reltuples), 0) "
-            "FROM unnest(CAST(:words AS text[])) AS q(word) "
-            "CROSS JOIN pg_class c "
-            "LEFT JOIN pg_stats p ON p.tablename = 'searchitem' AND p.attname = 'tsv' "
-            "AND p.schemaname = current_schema() "
-            "LEFT JOIN LATERAL unnest(CAST(CAST(p.most_common_elems AS text) AS text[]), "
-            "p.most_common_elem_freqs) AS f(lexeme, freq) "
-            "ON f.lexeme = ANY(tsvector_to_array(to_tsvector('english', q.word))) "
-            "WHERE c.relname = 'searchitem' AND c.relnamespace = CAST(current_schema() AS regnamespace) "
-            "GROUP BY q.word"
+            "SELECT CAST(CAST(s.most_common_elems AS text) AS text[]), s.most_common_elem_freqs, c.reltuples "
+            "FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename "
+            "AND c.relnamespace = CAST(s.schemaname AS regnamespace) "
+            "WHERE s.tablename = 'searchitem' AND s.attname = 'tsv' AND s.schemaname = current_schema()"
+        )
+    ).first()
+    if stats is None or not stats[0] or stats[2] <= 0:
+        return dict.fromkeys(words, 0)
+    lexemes, frequencies, rows = stats
+    frequency = dict(zip(lexemes, frequencies, strict=False))  # frequencies has 3 summary values more
+    floor = min(frequencies[: len(lexemes)])
+    analysed = connection.execute(
+        text(
+            "SELECT q.word, tsvector_to_array(to_tsvector('english', q.word)) "
+            "FROM unnest(CAST(:words AS text[])) AS q(word)"
         ),
         {"words": words},
     ).all()
-    return {word: int(estimate) for word, estimate in rows}
+    return {
+        word: int(rows * max((frequency.get(lexeme, floor) for lexeme in word_lexemes), default=0.0))
+        for word, word_lexemes in analysed
+    }
 
 
 # ----------------------------------------------------------------------------- dense and fused
