@@ -121,9 +121,7 @@ class Sandbox:
 
         the_task = get_task(task)
         cfg = the_task.config(settings)
-        if "test_seed" in type(cfg).model_fields and "test_seed" not in settings:
-            cfg = cfg.model_copy(update={"test_seed": self.heldout_seed})
-        heldout = the_task.heldout(cfg)
+        heldout = the_task.heldout(cfg, self.heldout_seed)
         scrambled, cuts, order = audit_inputs(heldout.inputs, seed)
         logits = self._predict(fit_job, "predict", candidate, weights, heldout.inputs)
         audit = self._predict(fit_job, "audit", candidate, weights, scrambled)

@@ -100,3 +100,10 @@ def test_config_overrides_are_validated():
         task.config({"lr": "fast"})
     with pytest.raises(TaskConfigError, match="unknown task"):
         get_task("imagenet")
+
+
+def test_a_secret_seed_replaces_the_default_held_out_set_but_not_a_fixed_one():
+    task = get_task("mqar")
+    default, fixed = task.config({"test_examples": 32}), task.config({"test_examples": 32, "test_seed": 7})
+    assert not torch.equal(task.heldout(default, secret_seed=123).inputs, task.heldout(default).inputs)
+    assert torch.equal(task.heldout(fixed, secret_seed=123).inputs, task.heldout(fixed).inputs)

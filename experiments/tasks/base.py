@@ -85,9 +85,11 @@ class Task(ABC):
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
 
     @abstractmethod
-    def heldout(self, cfg: TaskConfig) -> Batch:
+    def heldout(self, cfg: TaskConfig, secret_seed: int | None = None) -> Batch:
         """Held-out inputs and targets that training never sees. Only the inputs ever enter a
-        sandbox; the targets stay with the trusted process that scores the outputs."""
+        sandbox; the targets stay with the trusted process that scores the outputs. A task whose
+        held-out set is generated draws it from `secret_seed` when given (a seed no job is told,
+        so no candidate can regenerate the answers), unless the user fixed the seed."""
 
     @abstractmethod
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: TaskConfig) -> dict[str, float]:

@@ -111,7 +111,7 @@ class LMTask(SequenceTask):
         starts = torch.linspace(0, len(text) - cfg.seq_len - 2, count).long()
         return text[starts[:, None] + torch.arange(cfg.seq_len + 1)].long()
 
-    def heldout(self, cfg: LMConfig) -> Batch:
+    def heldout(self, cfg: LMConfig, secret_seed: int | None = None) -> Batch:
         windows = self.validation_windows(cfg)
         return Batch(windows[:, :-1], windows[:, 1:])
 

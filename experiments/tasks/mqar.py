@@ -105,8 +105,10 @@ class MQARTask(SequenceTask):
             inputs, targets = self._generate(cfg, cfg.batch_size, generator)
             yield Batch(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True))
 
-    def heldout(self, cfg: MQARConfig) -> Batch:
-        return self._generate(cfg, cfg.test_examples, torch.Generator().manual_seed(cfg.test_seed))
+    def heldout(self, cfg: MQARConfig, secret_seed: int | None = None) -> Batch:
+        fixed = secret_seed is None or "test_seed" in cfg.model_fields_set  # the user's choice wins
+        seed = cfg.test_seed if fixed else secret_seed
+        return self._generate(cfg, cfg.test_examples, torch.Generator().manual_seed(seed))
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: MQARConfig) -> dict[str, float]:
         mask = targets != IGNORE
