@@ -13,27 +13,33 @@ and validates every file.
 No job computes a score: `predict` sees held-out inputs but never their targets, and the trusted
 orchestrator turns the logits into metrics (`discover.sandbox.runner`). Training and prediction run
 in separate processes so that nothing a candidate does while training survives into prediction.
-A failure the candidate caused is written to `error.json` with a one-line reason.
+A failure the candidate caused is written to `error.json` with a one-line reason. Every action
+verifies the integrity guard before it writes, and the process ends with `os._exit` so that nothing
+the candidate left behind runs afterwards. The orchestrator still treats the files as claims: it
+counts parameters from `weights.pt` and times the job itself.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel
 
+import discover.experiments.harness as harness
+import discover.experiments.probes as probes
+import discover.experiments.tasks.base as task_base
+from discover.experiments.contract import CandidateError, describe_error, load_mixer_class
+from discover.experiments.harness import fit, pick_device, write_json_atomic
 from discover.experiments.integrity import IntegrityError, IntegrityGuard
-
-GUARD = IntegrityGuard()  # before any other discover module: the snapshot predates every import
-
-from discover.experiments.contract import CandidateError, describe_error, load_mixer_class  # noqa: E402
-from discover.experiments.harness import fit, pick_device, write_json_atomic  # noqa: E402
-from discover.experiments.probes import check  # noqa: E402
-from discover.experiments.tasks import get_task  # noqa: E402
-from discover.experiments.tasks.base import predict  # noqa: E402
+from discover.experiments.probes import check
+from discover.experiments.tasks import get_task
+from discover.experiments.tasks.base import predict
 
 
 class JobFile(BaseModel):
@@ -54,12 +60,21 @@ def run(job_dir: Path, out_dir: Path) -> None:
     cfg = task.config(job.settings)
     candidate = job_dir / "candidate.py"
     device = pick_device(job.device)
+    if job.action != "predict":
+        # The FLOP counter imports dynamo, which rewraps torch.manual_seed: let it happen before
+        # the snapshot, not after (prediction counts no FLOPs and skips the 0.8 s import).
+        importlib.import_module("torch._dynamo")
+    guard = IntegrityGuard(
+        {"harness": harness, "probes": probes, "tasks.base": task_base, "job": sys.modules[__name__]}
+    )  # taken before the candidate is imported
 
     if job.action == "check":
         verdict = check(candidate, task, cfg)
+        guard.verify()
         write_json_atomic(out_dir / "verdict.json", verdict.model_dump())
     elif job.action == "fit":
         model, summary = fit(candidate, task, cfg, job.seed, device, out_dir)
+        guard.verify()
         torch.save(model.state_dict(), out_dir / "weights.pt")
         write_json_atomic(out_dir / "fit.json", summary.model_dump())
     else:
@@ -68,7 +83,7 @@ def run(job_dir: Path, out_dir: Path) -> None:
         model.load_state_dict(torch.load(job_dir / "weights.pt", map_location=device, weights_only=True))
         inputs = torch.load(job_dir / "inputs.pt", weights_only=True)
         logits = predict(model, inputs, cfg.batch_size, device)
-        GUARD.verify()
+        guard.verify()
         torch.save(logits, out_dir / "logits.pt")
 
 
@@ -82,9 +97,15 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         reason = f"candidate raised during the job: {describe_error(exc)}"
         write_json_atomic(out_dir / "error.json", JobError(reason=reason).model_dump())
-        raise
+        traceback.print_exc()  # the full story goes to the job's log
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    # Leave at once: exit handlers and threads the candidate registered never run after the
+    # outputs are written, so they cannot rewrite them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

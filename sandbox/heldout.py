@@ -69,3 +69,20 @@ def read_logits(path: Path, shape: tuple[int, ...], max_bytes: int) -> torch.Ten
             f"logits.pt has shape {tuple(logits.shape)} {logits.dtype}; expected {shape} float32"
         )
     return logits
+
+
+def read_parameter_count(path: Path, max_bytes: int) -> int:
+    """Parameters of a trained model, counted from the weights.pt its fit job wrote: the number the
+    predict job's strict `load_state_dict` proves is the model that gets scored (persistent buffers
+    count too; the built-in mixers keep none)."""
+    if path.is_symlink() or not path.is_file():
+        raise HeldoutError("the job wrote no weights")
+    if path.stat().st_size > max_bytes:
+        raise HeldoutError(f"weights.pt is larger than {max_bytes} bytes")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the job's failure, never the orchestrator's
+        raise HeldoutError(f"weights.pt is not a saved state dict: {type(exc).__name__}") from None
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise HeldoutError("weights.pt does not hold a state dict of tensors")
+    return sum(tensor.numel() for tensor in state.values())

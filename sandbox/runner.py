@@ -43,7 +43,13 @@ from discover.sandbox.base import (
     read_output,
     strip_special_bits,
 )
-from discover.sandbox.heldout import HeldoutError, audit_inputs, audit_violation, read_logits
+from discover.sandbox.heldout import (
+    HeldoutError,
+    audit_inputs,
+    audit_violation,
+    read_logits,
+    read_parameter_count,
+)
 
 CHECK_TIMEOUT_S = 600.0
 MAX_METRICS_BYTES = 64 << 20
@@ -91,7 +97,7 @@ class Sandbox:
             return Verdict(candidate=candidate.stem, task=task, passed=False, probes=[probe])
         job = self._job("check", task, settings, 0, "cpu", trusted, job_id)
         job.limits = job.limits.model_copy(update={"timeout_s": min(job.limits.timeout_s, CHECK_TIMEOUT_S)})
-        out_dir = self._run(job, candidate)
+        out_dir, _ = self._run(job, candidate)
         verdict = self._read(job, out_dir, "verdict.json", Verdict)
         verdict.candidate = candidate.stem  # inside the sandbox every file is named candidate.py
         return verdict
@@ -110,17 +116,27 @@ class Sandbox:
     ) -> TrainResult:
         fit_job = self._job("fit", task, settings, seed, device, trusted, job_id)
         with MetricsTail(self.workdir / fit_job.job_id / "out" / "metrics.jsonl", on_log):
-            fit_out = self._run(fit_job, candidate)
+            fit_out, fit_outcome = self._run(fit_job, candidate)
         summary = self._read(fit_job, fit_out, "fit.json", FitSummary)
-        summary.candidate = candidate.stem
         weights = fit_out / "weights.pt"
-        if not weights.is_file() or weights.is_symlink():
-            raise JobFailed(
-                JobOutcome(job_id=fit_job.job_id, status="failed", reason="the job wrote no weights")
-            )
-
         the_task = get_task(task)
         cfg = the_task.config(settings)
+        try:
+            params = read_parameter_count(weights, self.limits.output_mb << 20)
+        except HeldoutError as exc:
+            raise JobFailed(JobOutcome(job_id=fit_job.job_id, status="failed", reason=str(exc))) from None
+        # What a score depends on is measured here, not taken from fit.json: parameters from the
+        # weights, throughput and wall time from this process's clock around the whole job
+        # (start-up included, so it is a lower bound, the same for every candidate).
+        summary = summary.model_copy(
+            update={
+                "candidate": candidate.stem,
+                "params": params,
+                "tokens_per_s": cfg.steps * the_task.tokens_per_batch(cfg) / fit_outcome.wall_time_s,
+                "wall_time_s": fit_outcome.wall_time_s,
+            }
+        )
+
         heldout = the_task.heldout(cfg, self.heldout_seed)
         scrambled, cuts, order = audit_inputs(heldout.inputs, seed)
         logits = self._predict(fit_job, "predict", candidate, weights, heldout.inputs)
@@ -149,7 +165,7 @@ class Sandbox:
         self.workdir.mkdir(parents=True, exist_ok=True)
         torch.save(inputs, staged)
         try:
-            out_dir = self._run(job, candidate, inputs={"weights.pt": weights, "inputs.pt": staged})
+            out_dir, _ = self._run(job, candidate, inputs={"weights.pt": weights, "inputs.pt": staged})
         finally:
             staged.unlink(missing_ok=True)
         try:
@@ -181,7 +197,9 @@ class Sandbox:
             limits=self.limits,
         )
 
-    def _run(self, job: Job, candidate: Path, inputs: dict[str, Path] | None = None) -> Path:
+    def _run(
+        self, job: Job, candidate: Path, inputs: dict[str, Path] | None = None
+    ) -> tuple[Path, JobOutcome]:
         if self.static_check and not job.trusted:
             violations = static_check(_source(candidate))
             if violations:
@@ -192,7 +210,7 @@ class Sandbox:
         strip_special_bits(out_dir)
         if outcome.status != "ok":
             raise JobFailed(outcome)
-        return out_dir
+        return out_dir, outcome
 
     def _read(self, job: Job, out_dir: Path, name: str, schema):
         try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 import discover
 import discover.experiments
@@ -39,6 +40,7 @@ from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import StepLog, TrainResult
 from discover.experiments.probes import Verdict
 from discover.experiments.static_check import static_check
+from discover.experiments.tasks import get_task
 from discover.sandbox.base import JobOutcome, Limits
 from discover.sandbox.process import ProcessBackend
 from discover.sandbox.runner import JobFailed, Sandbox
@@ -83,14 +85,10 @@ def both(name: str, why: str) -> dict[tuple[str, str], str]:
 KNOWN_HOLES: dict[tuple[str, str], str] = {
     **both(
         "fake_results",
-        "the check and fit jobs write verdict.json and fit.json in the process that runs the candidate, "
-        "and the orchestrator accepts any that parses: a forged passing verdict and forged throughput "
-        "are reported (the score itself is computed outside the sandbox, and is not forged)",
-    ),
-    **both(
-        "patch_torch_metric",
-        "fit.json is written by the process that runs the candidate: the patched loss is reported as "
-        "the training loss (the predict job's integrity guard does catch the patch)",
+        "the check job writes verdict.json in the process that runs the candidate: a file that writes "
+        "a passing verdict and exits before the probes run is reported as passing `discover check` "
+        "(its training result is then rejected by the prediction audit; throughput, parameters and "
+        "the score are measured outside the sandbox and are not forged)",
     ),
     **both("fill_out_dir", "output_mb bounds each file, not /out: many files fill the host's disk"),
     ("memory_split", "bwrap"): "bwrap bounds memory per process (RLIMIT_AS), not per job: several "
@@ -366,7 +364,9 @@ def leftover_processes(run: Run) -> list[str]:
                 alive.append(f"{pid}: {cmdline[:120]}")
             elif "discover.experiments.job" in cmdline:
                 with contextlib.suppress(OSError):
-                    if Path(f"/proc/{pid}/root/job/candidate.py").read_bytes() == source:
+                    same_file = Path(f"/proc/{pid}/root/job/candidate.py").read_bytes() == source
+                    # The same file may be running for the other backend: its mounts name its own job.
+                    if same_file and run.job_id in Path(f"/proc/{pid}/mountinfo").read_text():
                         alive.append(f"{pid}: {cmdline[:120]}")
         if not alive or time.monotonic() > deadline:
             return alive
@@ -492,20 +492,37 @@ def _no_forgery(run: Run, env: dict) -> None:
     forged = []
     if run.verdict is not None and run.verdict.passed:
         forged.append("a passing verdict for a mixer that reads the future")
-    if run.result is not None and run.result.tokens_per_s >= 1e12:
-        forged.append(f"tokens_per_s {run.result.tokens_per_s:g}")
     if run.result is not None and run.result.value == 1.0:
         forged.append(f"accuracy {run.result.value}")
     expect(not forged, "reported forged " + ", ".join(forged), run)
 
 
+class _OneLinearMixer(nn.Module):  # forge_fit_summary.py's mixer, built here without its import code
+    def __init__(self, d_model: int, num_heads: int = 4, **kwargs) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_model, d_model)
+
+
+def _params_of_one_linear_mixer() -> int:
+    task = get_task("mqar")
+    return sum(p.numel() for p in task.build_model(_OneLinearMixer, task.config(SETTINGS)).parameters())
+
+
+@verifies("forge_fit_summary")
+def _measured_outside(run: Run, env: dict) -> None:
+    assert run.status == "ok", run.reason
+    # Whether or not the thread won its race against the job's exit, these are not fit.json's.
+    assert run.result.params == _params_of_one_linear_mixer(), run.result.params
+    assert run.result.tokens_per_s < 1e9, run.result.tokens_per_s
+
+
 @verifies("patch_torch_metric")
 def _guarded_evaluation(run: Run, env: dict) -> None:
-    assert run.status == "failed" and run.outcome.job_id.endswith("-predict"), run.reason
+    # The fit job's guard notices before fit.json is written: no patched number leaves the job.
+    assert run.status == "failed" and run.outcome.job_id == run.job_id, (run.outcome.job_id, run.reason)
     assert run.reason.startswith("candidate code modified the evaluation runtime"), run.reason
     assert "cross_entropy" in run.reason, run.reason
-    loss = json.loads((run.out() / "fit.json").read_text())["final_train_loss"]
-    expect(loss > 0, f"fit.json reports the patched training loss {loss}", run)
+    assert not (run.out() / "fit.json").exists()
 
 
 @verifies("patch_task_evaluate", "heldout_mqar")
@@ -575,10 +592,10 @@ def _no_host_file_in_run(run: Run, env: dict) -> None:
 
 @verifies("pickle_weights")
 def _no_unpickling(run: Run, env: dict) -> None:
-    assert_failed(run, "Weights only load failed")
+    assert_failed(run, "weights.pt is not a saved state dict")
     assert b"system" in (run.out() / "weights.pt").read_bytes(), "the payload was not planted"
-    assert run.outcome.job_id.endswith("-predict"), run.outcome.job_id
-    assert not (run.out("predict") / "pickle-ran").exists(), "the pickle payload ran"
+    assert run.outcome.job_id == run.job_id, run.outcome.job_id  # refused before any predict job
+    assert not (run.out() / "pickle-ran").exists(), "the pickle payload ran"
 
 
 @verifies("kill_parent")

@@ -1,10 +1,8 @@
 """Forges its own result files: a passing verdict.json in the check job (its mixer reads the future,
-so honest probes would fail it), a fit.json with near-infinite throughput at exit of the fit job, and
-a perfect evaluation.json and metrics-shaped logits (then exit 0 before the harness runs) in the
-predict job.
+so honest probes would fail it), and a perfect evaluation.json and metrics-shaped logits (then exit 0
+before the harness runs) in the predict job. (forge_fit_summary.py forges the fit job's summary.)
 Must happen: the orchestrator reports none of the forged numbers."""
 
-import atexit
 import json
 import os
 
@@ -15,21 +13,11 @@ with open("/job/job.json") as stream:
     JOB = json.load(stream)
 
 
-def _forge_fit():
-    with open("/out/fit.json") as stream:
-        summary = json.load(stream)
-    summary.update(tokens_per_s=1e12, final_train_loss=0.0, flops_per_token=1.0, params=1)
-    with open("/out/fit.json", "w") as stream:
-        json.dump(summary, stream)
-
-
 if JOB["action"] == "check":
     with open("/out/verdict.json", "w") as stream:
         probe = {"name": "causality", "passed": True, "reason": ""}
         json.dump({"candidate": "fake_results", "task": JOB["task"], "passed": True, "probes": [probe]}, stream)
     os._exit(0)
-if JOB["action"] == "fit":
-    atexit.register(_forge_fit)
 if JOB["action"] == "predict":
     with open("/out/evaluation.json", "w") as stream:
         json.dump({"metrics": {"accuracy": 1.0, "loss": 0.0, "bits_per_byte": 0.0}}, stream)

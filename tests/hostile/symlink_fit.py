@@ -1,8 +1,8 @@
-"""At the end of the fit job (at interpreter exit) replaces /out/fit.json with a symlink to a host
-file (/etc/passwd), so that an orchestrator that follows links reads a host file as the job's result.
+"""While the fit job trains, plants /out/fit.json.tmp as a symlink to /tmp/fit-real.json: the
+harness writes its summary through the link and renames the link itself to fit.json, so the job
+ends with fit.json pointing at /tmp/fit-real.json, a path that on the host is a host file.
 Must happen: the orchestrator refuses the link and the job fails with a clear reason."""
 
-import atexit
 import json
 import os
 
@@ -13,20 +13,13 @@ with open("/job/job.json") as stream:
     ACTION = json.load(stream)["action"]
 
 
-def _swap():
-    os.symlink("/etc/passwd", "/out/fit.swap")
-    os.replace("/out/fit.swap", "/out/fit.json")
-    print("hostile: /out/fit.json -> /etc/passwd", flush=True)
-
-
-if ACTION == "fit":
-    atexit.register(_swap)
-
-
 class Mixer(nn.Module):
     def __init__(self, d_model, num_heads=4, **kwargs):
         super().__init__()
         self.proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if ACTION == "fit" and not os.path.lexists("/out/fit.json.tmp"):
+            os.symlink("/tmp/fit-real.json", "/out/fit.json.tmp")
+            print("hostile: /out/fit.json.tmp -> /tmp/fit-real.json", flush=True)
         return self.proj(x)

