@@ -22,6 +22,7 @@ from discover.sandbox.base import Limits
 from discover.sandbox.docker import OFFLINE_IMAGE
 from discover.sandbox.runner import JobFailed, Sandbox
 from discover.sandbox.select import BackendName, SandboxUnavailable, choose_backend
+from discover.study_cli import baseline_app, init_command, run_command
 
 app = typer.Typer(
     help="Autonomous neural-architecture discovery.",
@@ -192,6 +193,9 @@ def train(
     stdout.print(table)
 
 
+app.command("init")(init_command)
+app.command("run")(run_command)
+app.add_typer(baseline_app, name="baseline")
 app.add_typer(kb_app, name="kb")
 app.command("export")(export_command)
 app.command("import")(import_command)
@@ -270,3 +274,7 @@ def main() -> None:
     except KeyboardInterrupt:
         stderr.print("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

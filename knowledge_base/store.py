@@ -254,6 +254,24 @@ class KnowledgeBase:
             index_row(session, architecture)
         return baseline
 
+    def study_runs(self, study_id: str, fidelity: str | None = None) -> list[tuple[Architecture, Run]]:
+        """A study's runs with their architectures, oldest first (by creation of the architecture,
+        then of the run): the record the proposers, the analyst and the leaderboard read."""
+        query = select(Architecture, Run).join(Run, Run.architecture_id == Architecture.id)
+        query = query.where(Run.study_id == study_id)
+        if fidelity is not None:
+            query = query.where(Run.fidelity == fidelity)
+        with self.reading() as session:
+            rows = session.exec(query).all()
+        return sorted(rows, key=lambda row: (row[0].created_at, row[0].id, row[1].seed, row[1].id))
+
+    def find_architecture(self, study_id: str | None, code: str) -> Architecture | None:
+        """The architecture with this code (by its hash) in the study or shared, if any."""
+        query = select(Architecture).where(Architecture.code_hash == code_hash(code))
+        query = query.where((Architecture.study_id == study_id) | Architecture.study_id.is_(None))
+        with self.reading() as session:
+            return session.exec(query).first()
+
     def population(self, task: str, study_id: str | None = None) -> list[Scored]:
         """Every architecture with a scored run on `task`, as parent-selection candidates: its best
         fitness, how often it was already used as a parent, and (log10 parameters, log10 FLOPs per

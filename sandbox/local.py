@@ -83,6 +83,17 @@ class LogTail:
         return data.decode(errors="replace")
 
 
+RUNNING: set[int] = set()  # process groups of the jobs running now, for `kill_running_jobs`
+
+
+def kill_running_jobs() -> None:
+    """Kill every local job still running (a study told to stop now). Jobs run in sessions of their
+    own, so they would not die with discover."""
+    for group in list(RUNNING):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+
+
 def run_local(command: list[str], job: Job, env: dict[str, str]) -> tuple[int | None, str, float]:
     """Run in a new session and kill the whole process group at the timeout and at the end.
     Returns (exit code or None on timeout, log tail, wall seconds)."""
@@ -96,6 +107,7 @@ def run_local(command: list[str], job: Job, env: dict[str, str]) -> tuple[int | 
         preexec_fn=rlimits(job),
         env=env,
     )
+    RUNNING.add(process.pid)
     assert process.stdout is not None
     tail = LogTail(process.stdout, job.limits.log_kb * 1024)
     try:
@@ -105,6 +117,7 @@ def run_local(command: list[str], job: Job, env: dict[str, str]) -> tuple[int | 
     with contextlib.suppress(ProcessLookupError):  # children left in the group, finished job or not
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    RUNNING.discard(process.pid)
     return exit_code, tail.text(), time.perf_counter() - started
 
 

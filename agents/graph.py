@@ -1,0 +1,362 @@
+"""One experiment as a LangGraph state graph: propose a design, vet it, train it cheaply, verify
+the promising ones, and record what was learned.
+
+    select_parents -> retrieve -> propose -> check_novelty -> write_code -> probe -> screen
+        -> decide_promotion -> [verify] -> analyze -> record
+
+A duplicate, a design that fails its probes (after the coder's repairs, for llm designs), or a
+budget that cannot cover the next job ends the experiment early at `record`. Every node is a
+plain function of (lab, state) that returns the fields it changes; edges are declared in
+`build_graph` only. The graph is checkpointed after every node, so a study that crashes resumes
+each unfinished experiment at its last finished node (`discover run --resume`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypedDict
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+
+from discover.agents import analyst
+from discover.agents.lab import CHECK_KEY, Lab, OutOfBudget, run_key
+from discover.agents.proposers import Proposal, members
+from discover.agents.statistics import difference_interval
+from discover.experiments.tasks import get_task
+from discover.knowledge_base.schema import Architecture, Run
+
+
+class ExperimentState(TypedDict, total=False):
+    experiment_id: str
+    number: int  # the experiment's place in the study; seeds its random choices
+    parent_ids: list[str]
+    context: dict[str, Any]  # retrieved findings and documents, for the researcher
+    proposal: dict[str, Any]  # a Proposal
+    architecture_id: str
+    verdict: dict[str, Any]  # the last probe verdict
+    repairs: int
+    screen_run_id: str
+    fitness: float  # at screening, against the best baseline
+    promoted: bool
+    verification: dict[str, Any]
+    finding_ids: list[str]
+    status: str  # how the experiment ended, see ENDINGS
+    reason: str
+
+
+ENDINGS = {
+    "exhausted": "the proposer found no design the study has not tried",
+    "duplicate": "the design was tried before",
+    "rejected": "the design failed its probes",
+    "out_of_budget": "the budget could not cover its next job",
+    "failed": "its training run failed",
+    "screened": "trained at screening fidelity",
+    "verified": "screened, promoted and trained again with several seeds",
+}
+
+
+# ----------------------------------------------------------------------------- nodes
+
+
+def select_parents(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """Offline proposers pick their own parents (tournament selection) from the same record."""
+    return {"parent_ids": []}
+
+
+def retrieve(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    return {"context": {}}
+
+
+def propose(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    assert lab.proposer is not None
+    screened = lab.kb.study_runs(lab.study_id, fidelity="screen")
+    tried = {architecture.name for architecture, _ in lab.kb.study_runs(lab.study_id)}
+    rng = random.Random(f"{lab.config.seed}/{state['number']}")
+    proposal = lab.proposer.propose(members(screened), tried, rng)
+    if proposal is None:
+        return {"status": "exhausted", "reason": ENDINGS["exhausted"]}
+    return {"proposal": proposal.model_dump()}
+
+
+def check_novelty(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    proposal = Proposal.model_validate(state["proposal"])
+    earlier = lab.kb.find_architecture(lab.study_id, proposal.code)
+    if earlier is not None:
+        return {"status": "duplicate", "reason": f"the same code as {earlier.name}"}
+    return {}
+
+
+def write_code(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    proposal = Proposal.model_validate(state["proposal"])
+    architecture = lab.kb.find_architecture(lab.study_id, proposal.code)  # a resumed node stored it already
+    if architecture is None:
+        architecture = lab.kb.add_architecture(
+            proposal.name, proposal.code, proposal.origin, proposal.motivation,
+            proposal.parent_ids, study_id=lab.study_id,
+        )  # fmt: skip
+    lab.candidate_file(architecture)
+    return {"architecture_id": architecture.id}
+
+
+def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    architecture = _architecture(lab, state)
+    path = lab.candidate_file(architecture)
+    job_id = f"{state['experiment_id']}-check-{state.get('repairs', 0)}"
+    settings = lab.settings("screen")
+    try:
+        charged = lab.job(
+            job_id, CHECK_KEY, 0,
+            lambda device: lab.sandbox.check(path, lab.task, settings, trusted(architecture), job_id),
+        )  # fmt: skip
+    except OutOfBudget as exc:
+        return {"status": "out_of_budget", "reason": str(exc)}
+    if charged.failure is not None:
+        verdict = {"passed": False, "failures": [f"the check job failed: {charged.failure.reason}"]}
+    else:
+        assert charged.value is not None
+        failures = [f"{probe.name}: {probe.reason}" for probe in charged.value.failures()]
+        verdict = {"passed": charged.value.passed, "failures": failures}
+    if not verdict["passed"]:
+        reason = "; ".join(verdict["failures"])[:2000]
+        lab.kb.add_run(
+            architecture.id, lab.task, study_id=lab.study_id, fidelity="screen", seed=lab.config.seed,
+            status="rejected", sandbox=lab.sandbox.backend.name, failure_reason=reason,
+        )  # fmt: skip
+        return {"verdict": verdict, "status": "rejected", "reason": verdict["failures"][0]}
+    return {"verdict": verdict}
+
+
+def screen(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    architecture = _architecture(lab, state)
+    run = train(lab, architecture, "screen", lab.config.seed)
+    if run is None:
+        return {"status": "out_of_budget", "reason": "the budget cannot cover the screening run"}
+    if run.status != "succeeded":
+        return {"screen_run_id": run.id, "status": "failed", "reason": run.failure_reason or "failed"}
+    return {"screen_run_id": run.id, "fitness": run.fitness, "status": "screened"}
+
+
+def decide_promotion(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """Promote when the design is in the top `fraction` of the study's screened designs so far."""
+    rule = lab.config.promotion
+    scores = [
+        run.fitness
+        for architecture, run in lab.kb.study_runs(lab.study_id, fidelity="screen")
+        if architecture.origin != "baseline" and run.status == "succeeded" and run.fitness is not None
+    ]
+    if len(scores) < rule.min_screened:
+        return {"promoted": False}
+    rank = sum(score > state["fitness"] for score in scores)  # designs strictly better
+    return {"promoted": rank < max(1, math.floor(rule.fraction * len(scores)))}
+
+
+def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """Full fidelity, several seeds, for the design and (once per study) the best baseline; a bootstrap
+    interval of the difference in mean metric decides whether the design beats the baseline."""
+    seeds = [lab.config.seed + 1 + index for index in range(lab.config.promotion.seeds)]
+    baseline_name, baseline_values = baseline_at_full_fidelity(lab, seeds)
+    values = []
+    for seed in seeds:
+        run = train(lab, _architecture(lab, state), "full", seed, run_tag=state["experiment_id"])
+        if run is None:
+            return {"status": "out_of_budget", "reason": "the budget cannot cover the verification runs"}
+        if run.status == "succeeded":
+            values.append(run.result["value"])
+    sign = 1.0 if get_task(lab.task).higher_is_better else -1.0  # > 0 means better than the baseline
+    gains = [sign * value for value in values]
+    references = [sign * value for value in baseline_values]
+    interval = difference_interval(gains, references, lab.config.promotion.confidence, lab.config.seed)
+    verification = {
+        "seeds": seeds,
+        "values": values,
+        "baseline": baseline_name,
+        "baseline_values": baseline_values,
+        "mean": sum(values) / len(values) if values else None,
+        "interval": interval,  # of the gain over the baseline, in the metric's units
+        "beats_baseline": interval is not None and interval[0] > 0,
+    }
+    return {"verification": verification, "status": "verified"}
+
+
+def analyze(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    run = lab.kb.get(Run, state["screen_run_id"]) if state.get("screen_run_id") else None
+    reference = lab.reference("screen")
+    assert reference is not None  # the study trains its baselines before any experiment
+    finding = analyst.analyze(lab, state["architecture_id"], run, reference[0], reference[1].value)
+    finding_ids = [finding.id]
+    verification = state.get("verification")
+    if verification and verification["values"]:
+        finding_ids.append(record_verification(lab, state, verification).id)
+    return {"finding_ids": finding_ids}
+
+
+def record(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    status = state.get("status", "failed")
+    lab.report(state["experiment_id"], state)
+    return {"status": status}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def trusted(architecture: Architecture) -> bool:
+    """Designs rendered from discover's own grammar are trusted (the process backend may run them);
+    anything an LLM or a person wrote is not."""
+    return architecture.origin in ("evolution", "random")
+
+
+def _architecture(lab: Lab, state: ExperimentState) -> Architecture:
+    architecture = lab.kb.get(Architecture, state["architecture_id"])
+    assert architecture is not None
+    return architecture
+
+
+def train(lab: Lab, architecture: Architecture, fidelity: str, seed: int, run_tag: str = "") -> Run | None:
+    """One budgeted training run, recorded in the knowledge base from start to end; None when the
+    budget cannot cover it."""
+    settings = lab.settings(fidelity)
+    steps = get_task(lab.task).config(settings).steps
+    if not lab.affordable(fidelity, with_check=False):
+        return None  # checked before the run is recorded; a race with another worker is caught below
+    run = lab.kb.add_run(
+        architecture.id, lab.task, study_id=lab.study_id, fidelity=fidelity, seed=seed, status="running",
+        sandbox=lab.sandbox.backend.name, started_at=datetime.now(UTC),
+    )  # fmt: skip
+    run_dir = lab.folder / "runs" / architecture.name / f"{fidelity}-seed{seed}"
+    path = lab.candidate_file(architecture)
+    try:
+        charged = lab.job(
+            run.id, run_key(lab.task, fidelity), steps,
+            lambda device: lab.sandbox.train(
+                path, lab.task, settings, seed, device, trusted(architecture), run_dir=run_dir, job_id=run.id
+            ),
+        )  # fmt: skip
+    except OutOfBudget:
+        lab.kb.update_run(run.id, status="rejected", failure_reason="not run: the budget could not cover it")
+        return None
+    ended = {"ended_at": datetime.now(UTC), "cost_device_seconds": charged.cost, "metrics_path": str(run_dir)}
+    if charged.failure is not None:
+        return lab.kb.update_run(run.id, status="failed", failure_reason=charged.failure.reason, **ended)
+    result = charged.value
+    assert result is not None
+    reference = lab.reference(fidelity, seed)  # None while the study's baselines are being trained
+    fitness = lab.score(result, reference[1]).value if reference else None
+    status = "succeeded" if result.status == "ok" else "failed"
+    reason = None if status == "succeeded" else "training diverged (non-finite loss or metric)"
+    return lab.kb.update_run(
+        run.id, status=status, result=result.model_dump(), fitness=fitness, failure_reason=reason, **ended
+    )
+
+
+def baseline_at_full_fidelity(lab: Lab, seeds: list[int]) -> tuple[str, list[float]]:
+    """The best screening baseline's metric at full fidelity on `seeds`, trained once per study."""
+    with lab.lock:
+        reference = lab.reference("screen")
+        assert reference is not None
+        name = reference[0]
+        architecture = next(
+            arch
+            for arch, _ in lab.kb.study_runs(lab.study_id, "screen")
+            if arch.origin == "baseline" and arch.name == name
+        )
+        done = {
+            run.seed: run
+            for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
+            if arch.id == architecture.id and run.status == "succeeded"
+        }
+        for seed in seeds:
+            if seed not in done:
+                run = train(lab, architecture, "full", seed)
+                if run is None:
+                    break
+                if run.status == "succeeded":
+                    done[seed] = run
+        return name, [done[seed].result["value"] for seed in seeds if seed in done]
+
+
+def record_verification(lab: Lab, state: ExperimentState, verification: dict[str, Any]):
+    architecture = _architecture(lab, state)
+    interval = verification["interval"]
+    confidence = lab.config.promotion.confidence
+    metric = get_task(lab.task).metric
+    if interval is None:
+        verdict, claim = "inconclusive", "no interval (too few successful runs)"
+    elif interval[0] > 0:
+        verdict, claim = "supports", f"beats {verification['baseline']}"
+    elif interval[1] < 0:
+        verdict, claim = "refutes", f"is worse than {verification['baseline']}"
+    else:
+        verdict, claim = "inconclusive", f"is not distinguishable from {verification['baseline']}"
+    spread = (
+        f" ({confidence:.0%} CI of the gain [{interval[0]:+.4f}, {interval[1]:+.4f}])" if interval else ""
+    )
+    baseline_mean = _mean(verification["baseline_values"])
+    statement = (
+        f"At full fidelity over seeds {verification['seeds']}, {architecture.name} {claim} on {lab.task}: "
+        f"mean {metric} {verification['mean']:.4f} against {baseline_mean:.4f}{spread}."
+    )
+    runs = [
+        run.id
+        for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
+        if arch.id == architecture.id or arch.name == verification["baseline"]
+    ]
+    return lab.kb.add_finding(
+        statement, verdict, evidence_run_ids=runs, effect_interval=interval, task=lab.task,
+        confidence=confidence if interval else None, tags=["verification"], study_id=lab.study_id,
+    )  # fmt: skip
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+# ----------------------------------------------------------------------------- edges
+
+
+def _after_propose(state: ExperimentState) -> str:
+    return "record" if state.get("status") == "exhausted" else "check_novelty"
+
+
+def _after_novelty(state: ExperimentState) -> str:
+    return "record" if state.get("status") == "duplicate" else "write_code"
+
+
+def _after_probe(state: ExperimentState) -> str:
+    return "screen" if state.get("verdict", {}).get("passed") else "record"
+
+
+def _after_screen(state: ExperimentState) -> str:
+    status = state.get("status")
+    if status == "screened":
+        return "decide_promotion"
+    return "analyze" if status == "failed" else "record"
+
+
+def _after_promotion(state: ExperimentState) -> str:
+    return "verify" if state.get("promoted") else "analyze"
+
+
+def build_graph(lab: Lab, checkpointer: BaseCheckpointSaver | None = None):
+    graph = StateGraph(ExperimentState)
+    for node in (
+        select_parents, retrieve, propose, check_novelty, write_code, probe,
+        screen, decide_promotion, verify, analyze, record,
+    ):  # fmt: skip
+        graph.add_node(node.__name__, partial(node, lab))
+    graph.add_edge(START, "select_parents")
+    graph.add_edge("select_parents", "retrieve")
+    graph.add_edge("retrieve", "propose")
+    graph.add_conditional_edges("propose", _after_propose, ["check_novelty", "record"])
+    graph.add_conditional_edges("check_novelty", _after_novelty, ["write_code", "record"])
+    graph.add_edge("write_code", "probe")
+    graph.add_conditional_edges("probe", _after_probe, ["screen", "record"])
+    graph.add_conditional_edges("screen", _after_screen, ["decide_promotion", "analyze", "record"])
+    graph.add_conditional_edges("decide_promotion", _after_promotion, ["verify", "analyze"])
+    graph.add_edge("verify", "analyze")
+    graph.add_edge("analyze", "record")
+    graph.add_edge("record", END)
+    return graph.compile(checkpointer=checkpointer)

@@ -1,0 +1,143 @@
+"""The offline proposers: regularized evolution over the motif grammar, and its random control.
+
+Both read the study's screened designs from the knowledge base, so they hold no state of their own
+and a resumed study picks up exactly where it stopped. (The llm proposer is the agent graph's
+researcher and coder; see `graph.py`.)
+
+Regularized evolution (Real et al., "Regularized Evolution for Image Classifier Architecture
+Search", 2019): the population is the most recent `population` screened designs; a parent is the
+fittest of `tournament` members drawn at random; the child changes one motif. Ageing out the
+oldest, rather than the worst, keeps a lucky early score from ruling the search forever.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+from discover.agents.config import EvolutionConfig
+from discover.agents.grammar import Genome, difference, mutate, render, sample, space
+from discover.knowledge_base.schema import Architecture, Run
+
+NAME_PREFIX = "motif-"
+MAX_TRIES = 200  # draws before giving up on finding a design the study has not tried
+
+
+class Proposal(BaseModel):
+    name: str
+    motivation: str
+    code: str
+    origin: Literal["evolution", "random", "llm"]
+    parent_ids: list[str] = []
+    hypothesis: str = ""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A screened design of the study."""
+
+    architecture_id: str
+    genome: Genome | None  # None for designs outside the grammar (baselines, llm designs)
+    fitness: float  # NaN counts as the worst
+
+
+class Proposer(Protocol):
+    name: str
+
+    def propose(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
+        """The next design, or None when no untried design could be found. `tried` holds the
+        names of every design the study has already proposed."""
+        ...
+
+
+@cache
+def genome_by_name() -> dict[str, Genome]:
+    return {NAME_PREFIX + genome.key(): genome for genome in space()}
+
+
+def name_of(genome: Genome) -> str:
+    return NAME_PREFIX + genome.key()
+
+
+def members(screened: list[tuple[Architecture, Run]]) -> list[Member]:
+    """One member per architecture, oldest first, with its best screening fitness."""
+    best: dict[str, Member] = {}
+    for architecture, run in screened:
+        fitness = run.fitness if run.fitness is not None and run.status == "succeeded" else math.nan
+        previous = best.get(architecture.id)
+        if previous is None or _value(fitness) > _value(previous.fitness):
+            best[architecture.id] = Member(architecture.id, genome_by_name().get(architecture.name), fitness)
+    return list(best.values())
+
+
+def _value(fitness: float) -> float:
+    return fitness if math.isfinite(fitness) else -math.inf
+
+
+def _grammar_proposal(
+    genome: Genome, origin: Literal["evolution", "random"], motivation: str, parents: list[str]
+) -> Proposal:
+    return Proposal(
+        name=name_of(genome), motivation=motivation, code=render(genome), origin=origin, parent_ids=parents
+    )
+
+
+class RandomProposer:
+    """Uniform samples of the grammar: the control every claim of search efficiency is measured against."""
+
+    name = "random"
+
+    def propose(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
+        for _ in range(MAX_TRIES):
+            genome = sample(rng)
+            if name_of(genome) not in tried:
+                return _grammar_proposal(genome, "random", f"Random sample: {genome.describe()}.", [])
+        return None
+
+
+class EvolutionProposer:
+    name = "evolution"
+
+    def __init__(self, config: EvolutionConfig) -> None:
+        self.config = config
+
+    def propose(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
+        grammar_members = [member for member in members if member.genome is not None]
+        if len(grammar_members) < self.config.initial:
+            proposal = RandomProposer().propose(members, tried, rng)
+            if proposal is not None:
+                proposal.origin = "evolution"
+                proposal.motivation = f"Initial population: {proposal.motivation[len('Random sample: ') :]}"
+            return proposal
+        population = grammar_members[-self.config.population :]
+        for _ in range(MAX_TRIES):
+            contestants = rng.sample(population, min(self.config.tournament, len(population)))
+            parent = max(contestants, key=lambda member: (_value(member.fitness), member.architecture_id))
+            assert parent.genome is not None
+            child = mutate(parent.genome, rng)
+            if name_of(child) in tried:
+                continue
+            changes = "; ".join(
+                f"{slot}: {before} -> {after}"
+                for slot, (before, after) in difference(parent.genome, child).items()
+            )
+            motivation = (
+                f"Mutation of {name_of(parent.genome)} (fitness {parent.fitness:.3f}), the fittest of "
+                f"{len(contestants)} drawn from the last {len(population)} designs. Changed {changes}. "
+                f"Result: {child.describe()}."
+            )
+            return _grammar_proposal(child, "evolution", motivation, [parent.architecture_id])
+        return None
+
+
+def make_proposer(name: str, evolution: EvolutionConfig) -> Proposer:
+    if name == "random":
+        return RandomProposer()
+    if name == "evolution":
+        return EvolutionProposer(evolution)
+    raise ValueError(f"no offline proposer named {name!r}; use evolution or random")

@@ -1,0 +1,413 @@
+"""The study runner behind `discover run`: experiments until the budget is spent, then a leaderboard.
+
+A study lives in one folder:
+
+    discover.toml       the configuration (`discover init` writes a documented one)
+    study.json          the study's id and secret held-out seed (created on the first run)
+    knowledge.db        every architecture, run, finding and ledger entry (SQLite)
+    checkpoints.db      the experiment graph's checkpoints, for --resume
+    candidates/         every proposed candidate file
+    runs/               metrics.jsonl and result.json of every training run
+    jobs/               the sandbox jobs' folders
+    leaderboard.md      written when the study stops
+
+Order of work: settle what a crash left behind (resume), train the baselines at screening fidelity,
+finish unfinished experiments, then start new ones on `workers` threads while the budget covers
+another, stopping early on Ctrl-C (the running experiments finish) or when the proposer runs dry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import signal
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from pydantic import BaseModel
+from sqlmodel import select
+
+from discover.agents.config import CONFIG_FILE, StudyConfig, default_config_text
+from discover.agents.graph import ExperimentState, build_graph, train
+from discover.agents.lab import Lab
+from discover.agents.proposers import make_proposer
+from discover.agents.statistics import rank_correlation
+from discover.experiments.baselines import builtin_baselines
+from discover.experiments.harness import TrainResult
+from discover.knowledge_base.ledger import DatabaseLedgerStore
+from discover.knowledge_base.schema import Architecture, Baseline, Run, Study
+from discover.knowledge_base.store import KnowledgeBase
+from discover.sandbox.base import Backend
+from discover.sandbox.budget import CostEstimator, Ledger, parse_budget
+from discover.sandbox.pool import DevicePool
+from discover.sandbox.runner import Sandbox
+
+RECORD_FILE = "study.json"
+MAX_INTERNAL_ERRORS = 3  # consecutive experiments broken by discover itself before the study stops
+Say = Callable[[str], None]
+
+
+class StudyError(ValueError):
+    """A study that cannot start or go on; the message is one line."""
+
+
+class StudyRecord(BaseModel):
+    study_id: str
+    heldout_seed: int  # never passed to a job: MQAR's test set is drawn from it
+    created_at: str
+
+
+@dataclass
+class Outcome:
+    """How a `discover run` ended."""
+
+    stopped_because: str
+    endings: Counter[str] = field(default_factory=Counter)
+    spent_s: float = 0.0
+    budget_s: float = 0.0
+    leaderboard: list[dict] = field(default_factory=list)
+    rank_correlation: float | None = None
+
+
+def init_study(folder: Path) -> Path:
+    """Write the documented default configuration into `folder` (created if needed)."""
+    path = folder / CONFIG_FILE
+    if path.exists():
+        raise StudyError(f"{path} exists already; edit it, or choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(default_config_text())
+    return path
+
+
+def open_record(folder: Path, resume: bool) -> StudyRecord | None:
+    path = folder / RECORD_FILE
+    if path.exists() and not resume:
+        raise StudyError(f"{folder} already holds a study; continue it with --resume, or use another folder")
+    if not path.exists():
+        if resume:
+            raise StudyError(f"{folder} holds no study to resume (no {RECORD_FILE})")
+        return None
+    return StudyRecord.model_validate_json(path.read_text())
+
+
+def run_study(
+    folder: Path,
+    config: StudyConfig,
+    backend: Backend,
+    resume: bool = False,
+    max_experiments: int | None = None,
+    say: Say = print,
+) -> Outcome:
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    record = open_record(folder, resume)
+    kb = KnowledgeBase(folder / "knowledge.db")
+    try:
+        if record is None:
+            study = kb.add_study(config.name, config.model_dump(mode="json"), config.budget)
+            record = StudyRecord(
+                study_id=study.id,
+                heldout_seed=secrets.randbelow(2**62),
+                created_at=datetime.now(UTC).isoformat(),
+            )
+            write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
+        elif kb.get(Study, record.study_id) is None:
+            raise StudyError(
+                f"{folder / RECORD_FILE} names study {record.study_id}, which knowledge.db lacks"
+            )
+        lab = make_lab(folder, config, backend, kb, record)
+        connection = sqlite3.connect(folder / "checkpoints.db", check_same_thread=False)
+        try:
+            saver = SqliteSaver(connection)
+            return Runner(lab, build_graph(lab, saver), saver, max_experiments, say).run(resume)
+        finally:
+            connection.close()
+    finally:
+        kb.close()
+
+
+def make_lab(
+    folder: Path, config: StudyConfig, backend: Backend, kb: KnowledgeBase, record: StudyRecord
+) -> Lab:
+    ledger = Ledger(parse_budget(config.budget), DatabaseLedgerStore(kb, record.study_id))
+    estimator = CostEstimator(default_seconds=60.0)
+    for key, seconds in ledger.costs():
+        estimator.observe(key, seconds)
+    sandbox = Sandbox(
+        backend, folder / "jobs", config.limits, record.study_id, heldout_seed=record.heldout_seed
+    )
+    proposer = None if config.proposer == "llm" else make_proposer(config.proposer, config.evolution)
+    return Lab(
+        config=config, study_id=record.study_id, folder=folder, kb=kb, sandbox=sandbox, ledger=ledger,
+        estimator=estimator, pool=DevicePool.detect(cpu_slots=config.workers), proposer=proposer,
+    )  # fmt: skip
+
+
+class Runner:
+    def __init__(self, lab: Lab, graph, saver: SqliteSaver, max_experiments: int | None, say: Say) -> None:
+        self.lab, self.graph, self.saver, self.say = lab, graph, saver, say
+        self.max_experiments = max_experiments
+        self.outcome = Outcome(stopped_because="")
+        self.admit_lock = threading.Lock()
+        self.started = 0
+        self.internal_errors = 0
+        self.exhausted = False
+        lab.on_record = self.on_record
+
+    def run(self, resume: bool) -> Outcome:
+        lab = self.lab
+        reap = getattr(lab.sandbox.backend, "reap", None)
+        if reap is not None:
+            reap(lab.study_id)  # containers a crashed run of this study left behind
+        if resume:
+            settle_interrupted_jobs(lab, self.say)
+        self.train_baselines()
+        with interrupts(lab.stopping, self.say, lab):
+            unfinished = self.unfinished()
+            if unfinished:
+                self.say(f"resuming {len(unfinished)} unfinished experiment(s): {', '.join(unfinished)}")
+            with ThreadPoolExecutor(max_workers=lab.config.workers, thread_name_prefix="experiment") as pool:
+                for future in [pool.submit(self.resume_one, thread) for thread in unfinished]:
+                    future.result()
+                for future in [pool.submit(self.work) for _ in range(lab.config.workers)]:
+                    future.result()
+        return self.finish()
+
+    # -- experiments
+
+    def work(self) -> None:
+        while (number := self.admit()) is not None:
+            experiment_id = f"e{number:05d}"
+            self.invoke({"experiment_id": experiment_id, "number": number}, experiment_id)
+
+    def resume_one(self, thread_id: str) -> None:
+        self.invoke(None, thread_id)
+
+    def invoke(self, state: ExperimentState | None, thread_id: str) -> None:
+        try:
+            final = self.graph.invoke(state, {"configurable": {"thread_id": thread_id}})
+        except Exception as exc:  # discover's own bug or a broken store: keep the study going, a few times
+            error = f"{type(exc).__name__}: {exc}"
+            self.say(f"{thread_id}: stopped by an internal error ({error}); --resume retries it")
+            with self.admit_lock:
+                self.internal_errors += 1
+            return
+        with self.admit_lock:
+            self.internal_errors = 0
+            if final.get("status") == "exhausted":
+                self.exhausted = True
+
+    def admit(self) -> int | None:
+        """The next experiment's number, or None when the study should stop starting new ones."""
+        with self.admit_lock:
+            why = None
+            if self.lab.stopping.is_set():
+                why = "interrupted"
+            elif self.exhausted:
+                why = "the proposer found no untried design"
+            elif self.internal_errors >= MAX_INTERNAL_ERRORS:
+                why = f"{MAX_INTERNAL_ERRORS} experiments in a row failed inside discover"
+            elif self.max_experiments is not None and self.started >= self.max_experiments:
+                why = f"{self.max_experiments} experiment(s) run"
+            elif not self.lab.affordable():
+                why = "the budget is spent"
+            if why is not None:
+                self.outcome.stopped_because = self.outcome.stopped_because or why
+                return None
+            self.started += 1
+            return self.next_number()
+
+    def next_number(self) -> int:
+        return 1 + max((int(thread[1:]) for thread in self.threads()), default=0)
+
+    def threads(self) -> set[str]:
+        return {checkpoint.config["configurable"]["thread_id"] for checkpoint in self.saver.list(None)}
+
+    def unfinished(self) -> list[str]:
+        return sorted(
+            thread
+            for thread in self.threads()
+            if self.graph.get_state({"configurable": {"thread_id": thread}}).next
+        )
+
+    def on_record(self, experiment_id: str, state: dict) -> None:
+        status = state.get("status", "failed")
+        self.outcome.endings[status] += 1
+        name = state.get("proposal", {}).get("name", "-")
+        detail = (
+            f"fitness {state['fitness']:.3f}" if state.get("fitness") is not None else state.get("reason", "")
+        )
+        verification = state.get("verification")
+        if verification and verification.get("beats_baseline"):
+            detail += f"; beats {verification['baseline']} at full fidelity"
+        left = self.lab.ledger.left
+        self.say(f"{experiment_id} {name}: {status} ({detail[:160]}) [{left / 60:.1f} device-min left]")
+
+    # -- baselines
+
+    def train_baselines(self) -> None:
+        """Screen the configured baselines once per study; they are the reference for fitness."""
+        lab = self.lab
+        for name in lab.config.baselines:
+            architecture = baseline_architecture(lab.kb, name)
+            runs = [
+                run for arch, run in lab.kb.study_runs(lab.study_id, "screen") if arch.id == architecture.id
+            ]
+            if any(run.status == "succeeded" for run in runs):
+                continue
+            self.say(f"training baseline {name} at screening fidelity")
+            run = train(lab, architecture, "screen", lab.config.seed)
+            if run is None:
+                raise StudyError(f"the budget cannot cover training baseline {name}; raise --budget")
+            if run.status != "succeeded":
+                self.say(f"baseline {name} failed: {run.failure_reason}")
+        reference = lab.reference("screen")
+        if reference is None:
+            raise StudyError("no baseline could be trained, so nothing can be scored; see the messages above")
+        for arch, run in lab.kb.study_runs(lab.study_id, "screen"):
+            if arch.origin == "baseline" and run.status == "succeeded":
+                score = lab.score(TrainResult.model_validate(run.result), reference[1]).value
+                lab.kb.update_run(run.id, fitness=score)
+
+    # -- the end
+
+    def finish(self) -> Outcome:
+        lab = self.lab
+        self.outcome.stopped_because = self.outcome.stopped_because or "done"
+        self.outcome.spent_s = lab.ledger.spent
+        self.outcome.budget_s = lab.ledger.total.device_seconds
+        self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(lab)
+        write_atomic(lab.folder / "leaderboard.md", leaderboard_markdown(lab, self.outcome))
+        return self.outcome
+
+
+def baseline_architecture(kb: KnowledgeBase, name: str) -> Architecture:
+    """The stored baseline `name`; a built-in one is stored on first use."""
+    with kb.reading() as session:
+        baseline = session.exec(select(Baseline).where(Baseline.name == name)).first()
+    if baseline is None:
+        builtins = builtin_baselines()
+        if name not in builtins:
+            raise StudyError(
+                f"no baseline named {name!r}: built-ins are {', '.join(builtins)}; add your own "
+                "with `discover baseline add FILE --name NAME`"
+            )
+        baseline = kb.add_baseline(name, builtins[name].read_text(), "builtin")
+    architecture = kb.get(Architecture, baseline.architecture_id)
+    assert architecture is not None
+    return architecture
+
+
+def settle_interrupted_jobs(lab: Lab, say: Say) -> None:
+    """Charge the jobs a crash left reserved for the time they can be shown to have run (from their
+    reservation to the last file they wrote), and mark their runs failed. Nothing is charged twice:
+    a settled job leaves the ledger's outstanding set."""
+    reserved_at = {entry.job_id: entry.at for entry in lab.ledger.store.entries() if entry.op == "reserve"}
+    for job_id in lab.ledger.outstanding():
+        files = [path for path in (lab.folder / "jobs").glob(f"{job_id}*/**/*") if path.is_file()]
+        last = max((path.stat().st_mtime for path in files), default=reserved_at[job_id])
+        seconds = max(0.0, last - reserved_at[job_id])
+        lab.ledger.charge(job_id, seconds, devices=1)
+        if lab.kb.get(Run, job_id) is not None:
+            reason = "interrupted: the study stopped while this run was in progress"
+            lab.kb.update_run(job_id, status="failed", failure_reason=reason, cost_device_seconds=seconds)
+        say(f"settled interrupted job {job_id}: charged {seconds:.1f} device-seconds")
+
+
+def leaderboard(lab: Lab) -> tuple[list[dict], float | None]:
+    """One row per screened design, fittest first; and the rank correlation between screening
+    fitness and mean full-fidelity metric over the designs trained at both."""
+    rows: dict[str, dict] = {}
+    full: dict[str, list[float]] = {}
+    for architecture, run in lab.kb.study_runs(lab.study_id):
+        if run.status != "succeeded":
+            continue
+        if run.fidelity == "full":
+            full.setdefault(architecture.id, []).append(run.result["value"])
+        elif architecture.id not in rows or (run.fitness or 0) > (rows[architecture.id]["fitness"] or 0):
+            rows[architecture.id] = {
+                "name": architecture.name, "origin": architecture.origin, "fitness": run.fitness,
+                "screen_value": run.result["value"], "metric": run.result["metric"],
+                "params": run.result["params"], "tokens_per_s": run.result["tokens_per_s"],
+                "motivation": architecture.motivation,
+            }  # fmt: skip
+    for architecture_id, values in full.items():
+        if architecture_id in rows:
+            rows[architecture_id]["full_mean"] = sum(values) / len(values)
+            rows[architecture_id]["full_seeds"] = len(values)
+    ranked = sorted(
+        rows.values(), key=lambda row: -(row["fitness"] if row["fitness"] is not None else -math.inf)
+    )
+    both = [row for row in ranked if "full_mean" in row and row["fitness"] is not None]
+    correlation = rank_correlation([row["fitness"] for row in both], [row["full_mean"] for row in both])
+    return ranked, correlation
+
+
+def leaderboard_markdown(lab: Lab, outcome: Outcome) -> str:
+    lines = [
+        f"# {lab.config.name}: leaderboard on {lab.task}",
+        "",
+        f"Stopped because {outcome.stopped_because}. Spent {outcome.spent_s / 3600:.3f} of "
+        f"{outcome.budget_s / 3600:.3f} device-hours. Proposer: {lab.config.proposer}.",
+        "",
+        "| # | design | origin | fitness | screen metric | full mean (seeds) | params | tokens/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for index, row in enumerate(outcome.leaderboard, 1):
+        full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
+        fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
+        screen = f"{row['metric']} {row['screen_value']:.4f}"
+        lines.append(
+            f"| {index} | {row['name']} | {row['origin']} | {fitness} | {screen} "
+            f"| {full} | {row['params']:,} | {row['tokens_per_s']:,.0f} |"
+        )
+    if outcome.rank_correlation is not None:
+        lines += ["", f"Rank correlation (Spearman) of screening fitness with full-fidelity metric: "
+                  f"{outcome.rank_correlation:+.2f}."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+class interrupts:
+    """Ctrl-C once: stop starting experiments, let the running ones finish. Twice: stop now (the
+    running jobs are killed; --resume continues from the last finished step)."""
+
+    def __init__(self, stopping: threading.Event, say: Say, lab: Lab) -> None:
+        self.stopping, self.say, self.lab = stopping, say, lab
+        self.previous = None
+
+    def __enter__(self) -> interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.say("interrupted: finishing the running experiments (Ctrl-C again to stop now)")
+            return
+        self.say("stopping now; continue later with `discover run --resume`")
+        reap = getattr(self.lab.sandbox.backend, "reap", None)
+        if reap is not None:
+            reap(self.lab.study_id)
+        from discover.sandbox.local import kill_running_jobs
+
+        kill_running_jobs()
+        os._exit(130)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,175 @@
+"""`discover init`, `discover run` and `discover baseline`: studies from the command line."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from discover.console import UsageError, fail, stdout
+
+FolderOpt = Annotated[Path, typer.Option("--dir", "-C", help="The study folder (default: here).")]
+
+
+def init_command(folder: Annotated[Path, typer.Argument(help="Folder of the new study.")] = Path(".")):
+    """Write a fully commented discover.toml into FOLDER: the study's configuration."""
+    from discover.agents.study import StudyError, init_study
+
+    try:
+        path = init_study(folder)
+    except StudyError as exc:
+        fail(str(exc))
+    stdout.print(f"wrote {path}; edit it, then run `discover run` in {folder}")
+
+
+def run_command(
+    folder: FolderOpt = Path("."),
+    budget: Annotated[
+        str | None, typer.Option(help="Device-time to spend: 200gpuh, 90gpum, 2h, 30m.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Experiments in flight at once.")] = None,
+    proposer: Annotated[str | None, typer.Option(help="auto, llm, evolution or random.")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="auto, docker, bwrap or process.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="mqar or lm.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the stopped or crashed study in the folder.")
+    ] = False,
+    max_experiments: Annotated[
+        int | None, typer.Option(help="Stop starting experiments after this many (default: budget only).")
+    ] = None,
+):
+    """Research until the budget is spent: propose, probe, train, score, verify, record; then print
+    the leaderboard. Ctrl-C finishes the running experiments; twice stops at once."""
+    from discover.agents.config import ConfigError, load_config
+    from discover.agents.study import StudyError, run_study
+    from discover.experiments.tasks import TaskConfigError, get_task
+    from discover.sandbox.select import SandboxUnavailable, choose_backend
+
+    try:
+        config = load_config(folder).with_overrides(
+            budget=budget, workers=workers, proposer=proposer, sandbox=sandbox, task=task
+        )
+        the_task = get_task(config.task)
+        for fidelity in ("screen", "full"):
+            settings = config.settings | (config.screen.settings if fidelity == "screen" else {})
+            the_task.config(settings)
+        config = config.with_overrides(proposer=resolve_proposer(config.proposer, config.llm.base_url))
+        choice = choose_backend(config.sandbox, allow_untrusted=False)
+    except (ConfigError, TaskConfigError, SandboxUnavailable, UsageError) as exc:
+        fail(str(exc))
+    if config.proposer == "llm" and choice.backend.name == "process":
+        fail("the llm proposer writes untrusted code, which needs --sandbox docker or bwrap; " + choice.why)
+    stdout.print(
+        f"[dim]study in {folder.resolve()}: task {config.task}, budget {config.budget}, "
+        f"proposer {config.proposer}, {config.workers} worker(s); sandbox {choice.why}[/dim]"
+    )
+    try:
+        outcome = run_study(folder, config, choice.backend, resume, max_experiments, say=stdout.print)
+    except StudyError as exc:
+        fail(str(exc))
+    metric = outcome.leaderboard[0]["metric"] if outcome.leaderboard else "metric"
+    table = Table(title=f"leaderboard by fitness; {metric} ({outcome.stopped_because})", title_justify="left")
+    for column in ("#", "design", "origin", "fitness", "screen", "full (seeds)", "tokens/s"):
+        table.add_column(column, no_wrap=column in ("design", "screen"))
+    for index, row in enumerate(outcome.leaderboard[:15], 1):
+        full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
+        fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
+        screen = f"{row['screen_value']:.4f}"
+        table.add_row(
+            str(index), row["name"], row["origin"], fitness, screen, full, f"{row['tokens_per_s']:,.0f}"
+        )
+    stdout.print(table)
+    endings = ", ".join(f"{count} {status}" for status, count in sorted(outcome.endings.items())) or "none"
+    stdout.print(
+        f"experiments this run: {endings}. Spent {outcome.spent_s / 60:.1f} of {outcome.budget_s / 60:.1f} "
+        f"device-minutes. Full leaderboard: {folder / 'leaderboard.md'}"
+    )
+
+
+def resolve_proposer(name: str, base_url: str | None) -> str:
+    """`auto` is llm when an endpoint is configured (a base_url, or an OpenAI key in the
+    environment), else evolution."""
+    if name != "auto":
+        return name
+    if base_url or os.environ.get("OPENAI_API_KEY"):
+        return "llm"
+    return "evolution"
+
+
+baseline_app = typer.Typer(
+    help="Your own baselines: references and parents for a study.", no_args_is_help=True
+)
+
+
+@baseline_app.command("add")
+def baseline_add(
+    file: Annotated[Path, typer.Argument(help="A candidate file that follows the contract.")],
+    name: Annotated[
+        str, typer.Option(help="The baseline's name (list it under baselines in discover.toml).")
+    ],
+    folder: FolderOpt = Path("."),
+    sandbox: Annotated[str, typer.Option(help="auto, docker or bwrap.")] = "auto",
+):
+    """Probe FILE in the sandbox and store it as a baseline of the study in the folder."""
+    from discover.experiments.tasks import get_task
+    from discover.knowledge_base.store import KnowledgeBase, StoreError
+    from discover.sandbox.runner import JobFailed, Sandbox
+    from discover.sandbox.select import SandboxUnavailable, choose_backend
+
+    if not file.is_file():
+        fail(f"{file} does not exist")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        fail(f"baseline name {name!r} may hold only letters, digits, - and _")
+    from discover.agents.config import ConfigError, load_config
+
+    try:
+        config = load_config(folder)
+        choice = choose_backend(sandbox)  # type: ignore[arg-type]
+    except (ConfigError, SandboxUnavailable) as exc:
+        fail(str(exc))
+    if choice.backend.name == "process":
+        fail(f"a baseline file is untrusted code and needs docker or bwrap; {choice.why}")
+    get_task(config.task)
+    with tempfile.TemporaryDirectory(prefix="discover-baseline-") as workdir:
+        runner = Sandbox(choice.backend, Path(workdir), config.limits)
+        try:
+            verdict = runner.check(file, config.task, config.settings)
+        except JobFailed as exc:
+            fail(f"{file.name}: the check job failed: {exc.outcome.reason}", code=1)
+    if not verdict.passed:
+        first = verdict.failures()[0]
+        fail(f"{file.name} failed the {first.name} probe: {first.reason}", code=1)
+    with KnowledgeBase(folder / "knowledge.db") as kb:
+        try:
+            kb.add_baseline(name, file.read_text(), str(file.resolve()))
+        except StoreError as exc:
+            fail(str(exc))
+    stdout.print(f"added baseline {name} ({file}); list it under baselines in {folder / 'discover.toml'}")
+
+
+@baseline_app.command("list")
+def baseline_list(folder: FolderOpt = Path(".")):
+    """Baselines of the study in the folder (built-ins, and those added with `baseline add`)."""
+    from sqlmodel import select
+
+    from discover.experiments.baselines import builtin_baselines
+    from discover.knowledge_base.schema import Baseline
+    from discover.knowledge_base.store import KnowledgeBase
+
+    table = Table(title="baselines", title_justify="left")
+    for column in ("name", "source", "added"):
+        table.add_column(column, overflow="fold")
+    stored = {}
+    if (folder / "knowledge.db").exists():
+        with KnowledgeBase(folder / "knowledge.db") as kb, kb.reading() as session:
+            stored = {row.name: row for row in session.exec(select(Baseline))}
+    for name in builtin_baselines():
+        table.add_row(name, "built in", "")
+    for name, row in sorted(stored.items()):
+        if row.source != "builtin":
+            table.add_row(name, row.source, row.added_at.strftime("%Y-%m-%d %H:%M"))
+    stdout.print(table)

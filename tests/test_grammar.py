@@ -1,0 +1,118 @@
+"""The motif grammar, the offline proposers and the statistics the analyst reports."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from discover.agents.config import EvolutionConfig
+from discover.agents.grammar import SLOTS, Genome, canonical, difference, mutate, render, sample, space
+from discover.agents.proposers import EvolutionProposer, Member, RandomProposer, genome_by_name, name_of
+from discover.agents.statistics import difference_interval, mean_interval, rank_correlation
+from discover.experiments.contract import load_mixer_class
+from discover.experiments.probes import check
+from discover.experiments.static_check import static_check
+from discover.experiments.tasks import get_task
+
+
+def test_the_space_holds_thousands_of_distinct_designs():
+    designs = space()
+    assert len(designs) >= 2000
+    assert len({genome.key() for genome in designs}) == len(designs)
+    assert len({render(genome) for genome in designs[:200]}) == 200  # distinct genomes, distinct files
+    assert all(canonical(genome) == genome for genome in designs)
+
+
+def test_mutation_changes_exactly_one_motif():
+    rng = random.Random(0)
+    for _ in range(200):
+        parent = sample(rng)
+        child = mutate(parent, rng)
+        assert child != parent and child in space()
+        changed = difference(parent, child)
+        # Switching the delta rule on also fixes qk_norm to l2 (canonical form): at most two slots.
+        assert len(changed) == 1 or set(changed) == {"update", "qk_norm"}
+
+
+def _mixer(genome: Genome, tmp_path):
+    path = tmp_path / f"{genome.key()}.py"
+    path.write_text(render(genome))
+    return path, load_mixer_class(path)
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_rendered_files_pass_the_static_check_and_match_their_reference(index, tmp_path):
+    genome = space()[index * 397 % len(space())]
+    source = render(genome)
+    assert static_check(source) == []
+    assert genome.describe()[:20].lower() in source.lower()  # the docstring says what the design is
+    _, mixer_class = _mixer(genome, tmp_path)
+    torch.manual_seed(index)
+    mixer = mixer_class(64, num_heads=4).double()
+    x = torch.randn(2, 100, 64, dtype=torch.double)  # two chunks, the second padded
+    torch.testing.assert_close(mixer(x), mixer.forward_reference(x), rtol=1e-9, atol=1e-9)
+
+
+def test_the_default_design_passes_every_probe(tmp_path):
+    path, _ = _mixer(Genome(), tmp_path)
+    task = get_task("mqar")
+    verdict = check(path, task, task.config({"subquadratic": True}))
+    assert verdict.passed, verdict.failures()
+
+
+def _members(fitness_by_genome: dict[Genome, float]) -> list[Member]:
+    return [Member(f"id-{genome.key()}", genome, value) for genome, value in fitness_by_genome.items()]
+
+
+def test_evolution_starts_at_random_then_mutates_a_tournament_winner():
+    config = EvolutionConfig(population=10, tournament=10, initial=3)
+    proposer = EvolutionProposer(config)
+    rng = random.Random(1)
+    first = proposer.propose([], set(), rng)
+    assert first is not None and first.origin == "evolution" and first.parent_ids == []
+
+    designs = [sample(random.Random(seed)) for seed in range(5)]
+    population = _members({genome: 0.1 * index for index, genome in enumerate(designs)})
+    child = proposer.propose(population, {name_of(genome) for genome in designs}, rng)
+    assert child is not None
+    best = designs[-1]  # the tournament covers the whole population: the fittest wins
+    assert child.parent_ids == [f"id-{best.key()}"]
+    assert len(difference(best, genome_by_name()[child.name])) in (1, 2)
+    assert name_of(best) in child.motivation
+
+
+def test_evolution_ignores_failed_members_and_ages_out_the_oldest():
+    config = EvolutionConfig(population=2, tournament=2, initial=1)
+    designs = [sample(random.Random(seed)) for seed in range(3)]
+    population = _members({designs[0]: 0.9, designs[1]: math.nan, designs[2]: 0.2})
+    child = EvolutionProposer(config).propose(population, set(), random.Random(0))
+    assert child is not None
+    # designs[0] aged out (population 2), designs[1] failed: the parent is designs[2].
+    assert child.parent_ids == [f"id-{designs[2].key()}"]
+
+
+def test_proposers_never_repeat_a_design_and_say_when_they_run_dry():
+    tried = {name_of(genome) for genome in space()[1:]}
+    last = RandomProposer().propose([], tried, random.Random(0))
+    assert last is None or last.name == name_of(space()[0])  # a few hundred draws may miss it
+    assert RandomProposer().propose([], {name_of(genome) for genome in space()}, random.Random(0)) is None
+
+
+def test_bootstrap_intervals_and_rank_correlation():
+    low, high = mean_interval([0.10, 0.12, 0.11, 0.13, 0.09])
+    assert 0.09 <= low < 0.11 < high <= 0.13
+    assert mean_interval([0.1, 0.2]) is None  # too few values to resample
+    assert mean_interval([0.5, 0.5, 0.5]) is None
+    gain = difference_interval([0.91, 0.92, 0.93], [0.80, 0.81, 0.79])
+    assert gain is not None and 0.09 < gain[0] < gain[1] < 0.14
+    overlap = difference_interval([0.80, 0.90, 0.85], [0.82, 0.88, 0.86])
+    assert overlap is not None and overlap[0] < 0 < overlap[1]
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert rank_correlation([1, 2], [2, 1]) is None
+
+
+def test_every_slot_has_at_least_two_motifs():
+    assert all(len(values) >= 2 for values in SLOTS.values())

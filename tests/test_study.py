@@ -1,0 +1,172 @@
+"""`discover run` end to end: the real CLI, sandbox (Docker), knowledge base and budget ledger, on a
+task small enough to train in seconds. Includes kill -9 at several points and `--resume`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY_STUDY = """\
+name = "tiny"
+baselines = ["softmax_attention"]
+[settings]
+steps = 40
+log_every = 10
+test_examples = 64
+warmup_steps = 5
+[screen]
+settings = { steps = 20 }
+[promotion]
+min_screened = 2
+fraction = 0.5
+seeds = 3
+[evolution]
+initial = 2
+population = 6
+tournament = 2
+[limits]
+timeout_s = 120
+memory_mb = 4096
+"""
+
+
+@pytest.fixture
+def study(tmp_path, docker_backend) -> Path:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "discover.toml").write_text(TINY_STUDY)
+    return folder
+
+
+def discover(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "discover.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def start(*args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "discover.cli", *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def query(folder: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(folder / "knowledge.db") as connection:
+        return connection.execute(sql).fetchall()
+
+
+def assert_ledger_exact(folder: Path) -> None:
+    """Every reservation settled once; every training run's recorded cost is its charge."""
+    entries = query(folder, "SELECT op, job_id, seconds FROM budgetentry ORDER BY seq")
+    reserved = [job for op, job, _ in entries if op == "reserve"]
+    settled = [job for op, job, _ in entries if op in ("charge", "release")]
+    assert sorted(reserved) == sorted(settled) and len(set(settled)) == len(settled)
+    charges = {job: seconds for op, job, seconds in entries if op == "charge"}
+    runs = query(folder, "SELECT id, cost_device_seconds FROM run WHERE cost_device_seconds IS NOT NULL")
+    for run_id, cost in runs:
+        assert charges.pop(run_id) == pytest.approx(cost, abs=1e-9)
+    assert all("-check-" in job for job in charges), charges  # what is left are the probe jobs
+
+
+def test_run_spends_the_budget_and_prints_a_leaderboard(study):
+    finished = discover("run", "-C", str(study), "--budget", "1.5m")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    out = finished.stdout
+    assert "proposer evolution" in out  # no endpoint configured: the embedded default
+    assert "training baseline softmax_attention" in out
+    assert "accuracy (the budget is spent)" in out
+    assert "softmax_attention" in out and "motif-" in out
+    assert (study / "leaderboard.md").read_text().startswith("# tiny: leaderboard on mqar")
+
+    spent = sum(seconds for (seconds,) in query(study, "SELECT seconds FROM budgetentry WHERE op = 'charge'"))
+    # Jobs are admitted only while their reservation (1.2x the mean cost so far) fits; a job may
+    # still run past its estimate on a loaded machine, so allow a little.
+    assert spent <= 90 * 1.1, spent
+    assert_ledger_exact(study)
+    screened = query(study, "SELECT COUNT(*) FROM run WHERE fidelity = 'screen' AND status = 'succeeded'")
+    assert screened[0][0] >= 3
+    findings = query(study, "SELECT verdict, statement FROM finding WHERE study_id IS NOT NULL")
+    assert findings and all(verdict in ("supports", "refutes", "inconclusive") for verdict, _ in findings)
+    candidates = list((study / "candidates").glob("motif-*.py"))
+    assert candidates and all((study / "runs" / path.stem).is_dir() for path in candidates[:1])
+
+
+def finished_experiments(folder: Path) -> set[str]:
+    rows = query(
+        folder,
+        "SELECT architecture.name FROM run JOIN architecture ON run.architecture_id = architecture.id "
+        "WHERE run.fidelity = 'screen' AND run.status = 'succeeded' AND architecture.origin = 'evolution'",
+    )
+    return {name for (name,) in rows}
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the study did not get there in time"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("point", ["baseline", "experiments"])
+def test_kill_9_then_resume_loses_nothing_and_charges_nothing_twice(study, point):
+    process = start("run", "-C", str(study), "--budget", "10m", "--max-experiments", "4")
+    try:
+        if point == "baseline":  # killed while the first baseline trains
+
+            def there() -> bool:
+                return bool(query(study, "SELECT 1 FROM run WHERE status = 'running'"))
+        else:  # killed after two experiments finished, probably with a third in flight
+
+            def there() -> bool:
+                return len(finished_experiments(study)) >= 2
+
+        wait_for(lambda: (study / "knowledge.db").exists() and there(), process)
+        before = finished_experiments(study)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    again = discover("run", "-C", str(study), "--resume", "--budget", "10m", "--max-experiments", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert before <= finished_experiments(study)  # nothing finished was lost
+    assert len(finished_experiments(study)) > len(before)  # and the study went on
+    assert_ledger_exact(study)
+    interrupted = query(study, "SELECT COUNT(*) FROM run WHERE status = 'running'")[0][0]
+    assert interrupted == 0  # every run the kill cut short is settled as failed
+    assert "settled interrupted job" in again.stdout or point == "experiments"
+
+
+def test_bad_input_gets_one_line_and_nothing_is_written(tmp_path):
+    folder = tmp_path / "study"
+    for args, words in [
+        (("run", "-C", str(folder), "--budget", "lots"), "budget 'lots' is not understood"),
+        (("run", "-C", str(folder), "--proposer", "oracle"), "proposer"),
+        (("run", "-C", str(folder), "--resume"), "holds no study to resume"),
+    ]:
+        result = discover(*args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert words in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (folder / "knowledge.db").exists()
+
+    assert discover("init", str(folder)).returncode == 0
+    assert 'budget = "1h"' in (folder / "discover.toml").read_text()
+    again = discover("init", str(folder))
+    assert again.returncode == 2 and "exists already" in again.stderr
+    (folder / "discover.toml").write_text("budget = [")
+    broken = discover("run", "-C", str(folder))
+    assert broken.returncode == 2 and "not valid TOML" in broken.stderr
+
+
+def test_a_study_folder_is_not_run_twice_without_resume(study):
+    (study / "study.json").write_text('{"study_id": "x", "heldout_seed": 1, "created_at": "now"}')
+    result = discover("run", "-C", str(study))
+    assert result.returncode == 2 and "continue it with --resume" in result.stderr
