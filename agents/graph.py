@@ -22,11 +22,13 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from discover.agents import analyst
+from discover.agents import analyst, roles
 from discover.agents.lab import CHECK_KEY, Lab, OutOfBudget, run_key
+from discover.agents.llm import DollarCapReached, LLMError
 from discover.agents.proposers import Proposal, members
 from discover.agents.statistics import difference_interval
 from discover.experiments.tasks import get_task
+from discover.knowledge_base.novelty import is_duplicate
 from discover.knowledge_base.schema import Architecture, Run
 
 
@@ -50,6 +52,9 @@ class ExperimentState(TypedDict, total=False):
 
 ENDINGS = {
     "exhausted": "the proposer found no design the study has not tried",
+    "no_proposal": "the researcher gave no usable plan",
+    "no_code": "the coder gave no usable file",
+    "llm_cap": "the LLM dollar cap is reached",
     "duplicate": "the design was tried before",
     "rejected": "the design failed its probes",
     "out_of_budget": "the budget could not cover its next job",
@@ -63,15 +68,22 @@ ENDINGS = {
 
 
 def select_parents(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    """Offline proposers pick their own parents (tournament selection) from the same record."""
-    return {"parent_ids": []}
+    """For the researcher; offline proposers pick their own parents (tournament selection)."""
+    if lab.llm is None:
+        return {"parent_ids": []}
+    return {"parent_ids": roles.select_parents(lab, state["number"])}
 
 
 def retrieve(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    return {"context": {}}
+    """What the researcher is shown: parents, elites, baselines, findings, documents, failures."""
+    if lab.llm is None:
+        return {"context": {}}
+    return {"context": roles.research_context(lab, state["parent_ids"])}
 
 
 def propose(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    if lab.llm is not None:
+        return research(lab, state)
     assert lab.proposer is not None
     screened = lab.kb.study_runs(lab.study_id, fidelity="screen")
     tried = {architecture.name for architecture, _ in lab.kb.study_runs(lab.study_id)}
@@ -82,8 +94,30 @@ def propose(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     return {"proposal": proposal.model_dump()}
 
 
+def research(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """The researcher's plan, as a proposal without code (the coder writes it)."""
+    try:
+        plan = roles.research(lab, state["context"])
+    except LLMError as exc:
+        return {
+            "status": "llm_cap" if isinstance(exc, DollarCapReached) else "no_proposal",
+            "reason": str(exc),
+        }
+    proposal = Proposal(
+        name=f"{plan.name}-{state['experiment_id']}", motivation=plan.motivation, code="", origin="llm",
+        parent_ids=state["parent_ids"], hypothesis=plan.hypothesis, design_plan=plan.design_plan,
+    )  # fmt: skip
+    return {"proposal": proposal.model_dump()}
+
+
 def check_novelty(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """Before any code or device time: grammar designs by their code, llm ideas by motivation."""
     proposal = Proposal.model_validate(state["proposal"])
+    if proposal.origin == "llm":
+        novelty = is_duplicate(lab.kb, proposal.motivation)
+        if novelty.duplicate:
+            return {"status": "duplicate", "reason": f"the same idea as {novelty.nearest[0].name}"}
+        return {}
     earlier = lab.kb.find_architecture(lab.study_id, proposal.code)
     if earlier is not None:
         return {"status": "duplicate", "reason": f"the same code as {earlier.name}"}
@@ -92,11 +126,24 @@ def check_novelty(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 
 def write_code(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     proposal = Proposal.model_validate(state["proposal"])
-    architecture = lab.kb.find_architecture(lab.study_id, proposal.code)  # a resumed node stored it already
+    name, code = proposal.name, proposal.code
+    if proposal.origin == "llm":  # the coder writes it; on a repair, from its last file and verdict
+        repairs = state.get("repairs", 0)
+        previous = _architecture(lab, state).code if repairs else None
+        failures = state.get("verdict", {}).get("failures", []) if repairs else []
+        parent = proposal.parent_ids[0] if proposal.parent_ids else None
+        try:
+            code = roles.write_candidate(lab, proposal.model_dump(), parent, previous, failures)
+        except LLMError as exc:
+            return {
+                "status": "llm_cap" if isinstance(exc, DollarCapReached) else "no_code",
+                "reason": str(exc),
+            }
+        name = f"{name}-r{repairs}" if repairs else name
+    architecture = lab.kb.find_architecture(lab.study_id, code)  # a resumed node stored it already
     if architecture is None:
         architecture = lab.kb.add_architecture(
-            proposal.name, proposal.code, proposal.origin, proposal.motivation,
-            proposal.parent_ids, study_id=lab.study_id,
+            name, code, proposal.origin, proposal.motivation, proposal.parent_ids, study_id=lab.study_id,
         )  # fmt: skip
     lab.candidate_file(architecture)
     return {"architecture_id": architecture.id}
@@ -115,18 +162,20 @@ def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     except OutOfBudget as exc:
         return {"status": "out_of_budget", "reason": str(exc)}
     if charged.failure is not None:
-        verdict = {"passed": False, "failures": [f"the check job failed: {charged.failure.reason}"]}
+        failures = [{"name": "check_job", "reason": charged.failure.reason}]
+        verdict = {"passed": False, "failures": failures}
     else:
         assert charged.value is not None
-        failures = [f"{probe.name}: {probe.reason}" for probe in charged.value.failures()]
+        failures = [{"name": probe.name, "reason": probe.reason} for probe in charged.value.failures()]
         verdict = {"passed": charged.value.passed, "failures": failures}
     if not verdict["passed"]:
-        reason = "; ".join(verdict["failures"])[:2000]
+        reason = "; ".join(f"{failure['name']}: {failure['reason']}" for failure in failures)[:2000]
         lab.kb.add_run(
             architecture.id, lab.task, study_id=lab.study_id, fidelity="screen", seed=lab.config.seed,
             status="rejected", sandbox=lab.sandbox.backend.name, failure_reason=reason,
         )  # fmt: skip
-        return {"verdict": verdict, "status": "rejected", "reason": verdict["failures"][0]}
+        repairs = state.get("repairs", 0) + 1
+        return {"verdict": verdict, "status": "rejected", "reason": reason[:300], "repairs": repairs}
     return {"verdict": verdict}
 
 
@@ -183,11 +232,21 @@ def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 
 
 def analyze(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """The llm analyst's findings (the rule-based analyst's when there is no llm, or it fails),
+    and the verification's finding."""
     run = lab.kb.get(Run, state["screen_run_id"]) if state.get("screen_run_id") else None
-    reference = lab.reference("screen")
-    assert reference is not None  # the study trains its baselines before any experiment
-    finding = analyst.analyze(lab, state["architecture_id"], run, reference[0], reference[1].value)
-    finding_ids = [finding.id]
+    findings = []
+    if lab.llm is not None:
+        hypothesis = state["proposal"].get("hypothesis", "")
+        try:
+            findings = roles.analyze(lab, _architecture(lab, state), hypothesis, run)
+        except LLMError as exc:
+            lab.report(state["experiment_id"], {**state, "status": "analyst failed", "reason": str(exc)})
+    if not findings:
+        reference = lab.reference("screen")
+        assert reference is not None  # the study trains its baselines before any experiment
+        findings = [analyst.analyze(lab, state["architecture_id"], run, reference[0], reference[1].value)]
+    finding_ids = [finding.id for finding in findings]
     verification = state.get("verification")
     if verification and verification["values"]:
         finding_ids.append(record_verification(lab, state, verification).id)
@@ -318,15 +377,22 @@ def _mean(values: list[float]) -> float:
 
 
 def _after_propose(state: ExperimentState) -> str:
-    return "record" if state.get("status") == "exhausted" else "check_novelty"
+    return "check_novelty" if "proposal" in state and not state.get("status") else "record"
 
 
 def _after_novelty(state: ExperimentState) -> str:
     return "record" if state.get("status") == "duplicate" else "write_code"
 
 
-def _after_probe(state: ExperimentState) -> str:
-    return "screen" if state.get("verdict", {}).get("passed") else "record"
+def _after_probe(lab: Lab, state: ExperimentState) -> str:
+    if state.get("verdict", {}).get("passed"):
+        return "screen"
+    repairable = lab.llm is not None and state.get("status") == "rejected"
+    return "write_code" if repairable and state["repairs"] <= lab.config.llm.repair_attempts else "record"
+
+
+def _after_write_code(state: ExperimentState) -> str:
+    return "record" if state.get("status") in ("no_code", "llm_cap") else "probe"
 
 
 def _after_screen(state: ExperimentState) -> str:
@@ -352,8 +418,8 @@ def build_graph(lab: Lab, checkpointer: BaseCheckpointSaver | None = None):
     graph.add_edge("retrieve", "propose")
     graph.add_conditional_edges("propose", _after_propose, ["check_novelty", "record"])
     graph.add_conditional_edges("check_novelty", _after_novelty, ["write_code", "record"])
-    graph.add_edge("write_code", "probe")
-    graph.add_conditional_edges("probe", _after_probe, ["screen", "record"])
+    graph.add_conditional_edges("write_code", _after_write_code, ["probe", "record"])
+    graph.add_conditional_edges("probe", partial(_after_probe, lab), ["screen", "write_code", "record"])
     graph.add_conditional_edges("screen", _after_screen, ["decide_promotion", "analyze", "record"])
     graph.add_conditional_edges("decide_promotion", _after_promotion, ["verify", "analyze"])
     graph.add_edge("verify", "analyze")

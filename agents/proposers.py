@@ -35,6 +35,7 @@ class Proposal(BaseModel):
     origin: Literal["evolution", "random", "llm"]
     parent_ids: list[str] = []
     hypothesis: str = ""
+    design_plan: str = ""  # the researcher's plan, for the coder (llm proposals)
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,13 @@ from sqlmodel import select
 from discover.agents.config import CONFIG_FILE, StudyConfig, default_config_text
 from discover.agents.graph import ExperimentState, build_graph, train
 from discover.agents.lab import Lab
+from discover.agents.llm import LLM, CallRecord
 from discover.agents.proposers import make_proposer
 from discover.agents.statistics import rank_correlation
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult
 from discover.knowledge_base.ledger import DatabaseLedgerStore
-from discover.knowledge_base.schema import Architecture, Baseline, Run, Study
+from discover.knowledge_base.schema import Architecture, Baseline, LLMCall, Run, Study
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox.base import Backend
 from discover.sandbox.budget import CostEstimator, Ledger, parse_budget
@@ -144,11 +145,27 @@ def make_lab(
     sandbox = Sandbox(
         backend, folder / "jobs", config.limits, record.study_id, heldout_seed=record.heldout_seed
     )
-    proposer = None if config.proposer == "llm" else make_proposer(config.proposer, config.evolution)
+    proposer, llm = None, None
+    if config.proposer == "llm":
+        llm = make_llm(config, kb, record.study_id)
+    else:
+        proposer = make_proposer(config.proposer, config.evolution)
     return Lab(
         config=config, study_id=record.study_id, folder=folder, kb=kb, sandbox=sandbox, ledger=ledger,
-        estimator=estimator, pool=DevicePool.detect(cpu_slots=config.workers), proposer=proposer,
+        estimator=estimator, pool=DevicePool.detect(cpu_slots=config.workers), proposer=proposer, llm=llm,
     )  # fmt: skip
+
+
+def make_llm(config: StudyConfig, kb: KnowledgeBase, study_id: str) -> LLM:
+    """The study's LLM client: every call recorded in the knowledge base, and the dollars already
+    spent by this study (before a resume) counted against the cap."""
+
+    def record(call: CallRecord) -> None:
+        kb.log_llm_call(study_id=study_id, **call.model_dump())
+
+    with kb.reading() as session:
+        costs = session.exec(select(LLMCall.cost_usd).where(LLMCall.study_id == study_id)).all()
+    return LLM(config.llm, record=record, spent_usd=math.fsum(costs))
 
 
 class Runner:
@@ -160,6 +177,7 @@ class Runner:
         self.started = 0
         self.internal_errors = 0
         self.exhausted = False
+        self.llm_capped = False
         lab.on_record = self.on_record
 
     def run(self, resume: bool) -> Outcome:
@@ -204,6 +222,8 @@ class Runner:
             self.internal_errors = 0
             if final.get("status") == "exhausted":
                 self.exhausted = True
+            if final.get("status") == "llm_cap":
+                self.llm_capped = True
 
     def admit(self) -> int | None:
         """The next experiment's number, or None when the study should stop starting new ones."""
@@ -213,6 +233,8 @@ class Runner:
                 why = "interrupted"
             elif self.exhausted:
                 why = "the proposer found no untried design"
+            elif self.llm_capped:
+                why = "the LLM dollar cap is reached"
             elif self.internal_errors >= MAX_INTERNAL_ERRORS:
                 why = f"{MAX_INTERNAL_ERRORS} experiments in a row failed inside discover"
             elif self.max_experiments is not None and self.started >= self.max_experiments:

@@ -170,3 +170,72 @@ def test_a_study_folder_is_not_run_twice_without_resume(study):
     (study / "study.json").write_text('{"study_id": "x", "heldout_seed": 1, "created_at": "now"}')
     result = discover("run", "-C", str(study))
     assert result.returncode == 2 and "continue it with --resume" in result.stderr
+
+
+CAUSAL = '''\
+import torch
+import torch.nn as nn
+
+
+class Mixer(nn.Module):
+    """A causal running mean of a projection."""
+
+    def __init__(self, d_model: int, num_heads: int = 4, **kwargs) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]
+        return self.out(self.proj(x).cumsum(1) / steps)
+'''
+READS_AHEAD = CAUSAL.replace("self.proj(x).cumsum(1)", "self.proj(x).flip(1).cumsum(1).flip(1)")
+PLAN = {
+    "name": "running_mean",
+    "hypothesis": "a running mean keeps every key-value pair in one vector",
+    "motivation": "averaging as the simplest possible associative memory, a floor to beat",
+    "design_plan": "project, take the causal cumulative mean over time, project back",
+}
+
+
+def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
+    import json
+
+    (study / "discover.toml").write_text(
+        TINY_STUDY + f'[llm]\nbase_url = "{openai_server.base_url}"\ndefault_model = "scripted"\n'
+        'max_retries = 1\ntimeout_s = 1.0\nprices = { "scripted" = [1.0, 2.0] }\n'
+    )
+    answer = lambda value: {"content": json.dumps(value)}  # noqa: E731
+    openai_server.script = [
+        # e00001: a rate limit, then the plan; code that reads the future, repaired after a malformed reply.
+        {"status": 429}, answer(PLAN),
+        answer({"code": READS_AHEAD}),
+        {"content": "Here is the fixed file: class Mixer ..."}, answer({"code": CAUSAL}),
+        answer({"findings": [{"statement": "a running mean cannot recall pairs", "verdict": "refutes"}]}),
+        # e00002: a stalled request (timed out), then a 500 the retries do not outlast.
+        {"sleep": 3, "content": "late"}, {"status": 500},
+        # e00003: an empty reply, then an oversized one.
+        {"content": ""}, {"content": "{" + "x" * 200_000 + "}"},
+    ]  # fmt: skip
+    result = discover("run", "-C", str(study), "--budget", "10m", "--max-experiments", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "proposer llm" in result.stdout
+    assert openai_server.script == []  # every scripted reply was asked for
+
+    runs = dict(query(study, "SELECT a.name, r.status || ': ' || coalesce(r.failure_reason, '') "
+                             "FROM run AS r JOIN architecture AS a ON r.architecture_id = a.id "
+                             "WHERE a.origin = 'llm'"))  # fmt: skip
+    assert runs["running_mean-e00001"].startswith("rejected: causality"), runs
+    assert runs["running_mean-e00001-r1"].startswith("succeeded"), runs
+    statuses = [status for (status,) in query(study, "SELECT status FROM llmcall")]
+    assert statuses.count("malformed") >= 3 and statuses.count("error") >= 1, statuses
+    cost = query(study, "SELECT SUM(cost_usd) FROM llmcall")[0][0]
+    assert cost > 0
+    findings = query(study, "SELECT statement FROM finding WHERE tags LIKE '%analyst%'")
+    assert findings == [("a running mean cannot recall pairs",)]
+    assert_ledger_exact(study)
+
+    prompts = [body["messages"][0]["content"] for path, body in openai_server.requests if "chat" in path]
+    assert "softmax_attention" in prompts[0] and "class Mixer(torch.nn.Module)" in prompts[0]
+    repair = next(prompt for prompt in prompts if "previous attempt failed" in prompt)
+    assert "causality" in repair and "flip(1)" in repair

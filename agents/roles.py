@@ -1,0 +1,188 @@
+"""The LLM roles of the experiment graph: what each is shown, and the answer it must give.
+
+    researcher  parents, elites, baselines, retrieved findings and documents, recent failures
+                -> ResearchPlan (name, hypothesis, motivation, design plan)
+    coder       the plan, the parent's file, the contract; on a repair, its last file and the
+                probes it failed -> CandidateCode
+    analyst     the experiment's result beside its parents and the baselines -> typed findings
+
+Every answer is validated against its schema (one repair re-ask, in `LLM.ask`); a role that still
+fails raises LLMError, which the graph records as the experiment's ending.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from discover.agents.lab import Lab
+from discover.experiments.contract import CONTRACT
+from discover.experiments.tasks import get_task
+from discover.knowledge_base.parents import make_policy
+from discover.knowledge_base.schema import Architecture, Finding, Run
+from discover.prompts.templates import render
+
+PARENTS = 2
+ELITES = 5
+RETRIEVED = 6
+RECENT_FAILURES = 5
+CODE_CHARS = 12_000  # longer parent files are cut: the prompt must leave room for the answer
+
+
+class ResearchPlan(BaseModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{2,40}$", description="snake_case name of the design")
+    hypothesis: str = Field(min_length=10, description="what should improve, and why")
+    motivation: str = Field(min_length=10, description="the evidence and ideas it builds on")
+    design_plan: str = Field(min_length=10, description="the mechanism, precisely enough to implement")
+
+
+class CandidateCode(BaseModel):
+    code: str = Field(min_length=50, description="the complete candidate Python file")
+
+
+class FindingDraft(BaseModel):
+    statement: str = Field(min_length=10)
+    verdict: Literal["supports", "refutes", "inconclusive"]
+    tags: list[str] = Field(default_factory=list, max_length=8)
+
+
+class AnalystReport(BaseModel):
+    findings: list[FindingDraft] = Field(min_length=1, max_length=5)
+
+
+def task_info(lab: Lab) -> dict[str, Any]:
+    task = get_task(lab.task)
+    return {
+        "name": task.name, "description": task.description, "metric": task.metric,
+        "higher_is_better": task.higher_is_better,
+    }  # fmt: skip
+
+
+def prompts_dir(lab: Lab) -> Path | None:
+    folder = lab.config.llm.prompts_dir
+    return None if folder is None else (lab.folder / folder)
+
+
+def ask(lab: Lab, role: str, context: dict[str, Any], schema: type[BaseModel]):
+    assert lab.llm is not None
+    prompt = render(role, context, prompts_dir(lab))
+    return lab.llm.ask(role, [{"role": "user", "content": prompt}], schema)
+
+
+# ----------------------------------------------------------------------------- what roles are shown
+
+
+def scored(lab: Lab) -> list[tuple[Architecture, Run]]:
+    """The study's successful screening runs, best first."""
+    runs = [
+        (architecture, run)
+        for architecture, run in lab.kb.study_runs(lab.study_id, fidelity="screen")
+        if run.status == "succeeded" and run.fitness is not None and math.isfinite(run.fitness)
+    ]
+    return sorted(runs, key=lambda pair: -pair[1].fitness)
+
+
+def describe(architecture: Architecture, run: Run | None, code: bool = False) -> dict[str, Any]:
+    return {
+        "name": architecture.name,
+        "fitness": run.fitness if run and run.fitness is not None else math.nan,
+        "value": run.result.get("value", math.nan) if run else math.nan,
+        "motivation": architecture.motivation,
+        "code": architecture.code[:CODE_CHARS] if code else "",
+    }
+
+
+def select_parents(lab: Lab, number: int) -> list[str]:
+    """Parents by UCT over the study's scored designs (baselines included): strong designs, and
+    now and then a rarely expanded one."""
+    population = lab.kb.population(lab.task, lab.study_id)
+    if not population:
+        return []
+    return list(dict.fromkeys(make_policy("uct").select(population, PARENTS, seed=number)))
+
+
+def research_context(lab: Lab, parent_ids: list[str]) -> dict[str, Any]:
+    ranked = scored(lab)
+    best_run = {}
+    for architecture, run in ranked:
+        best_run.setdefault(architecture.id, (architecture, run))
+    parents = [describe(*best_run[pid], code=True) for pid in parent_ids if pid in best_run]
+    query = " ".join([get_task(lab.task).description] + [parent["motivation"] for parent in parents])
+    hits = lab.kb.search(query[:2000], k=RETRIEVED)
+    failures = [
+        f"{architecture.name}: {run.failure_reason}"
+        for architecture, run in reversed(lab.kb.study_runs(lab.study_id))
+        if run.status in ("failed", "rejected") and run.failure_reason
+    ][:RECENT_FAILURES]
+    refuted = [hit.text for hit in hits if hit.kind == "finding" and hit.verdict == "refutes"]
+    return {
+        "task": task_info(lab),
+        "contract": CONTRACT,
+        "baselines": [describe(a, r) for a, r in best_run.values() if a.origin == "baseline"],
+        "parents": parents,
+        "elites": [describe(a, r) for a, r in list(best_run.values())[:ELITES] if a.origin != "baseline"],
+        "findings": [
+            {"verdict": hit.verdict, "kind": hit.kind, "text": hit.text}
+            for hit in hits
+            if hit.kind == "finding"
+        ],
+        "documents": [{"title": hit.title, "text": hit.text} for hit in hits if hit.kind == "chunk"],
+        "failures": failures + refuted[: max(0, RECENT_FAILURES - len(failures))],
+    }
+
+
+# ----------------------------------------------------------------------------- the roles
+
+
+def research(lab: Lab, context: dict[str, Any]) -> ResearchPlan:
+    return ask(lab, "researcher", context, ResearchPlan)
+
+
+def write_candidate(
+    lab: Lab, plan: dict[str, Any], parent_id: str | None, previous: str | None, failures: list[dict]
+) -> str:
+    parent = lab.kb.get(Architecture, parent_id) if parent_id else None
+    context = {
+        "task": task_info(lab),
+        "contract": CONTRACT,
+        "proposal": plan,
+        "parent": {"name": parent.name, "code": parent.code[:CODE_CHARS]} if parent else None,
+        "verdict": {"failures": failures} if previous is not None else None,
+        "previous_code": previous or "",
+    }
+    answer: CandidateCode = ask(lab, "coder", context, CandidateCode)
+    return answer.code
+
+
+def analyze(lab: Lab, architecture: Architecture, hypothesis: str, run: Run | None) -> list[Finding]:
+    ranked = scored(lab)
+    parents = {pid: None for pid in architecture.parent_ids}
+    baselines = {}
+    for arch, arch_run in ranked:
+        if arch.id in parents and parents[arch.id] is None:
+            parents[arch.id] = describe(arch, arch_run)
+        if arch.origin == "baseline":
+            baselines.setdefault(arch.id, describe(arch, arch_run))
+    context = {
+        "task": task_info(lab),
+        "candidate": {"name": architecture.name, "hypothesis": hypothesis},
+        "run": {
+            "status": run.status if run else "not trained",
+            "failure_reason": run.failure_reason if run else None,
+            "value": run.result.get("value") if run and run.result else None,
+            "interval": None,
+            "fitness": run.fitness if run else None,
+        },
+        "parents": [parent for parent in parents.values() if parent is not None],
+        "baselines": list(baselines.values()),
+    }
+    report: AnalystReport = ask(lab, "analyst", context, AnalystReport)
+    evidence = [run.id] if run else []
+    common = {"evidence_run_ids": evidence, "task": lab.task, "study_id": lab.study_id}
+    return [
+        lab.kb.add_finding(draft.statement, draft.verdict, tags=["analyst", *draft.tags], **common)
+        for draft in report.findings
+    ]
