@@ -27,6 +27,7 @@ from discover.agents.lab import CHECK_KEY, Lab, OutOfBudget, run_key
 from discover.agents.llm import DollarCapReached, LLMError
 from discover.agents.proposers import Proposal, members
 from discover.agents.statistics import difference_interval
+from discover.experiments.baselines import builtin_baselines
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.novelty import is_duplicate
 from discover.knowledge_base.schema import Architecture, Run
@@ -263,8 +264,11 @@ def record(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 
 
 def trusted(architecture: Architecture) -> bool:
-    """Designs rendered from discover's own grammar are trusted (the process backend may run them);
-    anything an LLM or a person wrote is not."""
+    """Designs rendered from discover's own grammar and the built-in baselines are trusted (the
+    process backend may run them); anything an LLM or a person wrote is not."""
+    if architecture.origin == "baseline":
+        builtin = builtin_baselines().get(architecture.name)
+        return builtin is not None and builtin.read_text() == architecture.code
     return architecture.origin in ("evolution", "random")
 
 

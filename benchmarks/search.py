@@ -1,0 +1,132 @@
+"""Search efficiency and loop overhead of `discover run`'s offline proposers.
+
+Runs real studies (the study runner, knowledge base, ledger and process sandbox; grammar designs
+are trusted code) with the evolution and the random proposer, several seeds each, for the same
+number of experiments on an MQAR setting that separates the motifs (vocab 32, length 48, 8 pairs,
+d_model 32, 400 steps). Reports
+
+- search efficiency: the best held-out accuracy after n experiments, and how many experiments
+  evolution needs to reach random search's final best (median over random's seeds); target <= 1/2;
+- overhead: the share of charged device time spent outside training steps (sandbox start-up,
+  probes, prediction and audit jobs, the study's own bookkeeping); target <= 3%.
+
+Writes the `search` section of benchmarks/RESULTS.md.
+
+    python -m benchmarks.search --seeds 5 --experiments 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.results import machine, write_section
+from discover.agents.config import StudyConfig
+from discover.agents.study import run_study
+from discover.experiments.tasks import get_task
+from discover.knowledge_base.store import KnowledgeBase
+from discover.sandbox.process import ProcessBackend
+
+SETTINGS = {
+    "vocab_size": 32, "seq_len": 48, "num_kv_pairs": 8, "d_model": 32, "steps": 400,
+    "warmup_steps": 20, "test_examples": 256,
+}  # fmt: skip
+
+
+def study_config(proposer: str, seed: int) -> StudyConfig:
+    return StudyConfig.model_validate({
+        "name": f"{proposer}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
+        "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
+        "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
+        "evolution": {"population": 12, "tournament": 3, "initial": 4},
+    })  # fmt: skip
+
+
+def run_one(proposer: str, seed: int, experiments: int, root: Path) -> dict:
+    folder = root / f"{proposer}-{seed}"
+    started = time.perf_counter()
+    outcome = run_study(folder, study_config(proposer, seed), ProcessBackend(), max_experiments=experiments,
+                        say=lambda line: None)  # fmt: skip
+    wall = time.perf_counter() - started
+    study_id = json.loads((folder / "study.json").read_text())["study_id"]
+    task = get_task("mqar")
+    tokens_per_batch = task.tokens_per_batch(task.config(SETTINGS))
+    values, step_seconds = [], 0.0
+    with KnowledgeBase(folder / "knowledge.db", starter=None) as kb:
+        for architecture, run in kb.study_runs(study_id, "screen"):
+            if run.status == "succeeded":
+                metrics = Path(run.metrics_path) / "metrics.jsonl"
+                step_seconds += training_step_seconds(metrics, tokens_per_batch)
+            if architecture.origin != "baseline":
+                values.append(run.result["value"] if run.status == "succeeded" else 0.0)
+    best, curve = 0.0, []
+    for value in values:
+        best = max(best, value)
+        curve.append(best)
+    return {"curve": curve, "charged": outcome.spent_s, "steps": step_seconds, "wall": wall}
+
+
+def training_step_seconds(metrics: Path, tokens_per_batch: int) -> float:
+    """Time inside the training loop, from the harness's per-interval throughput."""
+    seconds, previous = 0.0, 0
+    for line in metrics.read_text().splitlines():
+        log = json.loads(line)
+        seconds += (log["step"] - previous) * tokens_per_batch / log["tokens_per_s"]
+        previous = log["step"]
+    return seconds
+
+
+def experiments_to_reach(curve: list[float], target: float) -> int | None:
+    return next((index + 1 for index, best in enumerate(curve) if best >= target), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--experiments", type=int, default=12)
+    args = parser.parse_args()
+    results: dict[str, list[dict]] = {"evolution": [], "random": []}
+    with tempfile.TemporaryDirectory(prefix="discover-search-") as root:
+        for seed in range(args.seeds):
+            for proposer in results:
+                result = run_one(proposer, seed, args.experiments, Path(root))
+                results[proposer].append(result)
+                print(proposer, seed, [round(v, 3) for v in result["curve"]], flush=True)
+
+    n = args.experiments
+    target = statistics.median(run["curve"][-1] for run in results["random"])
+    reach = [experiments_to_reach(run["curve"], target) for run in results["evolution"]]
+    reached = [r for r in reach if r is not None]
+    marks = sorted({max(1, n // 4), n // 2, 3 * n // 4, n})
+    rows = []
+    for proposer, runs in results.items():
+        cells = [f"{statistics.median(run['curve'][m - 1] for run in runs):.3f}" for m in marks]
+        rows.append(f"| {proposer} | " + " | ".join(cells) + " |")
+    charged = sum(run["charged"] for runs in results.values() for run in runs)
+    steps = sum(run["steps"] for runs in results.values() for run in runs)
+    reach_text = ", ".join(str(r) if r is not None else "not reached" for r in reach)
+    every = len(reached) == len(reach)
+    median_reach = f"{statistics.median(reached):.0f} of {n}" if every else "not in every seed"
+    body = (
+        "## Search efficiency and loop overhead (`discover run`, offline proposers)\n\n"
+        f"Machine: {machine()}. {args.seeds} seeds per proposer, {n} experiments per study, process "
+        f"sandbox; MQAR {SETTINGS}; screening only (no promotion), reference baseline linear_attention.\n\n"
+        "Median best held-out accuracy after n experiments:\n\n"
+        "| proposer | " + " | ".join(f"n={m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
+        + "\n".join(rows) + "\n\n"
+        f"Random search's final best (median over seeds): {target:.3f}. Experiments evolution needed "
+        f"to reach it, per seed: {reach_text}; median {median_reach} (target: <= {n // 2}).\n\n"
+        f"Overhead: {charged:,.0f} device-seconds charged, {steps:,.0f} inside training steps: "
+        f"{1 - steps / charged:.1%} outside them (target <= 3%). Every experiment pays a check job, and "
+        "every training run three sandbox jobs (fit, predict, audit), each starting Python and torch."
+    )  # fmt: skip
+    print(body)
+    write_section("search", body)
+
+
+if __name__ == "__main__":
+    main()
