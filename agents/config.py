@@ -49,6 +49,7 @@ class EvolutionConfig(Section):
 
 class LLMConfig(LLMSettings):
     repair_attempts: int = Field(default=2, ge=0)
+    judge: bool = False
     prompts_dir: str | None = None
 
 

@@ -2,7 +2,7 @@
 the promising ones, and record what was learned.
 
     select_parents -> retrieve -> propose -> check_novelty -> write_code -> probe -> screen
-        -> decide_promotion -> [verify] -> analyze -> record
+        -> [judge] -> decide_promotion -> [verify] -> analyze -> record
 
 A duplicate, a design that fails its probes (after the coder's repairs, for llm designs), or a
 budget that cannot cover the next job ends the experiment early at `record`. Every node is a
@@ -28,6 +28,7 @@ from discover.agents.llm import DollarCapReached, LLMError
 from discover.agents.proposers import Proposal, members
 from discover.agents.statistics import difference_interval
 from discover.experiments.baselines import builtin_baselines
+from discover.experiments.harness import TrainResult
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.novelty import is_duplicate
 from discover.knowledge_base.schema import Architecture, Run
@@ -188,6 +189,26 @@ def screen(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     if run.status != "succeeded":
         return {"screen_run_id": run.id, "status": "failed", "reason": run.failure_reason or "failed"}
     return {"screen_run_id": run.id, "fitness": run.fitness, "status": "screened"}
+
+
+def judge(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """The optional LLM judge: its score fills fitness's qualitative term. A judge that fails leaves
+    the fitness as the metric made it."""
+    if lab.llm is None or not lab.config.llm.judge:
+        return {}
+    run = lab.kb.get(Run, state["screen_run_id"])
+    assert run is not None
+    try:
+        verdict = roles.judge(lab, _architecture(lab, state), state["proposal"].get("hypothesis", ""), run)
+    except LLMError as exc:
+        lab.report(state["experiment_id"], {**state, "status": "judge failed", "reason": str(exc)})
+        return {}
+    reference = lab.reference("screen", run.seed)
+    assert reference is not None
+    result = TrainResult.model_validate(run.result)
+    fitness = lab.score(result, reference[1], judge_score=verdict.score).value
+    lab.kb.update_run(run.id, fitness=fitness, result=run.result | {"judge": verdict.model_dump()})
+    return {"fitness": fitness}
 
 
 def decide_promotion(lab: Lab, state: ExperimentState) -> dict[str, Any]:
@@ -402,7 +423,7 @@ def _after_write_code(state: ExperimentState) -> str:
 def _after_screen(state: ExperimentState) -> str:
     status = state.get("status")
     if status == "screened":
-        return "decide_promotion"
+        return "judge"
     return "analyze" if status == "failed" else "record"
 
 
@@ -414,7 +435,7 @@ def build_graph(lab: Lab, checkpointer: BaseCheckpointSaver | None = None):
     graph = StateGraph(ExperimentState)
     for node in (
         select_parents, retrieve, propose, check_novelty, write_code, probe,
-        screen, decide_promotion, verify, analyze, record,
+        screen, judge, decide_promotion, verify, analyze, record,
     ):  # fmt: skip
         graph.add_node(node.__name__, partial(node, lab))
     graph.add_edge(START, "select_parents")
@@ -424,7 +445,8 @@ def build_graph(lab: Lab, checkpointer: BaseCheckpointSaver | None = None):
     graph.add_conditional_edges("check_novelty", _after_novelty, ["write_code", "record"])
     graph.add_conditional_edges("write_code", _after_write_code, ["probe", "record"])
     graph.add_conditional_edges("probe", partial(_after_probe, lab), ["screen", "write_code", "record"])
-    graph.add_conditional_edges("screen", _after_screen, ["decide_promotion", "analyze", "record"])
+    graph.add_conditional_edges("screen", _after_screen, ["judge", "analyze", "record"])
+    graph.add_edge("judge", "decide_promotion")
     graph.add_conditional_edges("decide_promotion", _after_promotion, ["verify", "analyze"])
     graph.add_edge("verify", "analyze")
     graph.add_edge("analyze", "record")

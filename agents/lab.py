@@ -131,9 +131,9 @@ class Lab:
     def report(self, experiment_id: str, state: dict) -> None:
         self.on_record(experiment_id, state)
 
-    def score(self, result: TrainResult, reference: TrainResult) -> Fitness:
+    def score(self, result: TrainResult, reference: TrainResult, judge_score: float | None = None) -> Fitness:
         task = get_task(self.task)
-        return fitness(result, reference, task.higher_is_better, self.config.scoring)
+        return fitness(result, reference, task.higher_is_better, self.config.scoring, judge_score)
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric value a is better than b on this task."""

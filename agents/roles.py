@@ -5,6 +5,8 @@
     coder       the plan, the parent's file, the contract; on a repair, its last file and the
                 probes it failed -> CandidateCode
     analyst     the experiment's result beside its parents and the baselines -> typed findings
+    judge       (optional) the design's code and idea -> a score in [0, 1] for fitness's
+                qualitative term, which the metric cannot see
 
 Every answer is validated against its schema (one repair re-ask, in `LLM.ask`); a role that still
 fails raises LLMError, which the graph records as the experiment's ending.
@@ -41,6 +43,11 @@ class ResearchPlan(BaseModel):
 
 class CandidateCode(BaseModel):
     code: str = Field(min_length=50, description="the complete candidate Python file")
+
+
+class JudgeScore(BaseModel):
+    score: float = Field(ge=0.0, le=1.0, description="0: unsound or a copy; 1: sound, clean, promising")
+    rationale: str = Field(min_length=10)
 
 
 class FindingDraft(BaseModel):
@@ -186,3 +193,17 @@ def analyze(lab: Lab, architecture: Architecture, hypothesis: str, run: Run | No
         lab.kb.add_finding(draft.statement, draft.verdict, tags=["analyst", *draft.tags], **common)
         for draft in report.findings
     ]
+
+
+def judge(lab: Lab, architecture: Architecture, hypothesis: str, run: Run) -> JudgeScore:
+    baselines = {}
+    for arch, arch_run in scored(lab):
+        if arch.origin == "baseline":
+            baselines.setdefault(arch.id, describe(arch, arch_run))
+    context = {
+        "task": task_info(lab),
+        "candidate": {**describe(architecture, run, code=True), "hypothesis": hypothesis},
+        "run": {"value": run.result.get("value", math.nan)},
+        "baselines": list(baselines.values()),
+    }
+    return ask(lab, "judge", context, JudgeScore)

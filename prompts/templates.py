@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 PROMPT_DIR = Path(__file__).parent
-ROLES = ("researcher", "coder", "analyst")
+ROLES = ("researcher", "coder", "analyst", "judge")
 
 
 class PromptError(ValueError):

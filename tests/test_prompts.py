@@ -43,6 +43,10 @@ CONTEXTS = {
                 "fitness": 0.58},
         "parents": [PARENT], "baselines": [{"name": "softmax_attention", "value": 2.61}],
     },
+    "judge": {
+        "task": task_info(), "candidate": {**PARENT, "hypothesis": "h"}, "run": {"value": 0.9},
+        "baselines": [{"name": "softmax_attention", "value": 0.99}],
+    },
 }  # fmt: skip
 
 
@@ -50,7 +54,7 @@ CONTEXTS = {
 def test_every_role_renders_its_context(role):
     text = render(role, CONTEXTS[role])
     assert CONTEXTS[role]["task"]["description"] in text
-    if role != "analyst":
+    if role in ("researcher", "coder"):
         assert "class Mixer(torch.nn.Module)" in text  # the contract is quoted, not paraphrased
 
 
@@ -78,8 +82,8 @@ def test_a_user_folder_overrides_a_role(tmp_path):
 def test_prompt_errors_are_one_line(tmp_path):
     with pytest.raises(PromptError, match="needs a value it was not given"):
         render("researcher", {"task": task_info()})
-    with pytest.raises(PromptError, match="no prompt template for role 'judge'"):
-        render("judge", {})
+    with pytest.raises(PromptError, match="no prompt template for role 'critic'"):
+        render("critic", {})
     (tmp_path / "analyst.j2").write_text("{% if %}")
     with pytest.raises(PromptError, match="line 1"):
         render("analyst", CONTEXTS["analyst"], tmp_path)

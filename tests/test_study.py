@@ -203,7 +203,7 @@ def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
 
     (study / "discover.toml").write_text(
         TINY_STUDY + f'[llm]\nbase_url = "{openai_server.base_url}"\ndefault_model = "scripted"\n'
-        'max_retries = 1\ntimeout_s = 1.0\nprices = { "scripted" = [1.0, 2.0] }\n'
+        'max_retries = 1\ntimeout_s = 1.0\nprices = { "scripted" = [1.0, 2.0] }\njudge = true\n'
     )
     answer = lambda value: {"content": json.dumps(value)}  # noqa: E731
     openai_server.script = [
@@ -211,6 +211,7 @@ def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
         {"status": 429}, answer(PLAN),
         answer({"code": READS_AHEAD}),
         {"content": "Here is the fixed file: class Mixer ..."}, answer({"code": CAUSAL}),
+        answer({"score": 0.2, "rationale": "a running mean is a known weak memory"}),
         answer({"findings": [{"statement": "a running mean cannot recall pairs", "verdict": "refutes"}]}),
         # e00002: a stalled request (timed out), then a 500 the retries do not outlast.
         {"sleep": 3, "content": "late"}, {"status": 500},
@@ -227,6 +228,8 @@ def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
                              "WHERE a.origin = 'llm'"))  # fmt: skip
     assert runs["running_mean-e00001"].startswith("rejected: causality"), runs
     assert runs["running_mean-e00001-r1"].startswith("succeeded"), runs
+    judged = query(study, "SELECT run.result FROM run WHERE run.result LIKE '%rationale%'")
+    assert len(judged) == 1 and '"score": 0.2' in judged[0][0]
     statuses = [status for (status,) in query(study, "SELECT status FROM llmcall")]
     assert statuses.count("malformed") >= 3 and statuses.count("error") >= 1, statuses
     cost = query(study, "SELECT SUM(cost_usd) FROM llmcall")[0][0]
