@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from discover.agents import analyst, roles
-from discover.agents.lab import CHECK_KEY, Lab, OutOfBudget, run_key
+from discover.agents.lab import CHECK_KEY, Lab, OutOfBudget, Paused, run_key
 from discover.agents.llm import DollarCapReached, LLMError
 from discover.agents.proposers import Proposal, members
 from discover.agents.statistics import difference_interval
@@ -230,13 +230,19 @@ def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     interval of the difference in mean metric decides whether the design beats the baseline."""
     seeds = [lab.config.seed + 1 + index for index in range(lab.config.promotion.seeds)]
     baseline_name, baseline_values = baseline_at_full_fidelity(lab, seeds)
-    values = []
+    architecture = _architecture(lab, state)
+    done = {  # a resumed verification keeps the runs it finished
+        run.seed: run
+        for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
+        if arch.id == architecture.id and run.status in ("succeeded", "failed")
+    }
     for seed in seeds:
-        run = train(lab, _architecture(lab, state), "full", seed, run_tag=state["experiment_id"])
-        if run is None:
-            return {"status": "out_of_budget", "reason": "the budget cannot cover the verification runs"}
-        if run.status == "succeeded":
-            values.append(run.result["value"])
+        if seed not in done:
+            run = train(lab, architecture, "full", seed)
+            if run is None:
+                return {"status": "out_of_budget", "reason": "the budget cannot cover the verification runs"}
+            done[seed] = run
+    values = [done[seed].result["value"] for seed in seeds if done[seed].status == "succeeded"]
     sign = 1.0 if get_task(lab.task).higher_is_better else -1.0  # > 0 means better than the baseline
     gains = [sign * value for value in values]
     references = [sign * value for value in baseline_values]
@@ -299,7 +305,7 @@ def _architecture(lab: Lab, state: ExperimentState) -> Architecture:
     return architecture
 
 
-def train(lab: Lab, architecture: Architecture, fidelity: str, seed: int, run_tag: str = "") -> Run | None:
+def train(lab: Lab, architecture: Architecture, fidelity: str, seed: int) -> Run | None:
     """One budgeted training run, recorded in the knowledge base from start to end; None when the
     budget cannot cover it."""
     settings = lab.settings(fidelity)
@@ -322,6 +328,9 @@ def train(lab: Lab, architecture: Architecture, fidelity: str, seed: int, run_ta
     except OutOfBudget:
         lab.kb.update_run(run.id, status="rejected", failure_reason="not run: the budget could not cover it")
         return None
+    except Paused:
+        lab.kb.update_run(run.id, status="rejected", failure_reason="not run: the study was stopping")
+        raise
     ended = {"ended_at": datetime.now(UTC), "cost_device_seconds": charged.cost, "metrics_path": str(run_dir)}
     if charged.failure is not None:
         return lab.kb.update_run(run.id, status="failed", failure_reason=charged.failure.reason, **ended)

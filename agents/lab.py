@@ -48,6 +48,11 @@ class OutOfBudget(Exception):
     """The ledger cannot cover the job's estimated cost."""
 
 
+class Paused(Exception):
+    """The study is stopping (Ctrl-C): no new job starts. The experiment stays at its last finished
+    node, and `discover run --resume` continues it."""
+
+
 @dataclass
 class Lab:
     config: StudyConfig
@@ -86,6 +91,8 @@ class Lab:
         """Run `run(device)` as one budgeted job: lease a slot, reserve, run, charge the wall time.
         A job that fails in the sandbox is charged too and comes back with its failure; a job the
         budget cannot cover raises OutOfBudget and costs nothing."""
+        if self.stopping.is_set():
+            raise Paused(job_id)
         with self.pool.lease() as lease:
             default = steps * SECONDS_PER_STEP_GUESS[lease.kind] + START_UP_GUESS_S
             if not self.ledger.reserve(job_id, self.estimator.estimate(key, default), key):

@@ -37,7 +37,7 @@ from sqlmodel import select
 
 from discover.agents.config import CONFIG_FILE, StudyConfig, default_config_text
 from discover.agents.graph import ExperimentState, build_graph, train
-from discover.agents.lab import Lab
+from discover.agents.lab import Lab, Paused
 from discover.agents.llm import LLM, CallRecord
 from discover.agents.proposers import make_proposer
 from discover.agents.statistics import rank_correlation
@@ -212,6 +212,9 @@ class Runner:
     def invoke(self, state: ExperimentState | None, thread_id: str) -> None:
         try:
             final = self.graph.invoke(state, {"configurable": {"thread_id": thread_id}})
+        except Paused:
+            self.say(f"{thread_id}: paused before its next job; --resume continues it")
+            return
         except Exception as exc:  # discover's own bug or a broken store: keep the study going, a few times
             error = f"{type(exc).__name__}: {exc}"
             self.say(f"{thread_id}: stopped by an internal error ({error}); --resume retries it")
@@ -398,8 +401,9 @@ def leaderboard_markdown(lab: Lab, outcome: Outcome) -> str:
 
 
 class interrupts:
-    """Ctrl-C once: stop starting experiments, let the running ones finish. Twice: stop now (the
-    running jobs are killed; --resume continues from the last finished step)."""
+    """Ctrl-C once: start no new job; the running jobs finish and their experiments pause at the next
+    step. Twice: stop now (the running jobs are killed). Either way --resume continues every
+    experiment from its last finished step."""
 
     def __init__(self, stopping: threading.Event, say: Say, lab: Lab) -> None:
         self.stopping, self.say, self.lab = stopping, say, lab
@@ -417,7 +421,7 @@ class interrupts:
     def handle(self, signum: int, frame: object) -> None:
         if not self.stopping.is_set():
             self.stopping.set()
-            self.say("interrupted: finishing the running experiments (Ctrl-C again to stop now)")
+            self.say("interrupted: finishing the running jobs (Ctrl-C again to stop now)")
             return
         self.say("stopping now; continue later with `discover run --resume`")
         reap = getattr(self.lab.sandbox.backend, "reap", None)

@@ -242,3 +242,25 @@ def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
     assert "softmax_attention" in prompts[0] and "class Mixer(torch.nn.Module)" in prompts[0]
     repair = next(prompt for prompt in prompts if "previous attempt failed" in prompt)
     assert "causality" in repair and "flip(1)" in repair
+
+
+def test_ctrl_c_finishes_the_running_job_then_resume_continues(study):
+    process = start("run", "-C", str(study), "--budget", "10m")
+    try:
+        wait_for(lambda: (study / "knowledge.db").exists() and len(finished_experiments(study)) >= 1, process)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out
+    assert "interrupted: finishing the running jobs" in out
+    assert "(interrupted)" in out  # the leaderboard says why the study stopped
+    assert query(study, "SELECT COUNT(*) FROM run WHERE status = 'running'")[0][0] == 0
+    assert_ledger_exact(study)  # the job in flight was finished and charged, not abandoned
+    paused = [line.split(":")[0] for line in out.splitlines() if "paused before its next job" in line]
+    again = discover("run", "-C", str(study), "--resume", "--max-experiments", "0")
+    assert again.returncode == 0, again.stdout + again.stderr
+    for experiment in paused:  # continued at its last finished step, and finished
+        assert f"resuming 1 unfinished experiment(s): {experiment}" in again.stdout
+        assert f"{experiment} " in again.stdout.split("resuming")[1]
