@@ -142,9 +142,12 @@ def make_lab(
     estimator = CostEstimator(default_seconds=60.0)
     for key, seconds in ledger.costs():
         estimator.observe(key, seconds)
-    sandbox = Sandbox(
-        backend, folder / "jobs", config.limits, record.study_id, heldout_seed=record.heldout_seed
-    )
+    pool = DevicePool.detect(cpu_slots=config.workers)
+    limits = config.limits
+    if pool.kind == "cpu":  # concurrent CPU jobs share the cores: oversubscribed math threads stall
+        share = max(1.0, (os.cpu_count() or 1) // config.workers)
+        limits = limits.model_copy(update={"cpus": min(limits.cpus, share)})
+    sandbox = Sandbox(backend, folder / "jobs", limits, record.study_id, heldout_seed=record.heldout_seed)
     proposer, llm = None, None
     if config.proposer == "llm":
         llm = make_llm(config, kb, record.study_id)
@@ -152,7 +155,7 @@ def make_lab(
         proposer = make_proposer(config.proposer, config.evolution)
     return Lab(
         config=config, study_id=record.study_id, folder=folder, kb=kb, sandbox=sandbox, ledger=ledger,
-        estimator=estimator, pool=DevicePool.detect(cpu_slots=config.workers), proposer=proposer, llm=llm,
+        estimator=estimator, pool=pool, proposer=proposer, llm=llm,
     )  # fmt: skip
 
 
