@@ -52,16 +52,22 @@ def audit_violation(
     return None
 
 
+def load_job_file(path: Path, max_bytes: int, missing: str, unreadable: str) -> object:
+    """A torch file a job wrote, loaded as plain data (`weights_only`: nothing is unpickled as code);
+    a link, a missing or oversized file, or one that will not load is the job's failure."""
+    if path.is_symlink() or not path.is_file():
+        raise HeldoutError(missing)
+    if path.stat().st_size > max_bytes:
+        raise HeldoutError(f"{path.name} is larger than {max_bytes} bytes")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the job's failure, never the orchestrator's
+        raise HeldoutError(f"{unreadable}: {type(exc).__name__}") from None
+
+
 def read_logits(path: Path, shape: tuple[int, ...], max_bytes: int) -> torch.Tensor:
     """A job's logits.pt, loaded as plain tensor data and checked against the expected shape."""
-    if path.is_symlink() or not path.is_file():
-        raise HeldoutError("the job wrote no logits.pt")
-    if path.stat().st_size > max_bytes:
-        raise HeldoutError(f"logits.pt is larger than {max_bytes} bytes")
-    try:
-        logits = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the job's failure, never the orchestrator's
-        raise HeldoutError(f"logits.pt is not a saved tensor: {type(exc).__name__}") from None
+    logits = load_job_file(path, max_bytes, "the job wrote no logits.pt", "logits.pt is not a saved tensor")
     if not isinstance(logits, torch.Tensor) or type(logits) is not torch.Tensor:
         raise HeldoutError("logits.pt does not hold a plain tensor")
     if logits.dtype != torch.float32 or tuple(logits.shape[:-1]) != shape[:-1] or logits.dim() != len(shape):
@@ -75,14 +81,7 @@ def read_parameter_count(path: Path, max_bytes: int) -> int:
     """Parameters of a trained model, counted from the weights.pt its fit job wrote: the number the
     predict job's strict `load_state_dict` proves is the model that gets scored (persistent buffers
     count too; the built-in mixers keep none)."""
-    if path.is_symlink() or not path.is_file():
-        raise HeldoutError("the job wrote no weights")
-    if path.stat().st_size > max_bytes:
-        raise HeldoutError(f"weights.pt is larger than {max_bytes} bytes")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the job's failure, never the orchestrator's
-        raise HeldoutError(f"weights.pt is not a saved state dict: {type(exc).__name__}") from None
+    state = load_job_file(path, max_bytes, "the job wrote no weights", "weights.pt is not a saved state dict")
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise HeldoutError("weights.pt does not hold a state dict of tensors")
     return sum(tensor.numel() for tensor in state.values())
