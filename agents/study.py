@@ -38,9 +38,9 @@ from sqlmodel import select
 from discover.agents.config import CONFIG_FILE, StudyConfig, default_config_text
 from discover.agents.graph import ExperimentState, build_graph, train
 from discover.agents.lab import Lab, Paused
+from discover.agents.leaderboard import leaderboard, leaderboard_markdown
 from discover.agents.llm import LLM, CallRecord
 from discover.agents.proposers import make_proposer
-from discover.agents.statistics import rank_correlation
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult
 from discover.knowledge_base.ledger import DatabaseLedgerStore
@@ -64,6 +64,8 @@ class StudyRecord(BaseModel):
     study_id: str
     heldout_seed: int  # never passed to a job: MQAR's test set is drawn from it
     created_at: str
+    budget: str | None = None  # of the latest `discover run` (a resume may raise it)
+    task: str = "mqar"
 
 
 @dataclass
@@ -119,11 +121,14 @@ def run_study(
                 heldout_seed=secrets.randbelow(2**62),
                 created_at=datetime.now(UTC).isoformat(),
             )
-            write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
         elif kb.get(Study, record.study_id) is None:
             raise StudyError(
                 f"{folder / RECORD_FILE} names study {record.study_id}, which knowledge.db lacks"
             )
+        elif record.task != config.task:
+            raise StudyError(f"this study is on {record.task}; a resumed study cannot change its task")
+        record = record.model_copy(update={"budget": config.budget, "task": config.task})
+        write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
         lab = make_lab(folder, config, backend, kb, record)
         connection = sqlite3.connect(folder / "checkpoints.db", check_same_thread=False)
         try:
@@ -312,8 +317,13 @@ class Runner:
         self.outcome.stopped_because = self.outcome.stopped_because or "done"
         self.outcome.spent_s = lab.ledger.spent
         self.outcome.budget_s = lab.ledger.total.device_seconds
-        self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(lab)
-        write_atomic(lab.folder / "leaderboard.md", leaderboard_markdown(lab, self.outcome))
+        self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(lab.kb, lab.study_id)
+        heading = f"Stopped because {self.outcome.stopped_because}. Proposer: {lab.config.proposer}."
+        text = leaderboard_markdown(
+            f"{lab.config.name}: leaderboard on {lab.task}", heading, self.outcome.spent_s,
+            self.outcome.budget_s, self.outcome.leaderboard, self.outcome.rank_correlation,
+        )  # fmt: skip
+        write_atomic(lab.folder / "leaderboard.md", text)
         return self.outcome
 
 
@@ -348,59 +358,6 @@ def settle_interrupted_jobs(lab: Lab, say: Say) -> None:
             reason = "interrupted: the study stopped while this run was in progress"
             lab.kb.update_run(job_id, status="failed", failure_reason=reason, cost_device_seconds=seconds)
         say(f"settled interrupted job {job_id}: charged {seconds:.1f} device-seconds")
-
-
-def leaderboard(lab: Lab) -> tuple[list[dict], float | None]:
-    """One row per screened design, fittest first; and the rank correlation between screening
-    fitness and mean full-fidelity metric over the designs trained at both."""
-    rows: dict[str, dict] = {}
-    full: dict[str, list[float]] = {}
-    for architecture, run in lab.kb.study_runs(lab.study_id):
-        if run.status != "succeeded":
-            continue
-        if run.fidelity == "full":
-            full.setdefault(architecture.id, []).append(run.result["value"])
-        elif architecture.id not in rows or (run.fitness or 0) > (rows[architecture.id]["fitness"] or 0):
-            rows[architecture.id] = {
-                "name": architecture.name, "origin": architecture.origin, "fitness": run.fitness,
-                "screen_value": run.result["value"], "metric": run.result["metric"],
-                "params": run.result["params"], "tokens_per_s": run.result["tokens_per_s"],
-                "motivation": architecture.motivation,
-            }  # fmt: skip
-    for architecture_id, values in full.items():
-        if architecture_id in rows:
-            rows[architecture_id]["full_mean"] = sum(values) / len(values)
-            rows[architecture_id]["full_seeds"] = len(values)
-    ranked = sorted(
-        rows.values(), key=lambda row: -(row["fitness"] if row["fitness"] is not None else -math.inf)
-    )
-    both = [row for row in ranked if "full_mean" in row and row["fitness"] is not None]
-    correlation = rank_correlation([row["fitness"] for row in both], [row["full_mean"] for row in both])
-    return ranked, correlation
-
-
-def leaderboard_markdown(lab: Lab, outcome: Outcome) -> str:
-    lines = [
-        f"# {lab.config.name}: leaderboard on {lab.task}",
-        "",
-        f"Stopped because {outcome.stopped_because}. Spent {outcome.spent_s / 3600:.3f} of "
-        f"{outcome.budget_s / 3600:.3f} device-hours. Proposer: {lab.config.proposer}.",
-        "",
-        "| # | design | origin | fitness | screen metric | full mean (seeds) | params | tokens/s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for index, row in enumerate(outcome.leaderboard, 1):
-        full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
-        fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
-        screen = f"{row['metric']} {row['screen_value']:.4f}"
-        lines.append(
-            f"| {index} | {row['name']} | {row['origin']} | {fitness} | {screen} "
-            f"| {full} | {row['params']:,} | {row['tokens_per_s']:,.0f} |"
-        )
-    if outcome.rank_correlation is not None:
-        lines += ["", f"Rank correlation (Spearman) of screening fitness with full-fidelity metric: "
-                  f"{outcome.rank_correlation:+.2f}."]  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 class interrupts:

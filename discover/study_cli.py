@@ -71,23 +71,97 @@ def run_command(
         outcome = run_study(folder, config, choice.backend, resume, max_experiments, say=stdout.print)
     except StudyError as exc:
         fail(str(exc))
-    metric = outcome.leaderboard[0]["metric"] if outcome.leaderboard else "metric"
-    table = Table(title=f"leaderboard by fitness; {metric} ({outcome.stopped_because})", title_justify="left")
-    for column in ("#", "design", "origin", "fitness", "screen", "full (seeds)", "tokens/s"):
-        table.add_column(column, no_wrap=column in ("design", "screen"))
-    for index, row in enumerate(outcome.leaderboard[:15], 1):
-        full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
-        fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
-        screen = f"{row['screen_value']:.4f}"
-        table.add_row(
-            str(index), row["name"], row["origin"], fitness, screen, full, f"{row['tokens_per_s']:,.0f}"
-        )
-    stdout.print(table)
+    stdout.print(leaderboard_table(outcome.leaderboard, outcome.stopped_because))
     endings = ", ".join(f"{count} {status}" for status, count in sorted(outcome.endings.items())) or "none"
     stdout.print(
         f"experiments this run: {endings}. Spent {outcome.spent_s / 60:.1f} of {outcome.budget_s / 60:.1f} "
         f"device-minutes. Full leaderboard: {folder / 'leaderboard.md'}"
     )
+
+
+def leaderboard_table(rows: list[dict], note: str, limit: int = 15) -> Table:
+    metric = rows[0]["metric"] if rows else "metric"
+    table = Table(title=f"leaderboard by fitness; {metric} ({note})", title_justify="left")
+    for column in ("#", "design", "origin", "fitness", "screen", "full (seeds)", "tokens/s"):
+        table.add_column(column, no_wrap=column in ("design", "screen"))
+    for index, row in enumerate(rows[:limit], 1):
+        full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
+        fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
+        screen = f"{row['screen_value']:.4f}"
+        speed = f"{row['tokens_per_s']:,.0f}"
+        table.add_row(str(index), row["name"], row["origin"], fitness, screen, full, speed)
+    return table
+
+
+def status_command(
+    folder: FolderOpt = Path("."),
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Where the study in the folder stands: budget, experiments, running jobs, LLM spend, leaderboard."""
+    from discover.agents.status import study_status
+    from discover.agents.study import StudyError
+
+    try:
+        status = study_status(folder)
+    except StudyError as exc:
+        fail(str(exc))
+    if json:
+        stdout.print_json(status.model_dump_json())
+        return
+    budget = f"{status.budget_s / 60:.1f}" if status.budget_s else "?"
+    stdout.print(
+        f"[bold]{status.name}[/bold] on {status.task}: spent {status.spent_s / 60:.1f} of {budget} "
+        f"device-minutes ({status.reserved_s / 60:.1f} reserved by running jobs); "
+        f"LLM ${status.llm_usd:.2f} over {status.llm_calls} calls"
+    )
+    designs = ", ".join(f"{count} {state}" for state, count in sorted(status.designs.items())) or "none yet"
+    stdout.print(f"designs: {designs}")
+    if status.running:
+        stdout.print(f"running: {', '.join(status.running)}")
+    stdout.print(leaderboard_table(status.leaderboard, f"{len(status.leaderboard)} screened"))
+    if status.rank_correlation is not None:
+        stdout.print(f"screening vs full-fidelity rank correlation: {status.rank_correlation:+.2f}")
+
+
+def show_command(
+    design: Annotated[str, typer.Argument(help="A design's name or id, as `discover status` lists them.")],
+    folder: FolderOpt = Path("."),
+    code: Annotated[bool, typer.Option("--code", help="Also print the candidate file.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """One design: motivation, parents, every run (fidelity, seed, metric, fitness, cost), findings."""
+    from rich.markup import escape
+
+    from discover.agents.status import design_detail
+    from discover.agents.study import StudyError
+
+    try:
+        detail = design_detail(folder, design)
+    except StudyError as exc:
+        fail(str(exc))
+    if json:
+        stdout.print_json(detail.model_dump_json())
+        return
+    # Names, motivations and findings may come from an LLM: printed as text, never as markup.
+    stdout.print(f"[bold]{escape(detail.name)}[/bold] ({detail.origin}, id {detail.id})")
+    stdout.print(f"parents: {escape(', '.join(detail.parents) or 'none')}")
+    stdout.print(f"motivation: {escape(detail.motivation or 'not recorded')}")
+    table = Table(title="runs", title_justify="left")
+    for column in ("fidelity", "seed", "status", "metric", "fitness", "device-s", "reason"):
+        table.add_column(column, overflow="fold")
+    for run in detail.runs:
+        table.add_row(
+            run.fidelity, str(run.seed), run.status,
+            f"{run.value:.4f}" if run.value is not None else "",
+            f"{run.fitness:.3f}" if run.fitness is not None else "",
+            f"{run.cost_device_seconds:.1f}" if run.cost_device_seconds is not None else "",
+            escape(run.failure_reason or ""),
+        )  # fmt: skip
+    stdout.print(table)
+    for finding in detail.findings:
+        stdout.print(escape(f"[{finding['verdict']}] {finding['statement']}"))
+    if code:
+        stdout.print(escape(detail.code), markup=True)
 
 
 def resolve_proposer(name: str, base_url: str | None) -> str:

@@ -3,6 +3,7 @@ task small enough to train in seconds. Includes kill -9 at several points and `-
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -94,6 +95,18 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
     assert findings and all(verdict in ("supports", "refutes", "inconclusive") for verdict, _ in findings)
     candidates = list((study / "candidates").glob("motif-*.py"))
     assert candidates and all((study / "runs" / path.stem).is_dir() for path in candidates[:1])
+
+    status = discover("status", "-C", str(study))
+    assert status.returncode == 0, status.stderr
+    assert "tiny on mqar: spent" in status.stdout and "of 1.5 device-minutes" in status.stdout
+    assert "softmax_attention" in status.stdout
+    as_json = json.loads(discover("status", "-C", str(study), "--json").stdout)
+    assert as_json["spent_s"] == pytest.approx(spent) and as_json["reserved_s"] == 0
+    best = as_json["leaderboard"][0]["name"]
+    shown = discover("show", best, "-C", str(study), "--code")
+    assert shown.returncode == 0 and "screen" in shown.stdout and "class Mixer" in shown.stdout
+    missing = discover("show", "no-such-design", "-C", str(study))
+    assert missing.returncode == 2 and "no design named" in missing.stderr
 
 
 def finished_experiments(folder: Path) -> set[str]:
@@ -193,14 +206,12 @@ READS_AHEAD = CAUSAL.replace("self.proj(x).cumsum(1)", "self.proj(x).flip(1).cum
 PLAN = {
     "name": "running_mean",
     "hypothesis": "a running mean keeps every key-value pair in one vector",
-    "motivation": "averaging as the simplest possible associative memory, a floor to beat",
+    "motivation": "averaging as the simplest possible associative memory [bold]a floor[/bold] <b>to beat</b>",
     "design_plan": "project, take the causal cumulative mean over time, project back",
 }
 
 
 def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
-    import json
-
     (study / "discover.toml").write_text(
         TINY_STUDY + f'[llm]\nbase_url = "{openai_server.base_url}"\ndefault_model = "scripted"\n'
         'max_retries = 1\ntimeout_s = 1.0\nprices = { "scripted" = [1.0, 2.0] }\njudge = true\n'
@@ -237,6 +248,9 @@ def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
     findings = query(study, "SELECT statement FROM finding WHERE tags LIKE '%analyst%'")
     assert findings == [("a running mean cannot recall pairs",)]
     assert_ledger_exact(study)
+
+    shown = discover("show", "running_mean-e00001-r1", "-C", str(study))
+    assert PLAN["motivation"] in shown.stdout  # what an LLM wrote is shown as text, not as markup
 
     prompts = [body["messages"][0]["content"] for path, body in openai_server.requests if "chat" in path]
     assert "softmax_attention" in prompts[0] and "class Mixer(torch.nn.Module)" in prompts[0]

@@ -1,0 +1,65 @@
+"""The study's leaderboard: one row per screened design, from the knowledge base alone (so
+`discover run`, `discover status` and reports agree)."""
+
+from __future__ import annotations
+
+import math
+
+from discover.agents.statistics import rank_correlation
+from discover.knowledge_base.store import KnowledgeBase
+
+
+def leaderboard(kb: KnowledgeBase, study_id: str) -> tuple[list[dict], float | None]:
+    """One row per screened design, fittest first; and the rank correlation between screening
+    fitness and mean full-fidelity metric over the designs trained at both."""
+    rows: dict[str, dict] = {}
+    full: dict[str, list[float]] = {}
+    for architecture, run in kb.study_runs(study_id):
+        if run.status != "succeeded":
+            continue
+        if run.fidelity == "full":
+            full.setdefault(architecture.id, []).append(run.result["value"])
+        elif architecture.id not in rows or (run.fitness or 0) > (rows[architecture.id]["fitness"] or 0):
+            rows[architecture.id] = {
+                "name": architecture.name, "origin": architecture.origin, "fitness": run.fitness,
+                "screen_value": run.result["value"], "metric": run.result["metric"],
+                "params": run.result["params"], "tokens_per_s": run.result["tokens_per_s"],
+                "motivation": architecture.motivation,
+            }  # fmt: skip
+    for architecture_id, values in full.items():
+        if architecture_id in rows:
+            rows[architecture_id]["full_mean"] = sum(values) / len(values)
+            rows[architecture_id]["full_seeds"] = len(values)
+    ranked = sorted(
+        rows.values(), key=lambda row: -(row["fitness"] if row["fitness"] is not None else -math.inf)
+    )
+    both = [row for row in ranked if "full_mean" in row and row["fitness"] is not None]
+    correlation = rank_correlation([row["fitness"] for row in both], [row["full_mean"] for row in both])
+    return ranked, correlation
+
+
+def leaderboard_markdown(
+    title: str, heading: str, spent_s: float, budget_s: float, rows: list[dict], correlation: float | None
+) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"{heading} Spent {spent_s / 3600:.3f} of {budget_s / 3600:.3f} device-hours.",
+        "",
+        "| # | design | origin | fitness | screen metric | full mean (seeds) | params | tokens/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for index, row in enumerate(rows, 1):
+        full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
+        fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
+        screen = f"{row['metric']} {row['screen_value']:.4f}"
+        lines.append(
+            f"| {index} | {row['name']} | {row['origin']} | {fitness} | {screen} "
+            f"| {full} | {row['params']:,} | {row['tokens_per_s']:,.0f} |"
+        )
+    if correlation is not None:
+        lines += [
+            "",
+            f"Spearman rank correlation of screening fitness with full-fidelity metric: {correlation:+.2f}.",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""Where a study stands, read from its folder alone (safe while `discover run` is writing):
+budget spent and left, experiments by outcome, runs in progress, LLM spend, the leaderboard."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlmodel import select
+
+from discover.agents.leaderboard import leaderboard
+from discover.agents.study import RECORD_FILE, StudyError, StudyRecord
+from discover.knowledge_base.ledger import DatabaseLedgerStore
+from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Study
+from discover.knowledge_base.store import KnowledgeBase
+from discover.sandbox.budget import parse_budget
+
+
+class StudyStatus(BaseModel):
+    name: str
+    study_id: str
+    task: str
+    budget: str | None
+    budget_s: float | None
+    spent_s: float
+    reserved_s: float  # held by jobs running now
+    designs: dict[str, int]  # latest screening status of each proposed design -> count
+    running: list[str]  # designs with a run in progress
+    llm_usd: float
+    llm_calls: int
+    leaderboard: list[dict]
+    rank_correlation: float | None
+
+
+def open_study(folder: Path) -> tuple[StudyRecord, KnowledgeBase]:
+    path = folder / RECORD_FILE
+    if not path.exists() or not (folder / "knowledge.db").exists():
+        raise StudyError(f"{folder} holds no study (no {RECORD_FILE}); start one with `discover run`")
+    record = StudyRecord.model_validate_json(path.read_text())
+    return record, KnowledgeBase(folder / "knowledge.db", starter=None)
+
+
+def study_status(folder: Path) -> StudyStatus:
+    record, kb = open_study(folder)
+    with kb:
+        study = kb.get(Study, record.study_id)
+        if study is None:
+            raise StudyError(f"knowledge.db lacks study {record.study_id} named by {RECORD_FILE}")
+        entries = DatabaseLedgerStore(kb, record.study_id).entries()
+        charged = {entry.job_id: entry.seconds for entry in entries if entry.op == "charge"}
+        reserved = {entry.job_id: entry.seconds for entry in entries if entry.op == "reserve"}
+        settled = {entry.job_id for entry in entries if entry.op != "reserve"}
+        latest: dict[str, str] = {}
+        running = []
+        for architecture, run in kb.study_runs(record.study_id, "screen"):
+            if architecture.origin != "baseline":
+                latest[architecture.id] = run.status
+            if run.status == "running":
+                running.append(architecture.name)
+        with kb.reading() as session:
+            proposed = session.exec(
+                select(Architecture.id).where(Architecture.study_id == record.study_id)
+            ).all()
+            calls = session.exec(select(LLMCall.cost_usd).where(LLMCall.study_id == record.study_id)).all()
+        designs = Counter(latest.get(architecture_id, "not trained") for architecture_id in proposed)
+        rows, correlation = leaderboard(kb, record.study_id)
+        budget = record.budget or study.budget
+        return StudyStatus(
+            name=study.name, study_id=study.id, task=record.task, budget=budget,
+            budget_s=parse_budget(budget).device_seconds if budget else None,
+            spent_s=math.fsum(charged.values()),
+            reserved_s=math.fsum(seconds for job, seconds in reserved.items() if job not in settled),
+            designs=dict(designs), running=running, llm_usd=math.fsum(calls), llm_calls=len(calls),
+            leaderboard=rows, rank_correlation=correlation,
+        )  # fmt: skip
+
+
+class RunSummary(BaseModel):
+    id: str
+    fidelity: str
+    seed: int
+    status: str
+    value: float | None
+    fitness: float | None
+    cost_device_seconds: float | None
+    failure_reason: str | None
+
+
+class DesignDetail(BaseModel):
+    id: str
+    name: str
+    origin: str
+    motivation: str
+    parents: list[str]
+    code: str
+    runs: list[RunSummary]
+    findings: list[dict]
+
+
+def design_detail(folder: Path, name_or_id: str) -> DesignDetail:
+    """One design of the study: its motivation, lineage, code, every run and the findings about it."""
+    record, kb = open_study(folder)
+    with kb:
+        pairs = [pair for pair in kb.study_runs(record.study_id) if name_or_id in (pair[0].name, pair[0].id)]
+        with kb.reading() as session:
+            named = (Architecture.name == name_or_id) | (Architecture.id == name_or_id)
+            architecture = session.exec(select(Architecture).where(named)).first()
+            if architecture is None:
+                raise StudyError(f"no design named {name_or_id!r} in this study; see `discover status`")
+            lineage = select(Architecture).where(Architecture.id.in_(architecture.parent_ids))
+            parents = [parent.name for parent in session.exec(lineage)]
+            run_ids = {run.id for _, run in pairs}
+            findings = [
+                {"verdict": finding.verdict, "statement": finding.statement, "tags": finding.tags}
+                for finding in session.exec(select(Finding).where(Finding.study_id == record.study_id))
+                if run_ids & set(finding.evidence_run_ids)
+            ]
+        runs = [
+            RunSummary(
+                id=run.id,
+                fidelity=run.fidelity,
+                seed=run.seed,
+                status=run.status,
+                value=run.result.get("value"),
+                fitness=run.fitness,
+                cost_device_seconds=run.cost_device_seconds,
+                failure_reason=run.failure_reason,
+            )
+            for _, run in pairs
+        ]
+        return DesignDetail(
+            id=architecture.id, name=architecture.name, origin=architecture.origin,
+            motivation=architecture.motivation, parents=parents, code=architecture.code, runs=runs,
+            findings=findings,
+        )  # fmt: skip
