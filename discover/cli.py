@@ -22,7 +22,14 @@ from discover.sandbox.base import Limits
 from discover.sandbox.docker import OFFLINE_IMAGE
 from discover.sandbox.runner import JobFailed, Sandbox
 from discover.sandbox.select import BackendName, SandboxUnavailable, choose_backend
-from discover.study_cli import baseline_app, init_command, run_command, show_command, status_command
+from discover.study_cli import (
+    baseline_app,
+    doctor_command,
+    init_command,
+    run_command,
+    show_command,
+    status_command,
+)
 
 app = typer.Typer(
     help="Autonomous neural-architecture discovery.",
@@ -197,6 +204,7 @@ app.command("init")(init_command)
 app.command("run")(run_command)
 app.command("status")(status_command)
 app.command("show")(show_command)
+app.command("doctor")(doctor_command)
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(kb_app, name="kb")
 app.command("export")(export_command)

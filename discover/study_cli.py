@@ -164,6 +164,30 @@ def show_command(
         stdout.print(escape(detail.code), markup=True)
 
 
+def doctor_command(folder: FolderOpt = Path(".")):
+    """Check, before spending anything, what the study in the folder needs: sandboxes, GPUs,
+    disk, knowledge base, LLM endpoint and models. Exit status 1 when a check fails."""
+    from rich.markup import escape
+
+    from discover.agents.config import ConfigError, load_config
+    from discover.doctor import run_checks
+
+    try:
+        config = load_config(folder)
+    except ConfigError as exc:
+        fail(str(exc))
+    checks = run_checks(config, folder)
+    table = Table(title=f"discover doctor: {folder.resolve()}", title_justify="left")
+    for column in ("check", "state", "detail"):
+        table.add_column(column, overflow="fold")
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for check in checks:
+        table.add_row(check.name, f"[{colour[check.state]}]{check.state}[/]", escape(check.detail))
+    stdout.print(table)
+    if any(check.state == "fail" for check in checks):
+        raise typer.Exit(1)
+
+
 def resolve_proposer(name: str, base_url: str | None) -> str:
     """`auto` is llm when an endpoint is configured (a base_url, or an OpenAI key in the
     environment), else evolution."""

@@ -7,6 +7,7 @@ It stands in for what cannot run here (a paid model).
 - /chat/completions: replays `server.script`, one step per request: {"content": "..."} answers,
   {"status": 429} fails with that HTTP status, {"sleep": seconds, ...} waits first. An exhausted
   script answers 500, so a test states every request it expects.
+- /models (GET): lists `server.models`.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            card = {"object": "model", "created": 0, "owned_by": "test"}
+            models = [{"id": name, **card} for name in self.server.models]
+            self.reply(200, {"object": "list", "data": models})
+        else:
+            self.reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
     def reply(self, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -91,6 +100,7 @@ class OpenAIServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.requests: list[tuple[str, dict]] = []
         self.script: list[dict] = []
+        self.models: list[str] = ["scripted"]  # what GET /models lists
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property

@@ -75,7 +75,7 @@ def assert_ledger_exact(folder: Path) -> None:
 
 
 def test_run_spends_the_budget_and_prints_a_leaderboard(study):
-    finished = discover("run", "-C", str(study), "--budget", "1.5m")
+    finished = discover("run", "-C", str(study), "--budget", "2m")
     assert finished.returncode == 0, finished.stdout + finished.stderr
     out = finished.stdout
     assert "proposer evolution" in out  # no endpoint configured: the embedded default
@@ -87,10 +87,10 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
     spent = sum(seconds for (seconds,) in query(study, "SELECT seconds FROM budgetentry WHERE op = 'charge'"))
     # Jobs are admitted only while their reservation (1.2x the mean cost so far) fits; a job may
     # still run past its estimate on a loaded machine, so allow a little.
-    assert spent <= 90 * 1.1, spent
+    assert spent <= 120 * 1.1, spent
     assert_ledger_exact(study)
     screened = query(study, "SELECT COUNT(*) FROM run WHERE fidelity = 'screen' AND status = 'succeeded'")
-    assert screened[0][0] >= 3
+    assert screened[0][0] >= 3  # the baseline and at least two designs
     findings = query(study, "SELECT verdict, statement FROM finding WHERE study_id IS NOT NULL")
     assert findings and all(verdict in ("supports", "refutes", "inconclusive") for verdict, _ in findings)
     candidates = list((study / "candidates").glob("motif-*.py"))
@@ -98,7 +98,7 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
 
     status = discover("status", "-C", str(study))
     assert status.returncode == 0, status.stderr
-    assert "tiny on mqar: spent" in status.stdout and "of 1.5 device-minutes" in status.stdout
+    assert "tiny on mqar: spent" in status.stdout and "of 2.0 device-minutes" in status.stdout
     assert "softmax_attention" in status.stdout
     as_json = json.loads(discover("status", "-C", str(study), "--json").stdout)
     assert as_json["spent_s"] == pytest.approx(spent) and as_json["reserved_s"] == 0
@@ -278,3 +278,22 @@ def test_ctrl_c_finishes_the_running_job_then_resume_continues(study):
     for experiment in paused:  # continued at its last finished step, and finished
         assert f"resuming 1 unfinished experiment(s): {experiment}" in again.stdout
         assert f"{experiment} " in again.stdout.split("resuming")[1]
+
+
+def test_doctor_checks_the_endpoint_and_its_models(tmp_path, openai_server, docker_backend):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    llm = f'proposer = "llm"\n[llm]\nbase_url = "{openai_server.base_url}"\ndefault_model = "scripted"\n'
+    (folder / "discover.toml").write_text(llm)
+    healthy = discover("doctor", "-C", str(folder))
+    assert healthy.returncode == 0, healthy.stdout
+    assert "serves scripted" in healthy.stdout and "docker" in healthy.stdout
+
+    (folder / "discover.toml").write_text(llm.replace('"scripted"', '"gpt-9"'))
+    missing = discover("doctor", "-C", str(folder))
+    assert missing.returncode == 1 and "lacks model(s) gpt-9" in missing.stdout
+
+    (folder / "discover.toml").write_text(llm.replace(openai_server.base_url, "http://127.0.0.1:9/v1"))
+    unreachable = discover("doctor", "-C", str(folder))
+    assert unreachable.returncode == 1 and "APIConnectionError" in unreachable.stdout
+    assert not (folder / "knowledge.db").exists()  # a preflight writes nothing
