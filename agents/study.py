@@ -46,6 +46,7 @@ from discover.experiments.harness import TrainResult
 from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.schema import Architecture, Baseline, LLMCall, Run, Study
 from discover.knowledge_base.store import KnowledgeBase
+from discover.sandbox import quota
 from discover.sandbox.base import Backend
 from discover.sandbox.budget import CostEstimator, Ledger, parse_budget
 from discover.sandbox.pool import DevicePool
@@ -194,7 +195,8 @@ class Runner:
         if reap is not None:
             reap(lab.study_id)  # containers a crashed run of this study left behind
         if resume:
-            settle_interrupted_jobs(lab, self.say)
+            settle_interrupted_jobs(lab, self.say)  # reads the jobs' file times: before the release
+            quota.release_leftovers(lab.folder / "jobs")  # output folders a killed run left mounted
         self.train_baselines()
         with interrupts(lab.stopping, self.say, lab):
             unfinished = self.unfinished()

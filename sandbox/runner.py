@@ -33,6 +33,7 @@ from discover.experiments.harness import FitSummary, StepLog, TrainResult, combi
 from discover.experiments.probes import ProbeResult, Verdict
 from discover.experiments.static_check import static_check
 from discover.experiments.tasks import get_task
+from discover.sandbox import quota
 from discover.sandbox.base import (
     Backend,
     Job,
@@ -206,7 +207,12 @@ class Sandbox:
                 reason = f"static check: {violations[0]}"
                 raise JobFailed(JobOutcome(job_id=job.job_id, status="refused", reason=reason))
         job_dir, out_dir = prepare_job_dir(job, candidate, self.workdir, inputs)
-        outcome = self.backend.execute(job, job_dir, out_dir)
+        bounded = quota.bound(out_dir, self.limits.output_mb)  # the folder's total, not just each file
+        try:
+            outcome = self.backend.execute(job, job_dir, out_dir)
+        finally:
+            if bounded:
+                quota.release(out_dir)
         strip_special_bits(out_dir)
         if outcome.status != "ok":
             raise JobFailed(outcome)
