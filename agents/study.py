@@ -348,8 +348,8 @@ def baseline_architecture(kb: KnowledgeBase, name: str) -> Architecture:
 
 def settle_interrupted_jobs(lab: Lab, say: Say) -> None:
     """Charge the jobs a crash left reserved for the time they can be shown to have run (from their
-    reservation to the last file they wrote), and mark their runs failed. Nothing is charged twice:
-    a settled job leaves the ledger's outstanding set."""
+    reservation to the last file they wrote), and mark their runs failed, as well as runs recorded
+    but never admitted. Nothing is charged twice: a settled job leaves the ledger's outstanding set."""
     reserved_at = {entry.job_id: entry.at for entry in lab.ledger.store.entries() if entry.op == "reserve"}
     for job_id in lab.ledger.outstanding():
         files = [path for path in (lab.folder / "jobs").glob(f"{job_id}*/**/*") if path.is_file()]
@@ -360,6 +360,10 @@ def settle_interrupted_jobs(lab: Lab, say: Say) -> None:
             reason = "interrupted: the study stopped while this run was in progress"
             lab.kb.update_run(job_id, status="failed", failure_reason=reason, cost_device_seconds=seconds)
         say(f"settled interrupted job {job_id}: charged {seconds:.1f} device-seconds")
+    for _, run in lab.kb.study_runs(lab.study_id):
+        if run.status == "running":  # recorded, but killed before its job was admitted: nothing ran
+            reason = "interrupted: the study stopped before this run started"
+            lab.kb.update_run(run.id, status="failed", failure_reason=reason)
 
 
 class interrupts:
