@@ -42,7 +42,7 @@ def study_config(proposer: str, seed: int) -> StudyConfig:
         "name": f"{proposer}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
         "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
-        "evolution": {"population": 12, "tournament": 3, "initial": 4},
+        "evolution": {"population": 12, "tournament": 3, "initial": 3},
     })  # fmt: skip
 
 
