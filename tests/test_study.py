@@ -118,9 +118,16 @@ def finished_experiments(folder: Path) -> set[str]:
     return {name for (name,) in rows}
 
 
+def _holds(condition) -> bool:
+    try:
+        return condition()
+    except sqlite3.OperationalError:  # the study is still creating its tables
+        return False
+
+
 def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not _holds(condition):
         assert process.poll() is None, process.stdout.read()
         assert time.monotonic() < deadline, "the study did not get there in time"
         time.sleep(0.2)
