@@ -68,10 +68,11 @@ def analyze(
         )  # fmt: skip
 
     screened = lab.kb.study_runs(lab.study_id, fidelity="screen")
-    mine = [pair for pair in motif_pairs(screened) if pair.run_ids[1] == run.id]
+    pairs = motif_pairs(screened)
+    mine = [pair for pair in pairs if pair.run_ids[1] == run.id]
     if mine:
         change = mine[0].change
-        same = [pair for pair in motif_pairs(screened) if pair.change == change]
+        same = [pair for pair in pairs if pair.change == change]
         deltas = [pair.delta for pair in same]
         mean = sum(deltas) / len(deltas)
         confidence = lab.config.promotion.confidence
