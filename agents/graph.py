@@ -169,12 +169,14 @@ def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     else:
         assert charged.value is not None
         failures = [{"name": probe.name, "reason": probe.reason} for probe in charged.value.failures()]
-        verdict = {"passed": charged.value.passed, "failures": failures}
+        probes = [probe.model_dump(include={"name", "passed", "reason"}) for probe in charged.value.probes]
+        verdict = {"passed": charged.value.passed, "failures": failures, "probes": probes}
     if not verdict["passed"]:
         reason = "; ".join(f"{failure['name']}: {failure['reason']}" for failure in failures)[:2000]
         lab.kb.add_run(
             architecture.id, lab.task, study_id=lab.study_id, fidelity="screen", seed=lab.config.seed,
             status="rejected", sandbox=lab.sandbox.backend.name, failure_reason=reason,
+            result={"probes": verdict.get("probes", [])},
         )  # fmt: skip
         repairs = state.get("repairs", 0) + 1
         return {"verdict": verdict, "status": "rejected", "reason": reason[:300], "repairs": repairs}
@@ -186,6 +188,9 @@ def screen(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     run = train(lab, architecture, "screen", lab.config.seed)
     if run is None:
         return {"status": "out_of_budget", "reason": "the budget cannot cover the screening run"}
+    run = lab.kb.update_run(
+        run.id, result=run.result | {"probes": state.get("verdict", {}).get("probes", [])}
+    )
     if run.status != "succeeded":
         return {"screen_run_id": run.id, "status": "failed", "reason": run.failure_reason or "failed"}
     return {"screen_run_id": run.id, "fitness": run.fitness, "status": "screened"}

@@ -1,0 +1,1 @@
+"""Architecture reports: `data` reads a study, `plots` draws it, `site` writes HTML, Markdown and CSV."""

@@ -1,0 +1,301 @@
+"""What a report shows, read from a study folder alone: one `StudyView` holding a `DesignView` per
+design (baselines included). Everything here is plain data; `plots` draws it and `site` renders it."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlmodel import select
+
+from discover.agents.statistics import mean_interval
+from discover.agents.status import StudyStatus, open_study, study_status
+from discover.experiments.tasks import get_task
+from discover.knowledge_base.ledger import DatabaseLedgerStore
+from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Run
+
+EFFICIENCY = ("params", "flops_per_token", "tokens_per_s", "peak_memory_mb")
+
+
+class CurvePoint(BaseModel):
+    step: int
+    train_loss: float
+
+
+class RunView(BaseModel):
+    id: str
+    fidelity: str
+    seed: int
+    status: str
+    value: float | None
+    fitness: float | None
+    cost_s: float | None
+    failure_reason: str | None
+    efficiency: dict[str, int | float]  # params, flops_per_token, tokens_per_s, peak_memory_mb when trained
+    curve: list[CurvePoint]
+
+
+class FullFidelity(BaseModel):
+    values: list[float]
+    mean: float
+    interval: tuple[float, float] | None  # bootstrap interval of the mean; None under 3 seeds
+
+
+class DesignView(BaseModel):
+    id: str
+    slug: str  # file-name-safe id: names are LLM-written and never become paths
+    name: str
+    origin: str
+    created_at: datetime
+    motivation: str
+    code: str
+    parents: list[tuple[str, str]]  # (slug, name)
+    children: list[tuple[str, str]]
+    diff: list[tuple[str, str]]  # (kind, line) of a unified diff against the first parent's code
+    runs: list[RunView]
+    screen: dict | None  # the best successful screening run's result
+    screen_fitness: float | None
+    full: FullFidelity | None
+    probes: list[dict]  # {name, passed, reason} of the last check, when recorded
+    judge: dict | None
+    findings: list[dict]
+    cost_s: float  # device-seconds of its training runs
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.origin == "baseline"
+
+
+class DiscoveryPoint(BaseModel):
+    device_hours: float  # spent when this screening result came in
+    best_fitness: float
+    beating_baseline: int  # designs so far whose screening metric beats the best baseline's
+
+
+class StudyView(BaseModel):
+    folder: str
+    status: StudyStatus
+    metric: str
+    higher_is_better: bool
+    designs: list[DesignView]  # leaderboard order (baselines among them), then unscreened designs
+    discovery: list[DiscoveryPoint]
+    spend_s: dict[str, float]  # device-seconds by kind of job
+    llm_by_role: dict[str, dict[str, float]]  # role -> calls, usd, tokens
+    findings: list[dict]
+    origins: list[str]  # of the proposed designs, for the proposer comparison
+
+    def design(self, slug: str) -> DesignView:
+        return next(design for design in self.designs if design.slug == slug)
+
+
+def slug(architecture_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", architecture_id)[:64] or "design"
+
+
+def read_curve(run: Run) -> list[CurvePoint]:
+    """The run's logged training loss; empty when its metrics file is gone or unreadable."""
+    if not run.metrics_path:
+        return []
+    points = []
+    try:
+        lines = (Path(run.metrics_path) / "metrics.jsonl").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            point = CurvePoint(step=int(entry["step"]), train_loss=float(entry["train_loss"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if math.isfinite(point.train_loss):
+            points.append(point)
+    return points
+
+
+def code_diff(parent_code: str, code: str, parent_name: str, name: str) -> list[tuple[str, str]]:
+    lines = difflib.unified_diff(
+        parent_code.splitlines(), code.splitlines(), fromfile=parent_name, tofile=name, lineterm=""
+    )
+    kinds = {"+": "add", "-": "del", "@": "hunk"}
+    return [
+        (kinds.get(line[:1], "same") if not line.startswith(("+++", "---")) else "file", line)
+        for line in lines
+    ]
+
+
+def load_study(folder: Path) -> StudyView:
+    status = study_status(folder)
+    record, kb = open_study(folder)
+    task = get_task(record.task)
+    with kb:
+        pairs = kb.study_runs(record.study_id)
+        with kb.reading() as session:
+            proposed = session.exec(
+                select(Architecture).where(Architecture.study_id == record.study_id)
+            ).all()
+            findings = session.exec(select(Finding).where(Finding.study_id == record.study_id)).all()
+            calls = session.exec(select(LLMCall).where(LLMCall.study_id == record.study_id)).all()
+            known = {architecture.id: architecture for architecture in proposed}
+            known |= {architecture.id: architecture for architecture, _ in pairs}
+            parent_ids = {pid for architecture in known.values() for pid in architecture.parent_ids}
+            missing = parent_ids - known.keys()
+            if missing:  # parents from another study of the same knowledge base
+                outside = select(Architecture).where(Architecture.id.in_(missing))
+                known |= {architecture.id: architecture for architecture in session.exec(outside)}
+        entries = DatabaseLedgerStore(kb, record.study_id).entries()
+
+    runs_by_design: dict[str, list[Run]] = defaultdict(list)
+    for architecture, run in pairs:
+        runs_by_design[architecture.id].append(run)
+    finding_rows = [
+        {
+            "statement": finding.statement, "verdict": finding.verdict, "tags": finding.tags,
+            "effect": finding.effect_size, "low": finding.effect_low, "high": finding.effect_high,
+            "runs": set(finding.evidence_run_ids),
+        }
+        for finding in sorted(findings, key=lambda finding: finding.created_at)
+    ]  # fmt: skip
+    children: dict[str, list[str]] = defaultdict(list)
+    for architecture in known.values():
+        for parent_id in architecture.parent_ids:
+            children[parent_id].append(architecture.id)
+
+    designs = {
+        architecture.id: design_view(
+            architecture, runs_by_design[architecture.id], known, children, finding_rows
+        )
+        for architecture in known.values()
+        if architecture.id in runs_by_design or architecture.study_id == record.study_id
+    }
+    ranked = [row["name"] for row in status.leaderboard]
+    order = {name: index for index, name in enumerate(ranked)}
+
+    def place(design: DesignView) -> tuple:
+        return (order.get(design.name, len(order)), design.is_baseline, design.name)
+
+    return StudyView(
+        folder=str(folder.resolve()), status=status, metric=task.metric,
+        higher_is_better=task.higher_is_better, designs=sorted(designs.values(), key=place),
+        discovery=discovery_curve(pairs, entries, task.higher_is_better),
+        spend_s=spend_by_kind(pairs, entries), llm_by_role=llm_by_role(calls),
+        findings=[{key: value for key, value in row.items() if key != "runs"} for row in finding_rows],
+        origins=sorted({a.origin for a in known.values() if a.study_id == record.study_id}),
+    )  # fmt: skip
+
+
+def design_view(
+    architecture: Architecture,
+    runs: list[Run],
+    known: dict[str, Architecture],
+    children: dict[str, list[str]],
+    findings: list[dict],
+) -> DesignView:
+    screened = [run for run in runs if run.fidelity == "screen" and run.status == "succeeded"]
+    best = max(screened, key=lambda run: run.fitness or 0.0, default=None)
+    full_values = [
+        run.result["value"] for run in runs if run.fidelity == "full" and run.status == "succeeded"
+    ]
+    full = None
+    if full_values:
+        full = FullFidelity(
+            values=full_values,
+            mean=math.fsum(full_values) / len(full_values),
+            interval=mean_interval(full_values),
+        )
+    parents = [known[pid] for pid in architecture.parent_ids if pid in known]
+    diff = (
+        code_diff(parents[0].code, architecture.code, parents[0].name, architecture.name) if parents else []
+    )
+    last_screen = next((run for run in reversed(runs) if run.fidelity == "screen"), None)
+    probes = (last_screen.result.get("probes", []) if last_screen else []) or []
+    run_ids = {run.id for run in runs}
+    return DesignView(
+        id=architecture.id, slug=slug(architecture.id), name=architecture.name, origin=architecture.origin,
+        created_at=architecture.created_at, motivation=architecture.motivation, code=architecture.code,
+        parents=[(slug(parent.id), parent.name) for parent in parents],
+        children=[(slug(cid), known[cid].name) for cid in children.get(architecture.id, [])],
+        diff=diff,
+        runs=[
+            RunView(
+                id=run.id, fidelity=run.fidelity, seed=run.seed, status=run.status,
+                value=run.result.get("value"), fitness=run.fitness, cost_s=run.cost_device_seconds,
+                failure_reason=run.failure_reason, curve=read_curve(run),
+                efficiency={key: run.result[key] for key in EFFICIENCY if key in run.result},
+            )
+            for run in runs
+        ],
+        screen=best.result if best else None, screen_fitness=best.fitness if best else None, full=full,
+        probes=probes, judge=best.result.get("judge") if best else None,
+        findings=[
+            {key: value for key, value in finding.items() if key != "runs"}
+            for finding in findings
+            if finding["runs"] & run_ids
+        ],
+        cost_s=math.fsum(run.cost_device_seconds or 0.0 for run in runs),
+    )  # fmt: skip
+
+
+def discovery_curve(
+    pairs: list[tuple[Architecture, Run]], entries: list, higher_is_better: bool
+) -> list[DiscoveryPoint]:
+    """Best screening fitness and the number of designs beating the best baseline, against the
+    device-hours charged when each result came in (the ledger's order is the order of events)."""
+    screens = {run.id: (architecture, run) for architecture, run in pairs if run.fidelity == "screen"}
+    baseline_values = [
+        run.result["value"]
+        for architecture, run in screens.values()
+        if architecture.origin == "baseline" and run.status == "succeeded"
+    ]
+    if not baseline_values:
+        return []
+    best_baseline = max(baseline_values) if higher_is_better else min(baseline_values)
+    spent, best, beating = 0.0, -math.inf, set()
+    points = []
+    for entry in entries:
+        if entry.op != "charge":
+            continue
+        spent += entry.seconds
+        architecture, run = screens.get(entry.job_id, (None, None))
+        if architecture is None or architecture.origin == "baseline" or run.status != "succeeded":
+            continue
+        value = run.result["value"]
+        if (value > best_baseline) if higher_is_better else (value < best_baseline):
+            beating.add(architecture.id)
+        best = max(best, run.fitness or 0.0)
+        points.append(
+            DiscoveryPoint(device_hours=spent / 3600, best_fitness=best, beating_baseline=len(beating))
+        )
+    return points
+
+
+def spend_by_kind(pairs: list[tuple[Architecture, Run]], entries: list) -> dict[str, float]:
+    """Charged device-seconds split into baselines, screening, full-fidelity verification and probes."""
+    kinds = {
+        run.id: "baselines" if architecture.origin == "baseline" else
+        ("screening" if run.fidelity == "screen" else "verification")
+        for architecture, run in pairs
+    }  # fmt: skip
+    spend: dict[str, float] = defaultdict(float)
+    for entry in entries:
+        if entry.op == "charge":
+            spend[kinds.get(entry.job_id, "probes")] += entry.seconds
+    return dict(spend)
+
+
+def llm_by_role(calls: list[LLMCall]) -> dict[str, dict[str, float]]:
+    roles: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"calls": 0, "usd": 0.0, "tokens": 0, "errors": 0}
+    )
+    for call in calls:
+        role = roles[call.role]
+        role["calls"] += 1
+        role["usd"] += call.cost_usd
+        role["tokens"] += call.prompt_tokens + call.completion_tokens
+        role["errors"] += call.status != "ok"
+    return dict(roles)

@@ -1,0 +1,154 @@
+"""`discover report` on a real CPU study, opened in a real browser (Debian's Chromium, headless,
+driven by Selenium): what a person sees, and that LLM-written text shows as text and runs nothing."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.test_study import TINY_STUDY
+
+ARTIFACTS = Path(os.environ.get("DISCOVER_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+# What an LLM might put in a design's motivation: markup that would run if a page echoed it.
+HOSTILE_MOTIVATION = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & more'
+HOSTILE_NAME = "=HYPERLINK(\"http://evil\")<b>bold</b>"
+
+
+def discover(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "discover.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def query(folder: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(folder / "knowledge.db") as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A small real study (baseline, evolved designs, a verification), trained on the process
+    backend (its designs are template-generated, so trusted); then one design's name and
+    motivation are replaced by what a hostile LLM could have written."""
+    folder = tmp_path_factory.mktemp("report") / "study"
+    folder.mkdir()
+    (folder / "discover.toml").write_text(TINY_STUDY)
+    finished = discover("run", "-C", str(folder), "--budget", "1.5m", "--sandbox", "process")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    child = query(folder, "SELECT id FROM architecture WHERE parent_ids != '[]' ORDER BY created_at LIMIT 1")
+    assert child, "the study proposed no design with a parent; raise its budget"
+    with sqlite3.connect(folder / "knowledge.db") as connection:
+        connection.execute(
+            "UPDATE architecture SET name = ?, motivation = ? WHERE id = ?",
+            (HOSTILE_NAME, HOSTILE_MOTIVATION, child[0][0]),
+        )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    require(
+        chromium is not None and driver is not None,
+        "no Chromium: apt-get install chromium chromium-driver (the report's browser test)",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,2400"):
+        options.add_argument(flag)
+    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    yield session
+    session.quit()
+
+
+def test_report_site_shows_the_study_in_a_browser(study, browser):
+    from selenium.webdriver.common.by import By
+
+    made = discover("report", "-C", str(study))
+    assert made.returncode == 0, made.stdout + made.stderr
+    index = study / "report" / "index.html"
+    browser.get(index.as_uri())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "report-index.png"))
+
+    # The leaderboard lists every screened design, baselines included, fittest first.
+    screened = query(
+        study,
+        "SELECT DISTINCT architecture_id FROM run WHERE fidelity = 'screen' AND status = 'succeeded'",
+    )
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")
+    assert len(rows) == len(screened) >= 3
+    assert any("softmax_attention" in row.text for row in rows)
+    fitness = [float(row.find_elements(By.TAG_NAME, "td")[3].text) for row in rows]
+    assert fitness == sorted(fitness, reverse=True)
+
+    # Plots are present and the browser could draw them.
+    for name in ("discovery", "pareto", "spend"):
+        image = browser.find_element(By.CSS_SELECTOR, f"img[src='plots/{name}.svg']")
+        assert browser.execute_script("return arguments[0].naturalWidth", image) > 100, name
+
+    # The hostile motivation's markup is shown as text, and none of it ran.
+    assert HOSTILE_NAME in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.execute_script("return window.pwned") is None
+
+    # Its design page: the motivation as literal text, a diff against its parent, a training curve.
+    browser.find_element(By.LINK_TEXT, HOSTILE_NAME).click()
+    browser.save_screenshot(str(ARTIFACTS / "report-design.png"))
+    assert HOSTILE_MOTIVATION in browser.find_element(By.CSS_SELECTOR, ".motivation").text
+    assert browser.execute_script("return window.pwned") is None
+    assert browser.find_element(By.TAG_NAME, "h1").text == HOSTILE_NAME
+    assert browser.find_elements(By.CSS_SELECTOR, "pre.diff .add") and browser.find_elements(
+        By.CSS_SELECTOR, "pre.diff .del"
+    )
+    curve = browser.find_element(By.CSS_SELECTOR, "img[src^='../plots/curves-']")
+    assert browser.execute_script("return arguments[0].naturalWidth", curve) > 100
+    probes = browser.find_elements(By.CSS_SELECTOR, "ul.probes li.passed")
+    assert len(probes) >= 3, "the probe verdicts of a screened design are listed"
+
+
+def test_report_exports_csv_and_inert_markdown(study):
+    made = discover("report", "-C", str(study))
+    assert made.returncode == 0, made.stderr
+    report = study / "report"
+    with (report / "runs.csv").open() as file:
+        runs = list(csv.DictReader(file))
+    assert len(runs) == query(study, "SELECT count(*) FROM run")[0][0]
+    hostile = [row for row in runs if "HYPERLINK" in row["design"]]
+    assert hostile and all(row["design"].startswith("'=") for row in hostile), "a formula stays text"
+    succeeded = [row for row in runs if row["status"] == "succeeded"]
+    assert all(float(row["value"]) >= 0 and int(row["params"]) > 0 for row in succeeded)
+    with (report / "curves.csv").open() as file:
+        steps = list(csv.DictReader(file))
+    assert {row["run_id"] for row in steps} == {row["run_id"] for row in succeeded}
+
+    (child_id,) = query(study, "SELECT id FROM architecture WHERE name = ?", HOSTILE_NAME)[0]
+    markdown = (report / "designs" / f"{child_id}.md").read_text()
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+    assert "```python\n" in markdown
+
+
+def test_report_replaces_the_previous_one_whole(study):
+    stale = study / "report" / "stale.html"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_text("from an older report")
+    made = discover("report", "-C", str(study))
+    assert made.returncode == 0, made.stderr
+    assert not stale.exists() and (study / "report" / "index.html").exists()
+    assert not [path for path in study.iterdir() if path.name.startswith(".report-")]
+
+
+def test_report_of_a_folder_without_a_study_says_so(tmp_path):
+    made = discover("report", "-C", str(tmp_path))
+    assert made.returncode == 2
+    assert "holds no study" in made.stderr and "Traceback" not in made.stderr
+    assert list(tmp_path.iterdir()) == []
