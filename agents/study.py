@@ -47,7 +47,7 @@ from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.schema import Architecture, Baseline, LLMCall, Run, Study
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox import quota
-from discover.sandbox.base import Backend
+from discover.sandbox.base import Backend, Limits
 from discover.sandbox.budget import CostEstimator, Ledger, parse_budget
 from discover.sandbox.pool import DevicePool
 from discover.sandbox.runner import Sandbox
@@ -149,11 +149,9 @@ def make_lab(
     for key, seconds in ledger.costs():
         estimator.observe(key, seconds)
     pool = DevicePool.detect(cpu_slots=config.workers)
-    limits = config.limits
-    if pool.kind == "cpu":  # concurrent CPU jobs share the cores: oversubscribed math threads stall
-        share = max(1.0, (os.cpu_count() or 1) // config.workers)
-        limits = limits.model_copy(update={"cpus": min(limits.cpus, share)})
-    sandbox = Sandbox(backend, folder / "jobs", limits, record.study_id, heldout_seed=record.heldout_seed)
+    sandbox = Sandbox(
+        backend, folder / "jobs", job_limits(config, pool), record.study_id, heldout_seed=record.heldout_seed
+    )
     proposer, llm = None, None
     if config.proposer == "llm":
         llm = make_llm(config, kb, record.study_id)
@@ -163,6 +161,15 @@ def make_lab(
         config=config, study_id=record.study_id, folder=folder, kb=kb, sandbox=sandbox, ledger=ledger,
         estimator=estimator, pool=pool, proposer=proposer, llm=llm,
     )  # fmt: skip
+
+
+def job_limits(config: StudyConfig, pool: DevicePool) -> Limits:
+    """The study's limits for one job; on a CPU host each of the `workers` concurrent jobs gets its
+    share of the cores, since oversubscribed math threads stall."""
+    if pool.kind != "cpu":
+        return config.limits
+    share = max(1.0, (os.cpu_count() or 1) // config.workers)
+    return config.limits.model_copy(update={"cpus": min(config.limits.cpus, share)})
 
 
 def make_llm(config: StudyConfig, kb: KnowledgeBase, study_id: str) -> LLM:

@@ -18,7 +18,7 @@ from discover.experiments.baselines import BASELINE_DIR, builtin_baselines
 from discover.experiments.contract import CandidateError
 from discover.experiments.tasks import DEFAULT_TASK, TaskConfigError, get_task
 from discover.kb_cli import export_command, import_command, kb_app
-from discover.report_cli import report_command
+from discover.review_cli import report_command, reproduce_command
 from discover.sandbox.base import Limits
 from discover.sandbox.docker import OFFLINE_IMAGE
 from discover.sandbox.runner import JobFailed, Sandbox
@@ -206,6 +206,7 @@ app.command("run")(run_command)
 app.command("status")(status_command)
 app.command("show")(show_command)
 app.command("report")(report_command)
+app.command("reproduce")(reproduce_command)
 app.command("doctor")(doctor_command)
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(kb_app, name="kb")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from discover.console import UsageError, fail, stdout
@@ -47,6 +48,7 @@ def run_command(
     from discover.agents.config import ConfigError, load_config
     from discover.agents.study import StudyError, run_study
     from discover.experiments.tasks import TaskConfigError, get_task
+    from discover.progress import Progress
     from discover.sandbox.select import SandboxUnavailable, choose_backend
 
     try:
@@ -68,7 +70,8 @@ def run_command(
         f"proposer {config.proposer}, {config.workers} worker(s); sandbox {choice.why}[/dim]"
     )
     try:
-        outcome = run_study(folder, config, choice.backend, resume, max_experiments, say=stdout.print)
+        with Progress(folder, stdout) as progress:
+            outcome = run_study(folder, config, choice.backend, resume, max_experiments, say=progress.say)
     except StudyError as exc:
         fail(str(exc))
     stdout.print(leaderboard_table(outcome.leaderboard, outcome.stopped_because))
@@ -89,7 +92,7 @@ def leaderboard_table(rows: list[dict], note: str, limit: int = 15) -> Table:
         fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
         screen = f"{row['screen_value']:.4f}"
         speed = f"{row['tokens_per_s']:,.0f}"
-        table.add_row(str(index), row["name"], row["origin"], fitness, screen, full, speed)
+        table.add_row(str(index), escape(row["name"]), row["origin"], fitness, screen, full, speed)
     return table
 
 
@@ -130,8 +133,6 @@ def show_command(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """One design: motivation, parents, every run (fidelity, seed, metric, fitness, cost), findings."""
-    from rich.markup import escape
-
     from discover.agents.status import design_detail
     from discover.agents.study import StudyError
 
@@ -167,8 +168,6 @@ def show_command(
 def doctor_command(folder: FolderOpt = Path(".")):
     """Check, before spending anything, what the study in the folder needs: sandboxes, GPUs,
     disk, knowledge base, LLM endpoint and models. Exit status 1 when a check fails."""
-    from rich.markup import escape
-
     from discover.agents.config import ConfigError, load_config
     from discover.doctor import run_checks
 

@@ -1,9 +1,11 @@
-"""`discover report` on a real CPU study, opened in a real browser (Debian's Chromium, headless,
-driven by Selenium): what a person sees, and that LLM-written text shows as text and runs nothing."""
+"""Reviewing a real CPU study: `discover report` opened in a real browser (Debian's Chromium,
+headless, driven by Selenium), `discover run`'s live view on a terminal, and `discover reproduce`.
+LLM-written text shows as text everywhere and runs nothing."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import sqlite3
@@ -19,7 +21,7 @@ from tests.test_study import TINY_STUDY
 ARTIFACTS = Path(os.environ.get("DISCOVER_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 # What an LLM might put in a design's motivation: markup that would run if a page echoed it.
 HOSTILE_MOTIVATION = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & more'
-HOSTILE_NAME = "=HYPERLINK(\"http://evil\")<b>bold</b>"
+HOSTILE_NAME = '=HYPERLINK("http://evil")<b>bold</b>[red]markup[/red]'
 
 
 def discover(*args: str) -> subprocess.CompletedProcess:
@@ -152,3 +154,84 @@ def test_report_of_a_folder_without_a_study_says_so(tmp_path):
     assert made.returncode == 2
     assert "holds no study" in made.stderr and "Traceback" not in made.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_live_view_panel_shows_budget_experiments_and_best_design(study):
+    from rich.console import Console
+
+    from discover.agents.status import study_status
+    from discover.progress import status_panel
+
+    status = study_status(study)
+    console = Console(record=True, width=200)
+    console.print(status_panel(status, eta_s=125.0))
+    shown = console.export_text()
+    assert f"{status.spent_s / 60:.1f} of {status.budget_s / 60:.1f} device-min spent" in shown
+    assert "ETA 2m05s" in shown
+    done = status.designs.get("succeeded", 0)
+    assert f"{done} done" in shown and done >= 2
+    best = next(row for row in status.leaderboard if row["origin"] != "baseline")
+    assert f"{best['name']} (fitness {best['fitness']:.3f}" in shown
+
+
+def test_run_on_a_terminal_shows_the_live_view(study, tmp_path):
+    """`discover run` under a pseudo-terminal draws the panel; the log lines still come through."""
+    import pty
+    import select
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(study, resumed, ignore=shutil.ignore_patterns("report", "jobs"))
+    main, secondary = pty.openpty()
+    command = [sys.executable, "-m", "discover.cli", "run", "-C", str(resumed), "--resume"]
+    command += ["--budget", "3m", "--max-experiments", "1", "--sandbox", "process"]
+    process = subprocess.Popen(command, stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    output = b""
+    while True:
+        ready, _, _ = select.select([main], [], [], 600)
+        if not ready:
+            process.kill()
+            break
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    assert process.wait(timeout=60) == 0, output.decode(errors="replace")[-3000:]
+    shown = output.decode(errors="replace")
+    assert "device-min spent" in shown and "experiments" in shown, shown[-3000:]
+    assert "e0" in shown and "leaderboard by fitness" in shown
+
+
+def test_reproduce_trains_a_recorded_result_again_and_matches(study):
+    (name, recorded, run_id) = query(
+        study,
+        "SELECT a.name, json_extract(r.result, '$.value'), r.id FROM architecture a JOIN run r"
+        " ON r.architecture_id = a.id WHERE a.origin = 'evolution' AND a.name NOT LIKE '=%'"
+        " AND r.fidelity = 'screen' AND r.status = 'succeeded' ORDER BY r.fitness DESC LIMIT 1",
+    )[0]
+    done = discover("reproduce", name, "-C", str(study), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["run_id"] == run_id and outcome["recorded"] == recorded
+    assert outcome["verdict"] in ("identical", "within tolerance") and outcome["params_match"]
+    assert outcome["warnings"] == []  # same machine, same libraries, same data
+
+    full = query(study, "SELECT id FROM run WHERE fidelity = 'full' AND status = 'succeeded' LIMIT 1")
+    if full:  # a full-fidelity run, named by a prefix of its id
+        done = discover("reproduce", full[0][0][:8], "-C", str(study))
+        assert done.returncode == 0 and "full run" in done.stdout, done.stdout + done.stderr
+
+
+def test_reproduce_bad_input_says_one_line(study, tmp_path):
+    for args, message in (
+        (("no_such_design", "-C", str(study)), "no run or design"),
+        (("anything", "-C", str(tmp_path)), "holds no study"),
+        (("softmax_attention", "-C", str(study), "--sandbox", "vm"), "sandbox"),
+    ):
+        done = discover("reproduce", *args)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,134 @@
+"""`discover reproduce`: train one recorded result again from what the knowledge base kept (the
+code, checked against its hash; the task settings, seed and held-out seed; the sandbox) and
+compare. What cannot be the same (library versions, the task's data) is reported beside the result,
+so a difference comes with its likely cause.
+
+A reproduction is not charged to the study's budget: it checks a result rather than searching,
+and its device time is reported instead."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlmodel import select
+
+from discover.agents.config import load_config
+from discover.agents.graph import trusted
+from discover.agents.status import open_study
+from discover.agents.study import StudyError, job_limits
+from discover.experiments.contract import code_hash
+from discover.experiments.harness import TrainResult, versions
+from discover.experiments.tasks import get_task
+from discover.knowledge_base.schema import Architecture, Run
+from discover.sandbox.base import Backend
+from discover.sandbox.pool import DevicePool
+from discover.sandbox.runner import JobFailed, Sandbox
+
+
+class Reproduction(BaseModel):
+    run_id: str
+    design: str
+    fidelity: str
+    seed: int
+    metric: str
+    recorded: float
+    reproduced: float
+    difference: float  # reproduced - recorded
+    recorded_loss: float
+    reproduced_loss: float
+    params_match: bool
+    verdict: str  # "identical", "within tolerance" or "differs"
+    tolerance: float
+    warnings: list[str]  # what differs between then and now besides the run itself
+    device_seconds: float
+    run_dir: str
+
+
+def find_run(folder: Path, reference: str) -> tuple[Architecture, Run]:
+    """A run by id (or a unique id prefix), or a design by name or id: its best screening run."""
+    record, kb = open_study(folder)
+    with kb, kb.reading() as session:
+        runs = session.exec(select(Run).where(Run.study_id == record.study_id)).all()
+        by_id = [run for run in runs if run.id.startswith(reference)] if len(reference) >= 6 else []
+        if len(by_id) > 1:
+            raise StudyError(f"{reference!r} is the start of {len(by_id)} run ids; give more of it")
+        if not by_id:
+            named = (Architecture.name == reference) | (Architecture.id == reference)
+            architecture = session.exec(select(Architecture).where(named)).first()
+            if architecture is None:
+                raise StudyError(f"no run or design {reference!r} in this study; see `discover status`")
+            screened = [
+                run
+                for run in runs
+                if run.architecture_id == architecture.id
+                and run.fidelity == "screen"
+                and run.status == "succeeded"
+            ]
+            if not screened:
+                raise StudyError(f"{architecture.name} has no successful screening run to reproduce")
+            by_id = [max(screened, key=lambda run: run.fitness or 0.0)]
+        run = by_id[0]
+        if run.status != "succeeded":
+            raise StudyError(f"run {run.id} {run.status}; only a succeeded run has a result to reproduce")
+        architecture = session.get(Architecture, run.architecture_id)
+        assert architecture is not None
+        return architecture, run
+
+
+def reproduce(folder: Path, reference: str, backend: Backend, tolerance: float = 1e-4) -> Reproduction:
+    record, _ = open_study(folder)
+    architecture, run = find_run(folder, reference)
+    if code_hash(architecture.code) != architecture.code_hash:
+        raise StudyError(f"{architecture.name}'s stored code no longer matches its recorded hash")
+    recorded = TrainResult.model_validate(run.result)
+    task = get_task(run.task)
+    config = load_config(folder)
+    warnings = []
+    now = versions()
+    for library, version in recorded.versions.items():
+        if now.get(library) != version:
+            warnings.append(f"{library} was {version}, is {now.get(library)}")
+    # The recorded config lists every field, but a field the run never set (the held-out seed, say)
+    # must stay unset so the task makes the same choice; keep what the study set or what differs.
+    given = config.settings | (config.screen.settings if run.fidelity == "screen" else {})
+    defaults = task.config({}).model_dump()
+    settings = {
+        key: value for key, value in recorded.config.items() if key in given or defaults.get(key) != value
+    }
+    cfg = task.config(settings)
+    if task.data_version(cfg) != recorded.data_version:
+        warnings.append(f"{run.task}'s data was {recorded.data_version}, is {task.data_version(cfg)}")
+    if run.sandbox and run.sandbox != backend.name:
+        warnings.append(f"trained in the {run.sandbox} sandbox, reproduced in {backend.name}")
+
+    candidate = folder / "candidates" / f"{architecture.name}.py"
+    if not candidate.exists() or candidate.read_text() != architecture.code:
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        candidate.write_text(architecture.code)
+    pool = DevicePool.detect(cpu_slots=config.workers)  # the study's thread share, for equal sums
+    limits = job_limits(config, pool)
+    sandbox = Sandbox(backend, folder / "jobs", limits, record.study_id, heldout_seed=record.heldout_seed)
+    run_dir = folder / "runs" / architecture.name / f"reproduce-{run.fidelity}-seed{run.seed}"
+    started = time.monotonic()
+    with pool.lease() as lease:
+        device = lease.devices[0] if lease.kind == "cuda" else "cpu"
+        try:
+            result = sandbox.train(
+                candidate, run.task, settings, run.seed, device, trusted(architecture),
+                run_dir=run_dir, job_id=f"reproduce-{run.id[:12]}",
+            )  # fmt: skip
+        except JobFailed as exc:
+            raise StudyError(f"the reproduction failed: {exc}") from exc
+    difference = result.value - recorded.value
+    verdict = "within tolerance" if abs(difference) <= tolerance else "differs"
+    verdict = "identical" if difference == 0 else verdict
+    return Reproduction(
+        run_id=run.id, design=architecture.name, fidelity=run.fidelity, seed=run.seed, metric=recorded.metric,
+        recorded=recorded.value, reproduced=result.value, difference=difference,
+        recorded_loss=recorded.final_train_loss, reproduced_loss=result.final_train_loss,
+        params_match=result.params == recorded.params, verdict=verdict, tolerance=tolerance,
+        warnings=warnings, device_seconds=(time.monotonic() - started) * len(lease.devices),
+        run_dir=str(run_dir.resolve()),
+    )  # fmt: skip
