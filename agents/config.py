@@ -60,6 +60,8 @@ class StudyConfig(Section):
     proposer: Proposer = "auto"
     sandbox: Literal["auto", "docker", "bwrap", "process"] = "auto"
     workers: int = Field(default=1, ge=1)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # "auto": the cluster this machine belongs to; or host:port
     seed: int = 0
     baselines: list[str] = Field(default_factory=lambda: ["softmax_attention", "gated_deltanet"])
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -338,15 +338,19 @@ def train(lab: Lab, architecture: Architecture, fidelity: str, seed: int) -> Run
         raise
     ended = {"ended_at": datetime.now(UTC), "cost_device_seconds": charged.cost, "metrics_path": str(run_dir)}
     if charged.failure is not None:
-        return lab.kb.update_run(run.id, status="failed", failure_reason=charged.failure.reason, **ended)
+        reason = charged.failure.reason
+        if charged.failure.status == "lost":  # failed by the infrastructure, every attempt
+            reason = f"infrastructure: {len(charged.lost)} attempts lost with their machine; {reason}"
+        return lab.kb.update_run(run.id, status="failed", failure_reason=reason, **ended)
     result = charged.value
     assert result is not None
     reference = lab.reference(fidelity, seed)  # None while the study's baselines are being trained
     fitness = lab.score(result, reference[1]).value if reference else None
     status = "succeeded" if result.status == "ok" else "failed"
     reason = None if status == "succeeded" else "training diverged (non-finite loss or metric)"
+    recorded = result.model_dump() | ({"lost_attempts": charged.lost} if charged.lost else {})
     return lab.kb.update_run(
-        run.id, status=status, result=result.model_dump(), fitness=fitness, failure_reason=reason, **ended
+        run.id, status=status, result=recorded, fitness=fitness, failure_reason=reason, **ended
     )
 
 

@@ -2,7 +2,8 @@
 
 Every sandbox job of a study goes through `Lab.job`: it waits for a device slot, reserves the
 job's estimated cost in the ledger (or refuses, when the budget cannot cover it), runs, and is
-charged exactly the wall time it held the slot. The ledger's job id is the knowledge base's run id
+charged exactly the wall time it held the slot. A job lost with its machine (a Ray worker node that
+died) is released, not charged, and tried once more. The ledger's job id is the knowledge base's run id
 for training jobs, so the two records can be checked against each other.
 """
 
@@ -33,6 +34,7 @@ T = TypeVar("T")
 CHECK_KEY = "check"
 SECONDS_PER_STEP_GUESS = {"cpu": 0.1, "cuda": 0.03}  # first estimate, before any job was measured
 START_UP_GUESS_S = 15.0
+INFRASTRUCTURE_RETRIES = 1  # a job whose machine died is tried this many more times
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Charged(Generic[T]):
     value: T | None
     failure: JobOutcome | None
     cost: float
+    lost: list[str] = field(default_factory=list)  # attempts lost with their machine, not charged
 
 
 class OutOfBudget(Exception):
@@ -95,20 +98,30 @@ class Lab:
             raise Paused(job_id)
         with self.pool.lease() as lease:
             default = steps * SECONDS_PER_STEP_GUESS[lease.kind] + START_UP_GUESS_S
-            if not self.ledger.reserve(job_id, self.estimator.estimate(key, default), key):
-                raise OutOfBudget(f"{self.ledger.left:.0f} device-seconds left do not cover job {job_id}")
             device = lease.devices[0] if lease.kind == "cuda" else "cpu"
-            started = time.perf_counter()
-            value, failure = None, None
-            try:
-                value = run(device)
-            except JobFailed as exc:
-                failure = exc.outcome
-            finally:
-                seconds = time.perf_counter() - started
-                cost = self.ledger.charge(job_id, seconds, devices=len(lease.devices))
-                self.estimator.observe(key, cost)
-            return Charged(value, failure, cost)
+            lost: list[str] = []
+            while True:
+                if not self.ledger.reserve(job_id, self.estimator.estimate(key, default), key):
+                    raise OutOfBudget(f"{self.ledger.left:.0f} device-seconds left do not cover job {job_id}")
+                started = time.perf_counter()
+                value, failure, settled = None, None, False
+                try:
+                    value = run(device)
+                except JobFailed as exc:
+                    failure = exc.outcome
+                    if failure.status == "lost":  # the machine died, not the job: not the study's cost
+                        self.ledger.release(job_id)
+                        settled = True
+                        lost.append(failure.reason)
+                        if len(lost) <= INFRASTRUCTURE_RETRIES:
+                            continue
+                        return Charged(None, failure, 0.0, lost)
+                finally:
+                    if not settled:
+                        seconds = time.perf_counter() - started
+                        cost = self.ledger.charge(job_id, seconds, devices=len(lease.devices))
+                        self.estimator.observe(key, cost)
+                return Charged(value, failure, cost, lost)
 
     def affordable(self, fidelity: str = "screen", with_check: bool = True) -> bool:
         """Whether the budget left covers one more run at this fidelity (and a check job before it)."""

@@ -16,8 +16,9 @@ from sqlmodel import select
 
 from discover.agents.config import load_config
 from discover.agents.graph import trusted
+from discover.agents.record import StudyError
 from discover.agents.status import open_study
-from discover.agents.study import StudyError, job_limits
+from discover.agents.study import job_limits
 from discover.experiments.contract import code_hash
 from discover.experiments.harness import TrainResult, versions
 from discover.experiments.tasks import get_task

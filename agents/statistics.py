@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 RESAMPLES = 2000
 MIN_SAMPLES = 3  # a percentile bootstrap of fewer values only echoes them back
@@ -21,6 +20,8 @@ def mean_interval(
     data = np.asarray(values, dtype=float)
     if len(data) < MIN_SAMPLES or np.ptp(data) == 0:
         return None
+    from scipy import stats  # half a second to import: only when a statistic is computed
+
     result = stats.bootstrap(
         (data,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES,
         method="percentile", random_state=seed,
@@ -40,6 +41,8 @@ def difference_interval(
     def difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
+    from scipy import stats
+
     result = stats.bootstrap(
         (xs, ys), difference, confidence_level=confidence, n_resamples=RESAMPLES,
         method="percentile", random_state=seed, vectorized=True,
@@ -51,5 +54,7 @@ def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's rho; None with fewer than three pairs or no variation."""
     if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
+    from scipy import stats
+
     rho = stats.spearmanr(x, y).statistic
     return float(rho) if math.isfinite(rho) else None

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from discover.agents.leaderboard import leaderboard
-from discover.agents.study import RECORD_FILE, StudyError, StudyRecord
+from discover.agents.record import RECORD_FILE, StudyError, StudyRecord
 from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Study
 from discover.knowledge_base.store import KnowledgeBase

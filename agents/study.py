@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
-from pydantic import BaseModel
 from sqlmodel import select
 
 from discover.agents.config import CONFIG_FILE, StudyConfig, default_config_text
@@ -41,6 +40,7 @@ from discover.agents.lab import Lab, Paused
 from discover.agents.leaderboard import leaderboard, leaderboard_markdown
 from discover.agents.llm import LLM, CallRecord
 from discover.agents.proposers import make_proposer
+from discover.agents.record import RECORD_FILE, StudyError, StudyRecord
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult
 from discover.knowledge_base.ledger import DatabaseLedgerStore
@@ -51,22 +51,10 @@ from discover.sandbox.base import Backend, Limits
 from discover.sandbox.budget import CostEstimator, Ledger, parse_budget
 from discover.sandbox.pool import DevicePool
 from discover.sandbox.runner import Sandbox
+from discover.sandbox.select import SandboxUnavailable
 
-RECORD_FILE = "study.json"
 MAX_INTERNAL_ERRORS = 3  # consecutive experiments broken by discover itself before the study stops
 Say = Callable[[str], None]
-
-
-class StudyError(ValueError):
-    """A study that cannot start or go on; the message is one line."""
-
-
-class StudyRecord(BaseModel):
-    study_id: str
-    heldout_seed: int  # never passed to a job: MQAR's test set is drawn from it
-    created_at: str
-    budget: str | None = None  # of the latest `discover run` (a resume may raise it)
-    task: str = "mqar"
 
 
 @dataclass
@@ -148,7 +136,16 @@ def make_lab(
     estimator = CostEstimator(default_seconds=60.0)
     for key, seconds in ledger.costs():
         estimator.observe(key, seconds)
-    pool = DevicePool.detect(cpu_slots=config.workers)
+    if config.executor == "ray":
+        from discover.sandbox.ray_backend import RayBackend
+
+        try:
+            backend = RayBackend(backend.name, config.ray_address, getattr(backend, "image", None))
+        except SandboxUnavailable as exc:
+            raise StudyError(str(exc)) from None
+        pool = backend.pool(cpu_slots=config.workers)
+    else:
+        pool = DevicePool.detect(cpu_slots=config.workers)
     sandbox = Sandbox(
         backend, folder / "jobs", job_limits(config, pool), record.study_id, heldout_seed=record.heldout_seed
     )
@@ -166,7 +163,7 @@ def make_lab(
 def job_limits(config: StudyConfig, pool: DevicePool) -> Limits:
     """The study's limits for one job; on a CPU host each of the `workers` concurrent jobs gets its
     share of the cores, since oversubscribed math threads stall."""
-    if pool.kind != "cpu":
+    if pool.kind != "cpu" or config.executor == "ray":  # Ray places jobs by their CPU requests
         return config.limits
     share = max(1.0, (os.cpu_count() or 1) // config.workers)
     return config.limits.model_copy(update={"cpus": min(config.limits.cpus, share)})
@@ -397,6 +394,9 @@ class interrupts:
             self.say("interrupted: finishing the running jobs (Ctrl-C again to stop now)")
             return
         self.say("stopping now; continue later with `discover run --resume`")
+        cancel = getattr(self.lab.sandbox.backend, "kill_all", None)
+        if cancel is not None:
+            cancel()
         reap = getattr(self.lab.sandbox.backend, "reap", None)
         if reap is not None:
             reap(self.lab.study_id)

@@ -1,28 +1,17 @@
-"""The `discover` command line. Each command is a thin layer over a library call."""
+"""The `discover` command line: the commands, assembled from one module per concern. Each command
+is a thin layer over a library call and imports what it needs when it runs, so the command line
+starts fast."""
 
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, cast, get_args
 
 import typer
-from rich.table import Table
 
-from discover.console import UsageError, fail, stderr, stdout
-from discover.experiments.baselines import BASELINE_DIR, builtin_baselines
-from discover.experiments.contract import CandidateError
-from discover.experiments.tasks import DEFAULT_TASK, TaskConfigError, get_task
+from discover.candidate_cli import check, sandbox_app, train
+from discover.console import stderr
 from discover.kb_cli import export_command, import_command, kb_app
 from discover.review_cli import report_command, reproduce_command
-from discover.sandbox.base import Limits
-from discover.sandbox.docker import OFFLINE_IMAGE
-from discover.sandbox.runner import JobFailed, Sandbox
-from discover.sandbox.select import BackendName, SandboxUnavailable, choose_backend
 from discover.study_cli import (
     baseline_app,
     doctor_command,
@@ -38,169 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-CandidateArg = Annotated[str, typer.Argument(help="A candidate .py file, or a built-in baseline's name.")]
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Task name: mqar or lm.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a task setting, e.g. --set steps=200 (repeatable)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
-SandboxOpt = Annotated[
-    str, typer.Option("--sandbox", help="auto, docker, bwrap or process (auto: the strongest available).")
-]
-UntrustedOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-untrusted-process", help="Let the process backend run a file that is not built in."
-    ),
-]
-ImageOpt = Annotated[
-    str, typer.Option("--image", help="Docker image; any other than the offline one must bundle discover.")
-]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Wall-clock limit per job, seconds.")]
-MemoryOpt = Annotated[int, typer.Option("--memory", help="Memory limit per job, MB.")]
-
-
-def resolve_candidate(candidate: str) -> tuple[Path, bool]:
-    """The candidate's file, and whether it is trusted (a built-in baseline)."""
-    path = Path(candidate)
-    if path.is_file():
-        return path, path.resolve().parent == BASELINE_DIR.resolve()
-    if path.suffix == ".py" or "/" in candidate:
-        raise UsageError(f"candidate file {candidate} does not exist")
-    baselines = builtin_baselines()
-    if candidate in baselines:
-        return baselines[candidate], True
-    raise UsageError(f"no file or built-in baseline named '{candidate}'; built-ins: {', '.join(baselines)}")
-
-
-def parse_settings(settings: list[str] | None) -> dict[str, str]:
-    overrides = {}
-    for item in settings or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set takes key=value, got '{item}'")
-        overrides[key.strip()] = value.strip()
-    return overrides
-
-
-@app.command()
-def check(
-    candidate: CandidateArg,
-    task: TaskOpt = DEFAULT_TASK,
-    settings: SetOpt = None,
-    json: JsonOpt = False,
-    sandbox: SandboxOpt = "auto",
-    allow_untrusted_process: UntrustedOpt = False,
-    image: ImageOpt = OFFLINE_IMAGE,
-    timeout: TimeoutOpt = 600.0,
-    memory: MemoryOpt = 8192,
-):
-    """Probe a candidate in the sandbox: contract, causality, batch independence, complexity."""
-    with user_errors():
-        path, trusted = resolve_candidate(candidate)
-        the_task = get_task(task)
-        overrides = parse_settings(settings)
-        the_task.config(overrides)
-        runner, why = open_sandbox(
-            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
-        )
-    (stderr if json else stdout).print(f"[dim]sandbox: {why}[/dim]")
-    with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
-        runner.workdir = Path(workdir)
-        verdict = runner.check(path, task, overrides, trusted=trusted)
-    if json:
-        stdout.print_json(verdict.model_dump_json())
-    else:
-        table = Table(title=f"{verdict.candidate} on {verdict.task}", title_justify="left")
-        for column in ("probe", "result", "reason"):
-            table.add_column(column, overflow="fold")
-        for probe in verdict.probes:
-            mark = (
-                "[green]pass[/green]"
-                if probe.passed
-                else "[red]FAIL[/red]"
-                if probe.required
-                else "[yellow]fail[/yellow]"
-            )
-            table.add_row(probe.name, mark, probe.reason)
-        stdout.print(table)
-    if not verdict.passed:
-        first = verdict.failures()[0]
-        stderr.print(f"[red]check failed:[/red] {first.name}: {first.reason}", soft_wrap=True)
-        raise typer.Exit(1)
-
-
-@app.command()
-def train(
-    candidate: CandidateArg,
-    task: TaskOpt = DEFAULT_TASK,
-    settings: SetOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and training data.")] = 0,
-    out: Annotated[
-        Path | None, typer.Option(help="Run folder (default: runs/<time>-<candidate>-<task>).")
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (default: cuda:0 when present).")] = "auto",
-    json: JsonOpt = False,
-    sandbox: SandboxOpt = "auto",
-    allow_untrusted_process: UntrustedOpt = False,
-    image: ImageOpt = OFFLINE_IMAGE,
-    timeout: TimeoutOpt = 3600.0,
-    memory: MemoryOpt = 8192,
-):
-    """Probe, then train a candidate in the sandbox; write metrics.jsonl and result.json."""
-    from discover.experiments.harness import StepLog
-
-    progress = stderr if json else stdout
-    with user_errors():
-        path, trusted = resolve_candidate(candidate)
-        the_task = get_task(task)
-        overrides = parse_settings(settings)
-        cfg = the_task.config(overrides)
-        the_task.data_version(cfg)  # a missing corpus fails here, before anything is written
-        runner, why = open_sandbox(
-            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
-        )
-    the_device = pick_device_name(device)
-    progress.print(f"[dim]sandbox: {why}[/dim]")
-    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}-{task}-seed{seed}"
-
-    def log(step: StepLog) -> None:
-        progress.print(
-            f"step {step.step:>6}/{cfg.steps}  loss {step.train_loss:7.4f}  lr {step.lr:.2e}  "
-            f"{step.tokens_per_s:>9,.0f} tok/s  {step.elapsed_s:6.1f}s"
-        )
-
-    with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
-        runner.workdir = Path(workdir)
-        verdict = runner.check(path, task, overrides, trusted=trusted)
-        if not verdict.passed:
-            first = verdict.failures()[0]
-            fail(f"{path.name} failed the {first.name} probe: {first.reason}", code=1)
-        progress.print(
-            f"training {path.stem} on {task} ({cfg.steps} steps, seed {seed}, {the_device}) -> {out}"
-        )
-        result = runner.train(path, task, overrides, seed, the_device, trusted, run_dir=out, on_log=log)
-    if json:
-        stdout.print_json(result.model_dump_json())
-        return
-    table = Table(title=f"{result.candidate} on {result.task}", title_justify="left", show_header=False)
-    rows = {
-        f"{result.metric} (held out)": f"{result.value:.4f}",
-        "status": result.status,
-        "parameters": f"{result.params:,}",
-        "forward FLOPs/token": f"{result.flops_per_token:,.0f}",
-        "tokens/s": f"{result.tokens_per_s:,.0f}",
-        "peak memory": f"{result.peak_memory_mb:,.0f} MB",
-        "wall time": f"{result.wall_time_s:.1f} s",
-        "device": result.device,
-        "result": str(out / "result.json"),
-    }
-    for key, value in rows.items():
-        table.add_row(key, value)
-    stdout.print(table)
-
-
 app.command("init")(init_command)
 app.command("run")(run_command)
 app.command("status")(status_command)
@@ -209,76 +35,12 @@ app.command("report")(report_command)
 app.command("reproduce")(reproduce_command)
 app.command("doctor")(doctor_command)
 app.add_typer(baseline_app, name="baseline")
+app.command("check")(check)
+app.command("train")(train)
 app.add_typer(kb_app, name="kb")
 app.command("export")(export_command)
 app.command("import")(import_command)
-
-sandbox_app = typer.Typer(help="Sandbox images and housekeeping.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
-
-
-@sandbox_app.command("build-image")
-def build_image(tag: Annotated[str, typer.Option(help="Image tag.")] = OFFLINE_IMAGE):
-    """Build the offline sandbox image locally (pulls nothing; needs a Docker engine)."""
-    from discover.sandbox.docker import build_offline_image, docker_available
-
-    ok, why = docker_available(tag)
-    if not ok and "no Docker engine" in why:
-        fail(why)
-    stdout.print(f"built {build_offline_image(tag)}")
-
-
-@sandbox_app.command("reap")
-def reap(study: Annotated[str | None, typer.Option(help="Only this study's containers.")] = None):
-    """Remove containers left behind by a crashed run."""
-    from discover.sandbox.docker import DockerBackend, docker_available
-
-    ok, why = docker_available()
-    if not ok and "no Docker engine" in why:
-        fail(why)
-    stdout.print(f"removed {DockerBackend().reap(study)} container(s)")
-
-
-def open_sandbox(name: str, image: str, allow_untrusted: bool, limits: Limits) -> tuple[Sandbox, str]:
-    if name not in get_args(BackendName):
-        raise UsageError(f"--sandbox takes auto, docker, bwrap or process, not '{name}'")
-    # The offline image borrows the host's Python; any other image brings its own.
-    host_runtime = image == OFFLINE_IMAGE
-    choice = choose_backend(cast(BackendName, name), image, host_runtime, allow_untrusted)
-    return Sandbox(choice.backend, Path(tempfile.gettempdir()), limits), choice.why
-
-
-def pick_device_name(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into one line and exit status 2."""
-    try:
-        yield
-    except (
-        UsageError,
-        TaskConfigError,
-        CandidateError,
-        SandboxUnavailable,
-        FileNotFoundError,
-        ValueError,
-    ) as exc:
-        fail(str(exc))
-
-
-@contextmanager
-def job_errors() -> Iterator[None]:
-    """A sandbox job that failed (the candidate crashed, timed out, was refused): one line, status 1."""
-    try:
-        yield
-    except JobFailed as exc:
-        fail(f"{exc.outcome.status}: {exc.outcome.reason}", code=1)
 
 
 def main() -> None:

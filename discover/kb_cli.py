@@ -11,18 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from discover.console import fail, stdout
-from discover.knowledge_base.embeddings import embedder_from_environment
-from discover.knowledge_base.ingest import IngestError, read_documents
-from discover.knowledge_base.migrations import SchemaError
-from discover.knowledge_base.schema import SEARCH_KINDS, VERDICTS
-from discover.knowledge_base.search import SearchFilters
-from discover.knowledge_base.store import KnowledgeBase, StoreError, user_knowledge_base
+
+if TYPE_CHECKING:  # the knowledge base (SQLAlchemy, Alembic, openai) is imported when a command runs
+    from discover.knowledge_base.store import KnowledgeBase
 
 kb_app = typer.Typer(help="The knowledge base: ingest documents, search what is known.", no_args_is_help=True)
 
@@ -35,6 +33,11 @@ DbOpt = Annotated[
 @contextmanager
 def open_kb(db: str | None) -> Iterator[KnowledgeBase]:
     """The knowledge base, with store errors turned into one line and exit status 2."""
+    from discover.knowledge_base.embeddings import embedder_from_environment
+    from discover.knowledge_base.ingest import IngestError
+    from discover.knowledge_base.migrations import SchemaError
+    from discover.knowledge_base.store import KnowledgeBase, StoreError, user_knowledge_base
+
     try:
         with KnowledgeBase(db or user_knowledge_base(), embedder=embedder_from_environment()) as kb:
             yield kb
@@ -49,6 +52,8 @@ def add(
     db: DbOpt = None,
 ):
     """Ingest documents (chunked, searchable). Re-adding unchanged files does nothing."""
+    from discover.knowledge_base.ingest import read_documents
+
     with open_kb(db) as kb:
         # Every file is read and checked before anything is stored: a bad file adds nothing.
         batches = [(path, read_documents(path, collection)) for path in paths]
@@ -62,11 +67,11 @@ def search_command(
     query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
     k: Annotated[int, typer.Option("--k", "-k", help="How many results.")] = 5,
     kind: Annotated[
-        list[str] | None, typer.Option(help=f"Only these kinds: {', '.join(SEARCH_KINDS)} (repeatable).")
+        list[str] | None, typer.Option(help="Only these kinds: finding, chunk, architecture (repeatable).")
     ] = None,
     task: Annotated[str | None, typer.Option(help="Only findings about this task.")] = None,
     verdict: Annotated[
-        str | None, typer.Option(help=f"Only findings with this verdict: {', '.join(VERDICTS)}.")
+        str | None, typer.Option(help="Only findings with this verdict: supports, refutes, inconclusive.")
     ] = None,
     origin: Annotated[str | None, typer.Option(help="Only architectures of this origin.")] = None,
     study: Annotated[str | None, typer.Option(help="Only this study's records.")] = None,
@@ -77,6 +82,9 @@ def search_command(
     db: DbOpt = None,
 ):
     """Search findings and documents (BM25, plus embeddings when configured)."""
+    from discover.knowledge_base.schema import SEARCH_KINDS, VERDICTS
+    from discover.knowledge_base.search import SearchFilters
+
     kinds = tuple(kind or ("finding", "chunk"))
     for name in kinds:
         if name not in SEARCH_KINDS:
@@ -101,7 +109,10 @@ def search_command(
     for hit in hits:
         snippet = hit.text if len(hit.text) <= 300 else hit.text[:297] + "..."
         table.add_row(
-            f"{hit.score:.3g}", hit.kind + (f" ({hit.verdict})" if hit.verdict else ""), hit.title, snippet
+            f"{hit.score:.3g}",
+            hit.kind + (f" ({hit.verdict})" if hit.verdict else ""),
+            escape(hit.title),
+            escape(snippet),
         )
     stdout.print(table)
 

@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from discover.agents.record import StudyError
 from discover.agents.status import StudyStatus, study_status
-from discover.agents.study import StudyError
 
 REFRESH_S = 2.0  # the panel queries the database at most this often
 

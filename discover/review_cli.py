@@ -20,7 +20,7 @@ def report_command(
     """Write the study's report: an HTML site (leaderboard, discovery curve, Pareto front, lineage,
     costs, a page per design with curves, diff and code), Markdown per design, and CSV of every run,
     in FOLDER/report. Safe to run while `discover run` is writing."""
-    from discover.agents.study import StudyError
+    from discover.agents.record import StudyError
     from discover.report.site import build_report
 
     try:
@@ -50,8 +50,8 @@ def reproduce_command(
     when the metric differs by more than the tolerance. Not charged to the study's budget."""
     from rich.markup import escape
 
+    from discover.agents.record import StudyError
     from discover.agents.reproduce import find_run, reproduce
-    from discover.agents.study import StudyError
     from discover.sandbox.select import BackendName, SandboxUnavailable, choose_backend
 
     if sandbox is not None and sandbox not in get_args(BackendName):

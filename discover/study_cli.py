@@ -18,7 +18,8 @@ FolderOpt = Annotated[Path, typer.Option("--dir", "-C", help="The study folder (
 
 def init_command(folder: Annotated[Path, typer.Argument(help="Folder of the new study.")] = Path(".")):
     """Write a fully commented discover.toml into FOLDER: the study's configuration."""
-    from discover.agents.study import StudyError, init_study
+    from discover.agents.record import StudyError
+    from discover.agents.study import init_study
 
     try:
         path = init_study(folder)
@@ -42,19 +43,27 @@ def run_command(
     max_experiments: Annotated[
         int | None, typer.Option(help="Stop starting experiments after this many (default: budget only).")
     ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="local, or ray: run jobs on a Ray cluster's nodes.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="The Ray cluster (default: auto, the one this machine joined).")
+    ] = None,
 ):
     """Research until the budget is spent: propose, probe, train, score, verify, record; then print
     the leaderboard. Ctrl-C finishes the running experiments; twice stops at once."""
     from discover.agents.config import ConfigError, load_config
-    from discover.agents.study import StudyError, run_study
+    from discover.agents.record import StudyError
+    from discover.agents.study import run_study
     from discover.experiments.tasks import TaskConfigError, get_task
     from discover.progress import Progress
     from discover.sandbox.select import SandboxUnavailable, choose_backend
 
     try:
         config = load_config(folder).with_overrides(
-            budget=budget, workers=workers, proposer=proposer, sandbox=sandbox, task=task
-        )
+            budget=budget, workers=workers, proposer=proposer, sandbox=sandbox, task=task,
+            executor=executor, ray_address=ray_address,
+        )  # fmt: skip
         the_task = get_task(config.task)
         for fidelity in ("screen", "full"):
             settings = config.settings | (config.screen.settings if fidelity == "screen" else {})
@@ -65,9 +74,10 @@ def run_command(
         fail(str(exc))
     if config.proposer == "llm" and choice.backend.name == "process":
         fail("the llm proposer writes untrusted code, which needs --sandbox docker or bwrap; " + choice.why)
+    where = f"on the Ray cluster at {config.ray_address or 'auto'}, " if config.executor == "ray" else ""
     stdout.print(
         f"[dim]study in {folder.resolve()}: task {config.task}, budget {config.budget}, "
-        f"proposer {config.proposer}, {config.workers} worker(s); sandbox {choice.why}[/dim]"
+        f"proposer {config.proposer}, {config.workers} worker(s); {where}sandbox {choice.why}[/dim]"
     )
     try:
         with Progress(folder, stdout) as progress:
@@ -101,8 +111,8 @@ def status_command(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """Where the study in the folder stands: budget, experiments, running jobs, LLM spend, leaderboard."""
+    from discover.agents.record import StudyError
     from discover.agents.status import study_status
-    from discover.agents.study import StudyError
 
     try:
         status = study_status(folder)
@@ -133,8 +143,8 @@ def show_command(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """One design: motivation, parents, every run (fidelity, seed, metric, fitness, cost), findings."""
+    from discover.agents.record import StudyError
     from discover.agents.status import design_detail
-    from discover.agents.study import StudyError
 
     try:
         detail = design_detail(folder, design)

@@ -10,8 +10,10 @@ import hashlib
 import inspect
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a candidate is loaded, so hashing code needs no torch
+    import torch
 
 CONTRACT = """\
 A candidate is ONE Python file that defines:
@@ -55,6 +57,8 @@ def load_mixer_class(path: str | Path) -> type[torch.nn.Module]:
     The file is executed as a fresh module that is not registered in `sys.modules`, so two
     candidates never see each other. This runs untrusted code: call it only inside a sandbox.
     """
+    import torch
+
     path = Path(path)
     try:
         source = path.read_text()

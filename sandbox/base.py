@@ -44,7 +44,7 @@ class Job(BaseModel):
 
 class JobOutcome(BaseModel):
     job_id: str
-    status: Literal["ok", "failed", "timeout", "refused"]
+    status: Literal["ok", "failed", "timeout", "refused", "lost"]  # lost: the machine running it died
     reason: str = ""
     exit_code: int | None = None
     wall_time_s: float = 0.0

@@ -7,7 +7,8 @@ The ledger is an append-only log of three kinds of entry:
 
     reserve  job admitted with an estimated cost; it counts against the budget until settled
     charge   job finished or failed; its measured cost replaces the reservation
-    release  job never started; its reservation is dropped and nothing is charged
+    release  job never started, or its machine died under it; its reservation is dropped and
+             nothing is charged. A released job may be reserved again: that is its retry.
 
     left = total - sum(charges) - sum(outstanding reservations)
 
@@ -234,7 +235,7 @@ class Ledger:
 
         def decide(entries: Sequence[LedgerEntry]) -> LedgerEntry | None:
             self._catch_up(entries)
-            if self._settled_how(job_id) is not None or job_id in self._outstanding:
+            if self._settled_how(job_id) == "charged" or job_id in self._outstanding:
                 raise LedgerError(f"job {job_id!r} is already in the ledger; job ids are used once")
             if estimate > self._left():
                 return None
@@ -266,7 +267,8 @@ class Ledger:
             return entry.seconds
 
     def release(self, job_id: str) -> None:
-        """Drop the reservation of a job that never started; nothing is charged."""
+        """Drop the reservation of a job that never started (or was lost with its machine);
+        nothing is charged, and the job may be reserved again."""
 
         def decide(entries: Sequence[LedgerEntry]) -> LedgerEntry:
             self._catch_up(entries)
@@ -321,8 +323,9 @@ class Ledger:
     def _apply(self, entry: LedgerEntry) -> None:
         job = entry.job_id
         if entry.op == "reserve":
-            if job in self._outstanding or self._settled_how(job) is not None:
+            if job in self._outstanding or self._settled_how(job) == "charged":
                 raise LedgerError(f"ledger is inconsistent: job {job!r} is reserved twice")
+            self._released.discard(job)  # a retry of a released job
             self._outstanding[job] = entry.seconds
             self._keys[job] = entry.key
             return

@@ -173,9 +173,9 @@ class DockerBackend:
             )  # fmt: skip
         return JobOutcome(job_id=job.job_id, status="ok", exit_code=0, wall_time_s=seconds, log_tail=log)
 
-    def reap(self, study_id: str | None = None) -> int:
-        """Remove every discover container (of one study, if given) left by a crashed run."""
-        label = f"{LABEL_STUDY}={study_id}" if study_id else LABEL_JOB
+    def reap(self, study_id: str | None = None, job_id: str | None = None) -> int:
+        """Remove every discover container (of one study or job, if given) left by a crashed run."""
+        label = f"{LABEL_JOB}={job_id}" if job_id else f"{LABEL_STUDY}={study_id}" if study_id else LABEL_JOB
         orphans = self.client.containers.list(all=True, filters={"label": label})
         for container in orphans:
             container.remove(force=True)

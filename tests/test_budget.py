@@ -168,6 +168,20 @@ def test_unknown_or_settled_jobs_cannot_be_settled(tmp_path):
     assert ledger.spent == 4.0  # nothing was charged twice
 
 
+def test_a_released_job_may_be_reserved_again_and_is_charged_once(tmp_path):
+    """A job lost with its machine is released and retried under the same id."""
+    path = tmp_path / "ledger.jsonl"
+    ledger = open_ledger(path, 100.0)
+    assert ledger.reserve("a", 10.0)
+    ledger.release("a")
+    assert ledger.reserve("a", 10.0)
+    ledger.charge("a", 3.0, 1)
+    with pytest.raises(LedgerError, match="already in the ledger"):
+        ledger.reserve("a", 1.0)
+    assert ledger.spent == 3.0 and ledger.left == 97.0
+    assert open_ledger(path, 100.0).spent == 3.0  # the replay agrees
+
+
 @pytest.mark.parametrize("estimate", [0.0, -1.0, math.nan, math.inf])
 def test_bad_estimates_are_refused_loudly(tmp_path, estimate):
     ledger = open_ledger(tmp_path / "ledger.jsonl")

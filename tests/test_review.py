@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,22 @@ def discover(*args: str) -> subprocess.CompletedProcess:
 def query(folder: Path, sql: str, *params: object) -> list[tuple]:
     with sqlite3.connect(folder / "knowledge.db") as connection:
         return connection.execute(sql, params).fetchall()
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of the TensorBoard event files in `folder` (TFRecord frames of Event protos)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            event = Event.FromString(data[offset + 12 : offset + 12 + length])  # after length and its CRC
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +149,16 @@ def test_report_exports_csv_and_inert_markdown(study):
     with (report / "curves.csv").open() as file:
         steps = list(csv.DictReader(file))
     assert {row["run_id"] for row in steps} == {row["run_id"] for row in succeeded}
+
+    # TensorBoard: one run folder per training run, its losses and its held-out metric.
+    for row in succeeded:
+        run_folder = f"*-{row['design_id'][:8]}/{row['fidelity']}-seed{row['seed']}"
+        folders = list((report / "tensorboard").glob(run_folder))
+        assert len(folders) == 1, row
+        scalars = read_scalars(folders[0])
+        logged = [int(step["step"]) for step in steps if step["run_id"] == row["run_id"]]
+        assert [step for step, _ in scalars["train/loss"]] == logged
+        assert scalars["heldout/accuracy"][0][1] == pytest.approx(float(row["value"]))
 
     (child_id,) = query(study, "SELECT id FROM architecture WHERE name = ?", HOSTILE_NAME)[0]
     markdown = (report / "designs" / f"{child_id}.md").read_text()

@@ -1,5 +1,5 @@
-"""`discover report`: a static HTML site (and Markdown per design, CSV of every run) in the study
-folder, viewable from disk with no server.
+"""`discover report`: a static HTML site (and Markdown per design, CSV and TensorBoard event files
+of every run) in the study folder, viewable from disk with no server.
 
 Everything an LLM wrote (names, motivations, code, findings) is untrusted: the HTML templates are
 autoescaped, design pages are named by id rather than by name, the Markdown escapes markup, and
@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from discover.report import plots
 from discover.report.data import StudyView, load_study
+from discover.report.tensorboard import write_tensorboard
 
 REPORT_FOLDER = "report"
 
@@ -92,6 +93,7 @@ def write_site(view: StudyView, out: Path) -> None:
     context = {"view": view, "figures": figures, "tree": lineage_tree(view), "root": ""}
     (out / "index.html").write_text(site.get_template("index.html.j2").render(context))
     write_csv(view, out)
+    write_tensorboard(view, out / "tensorboard")
 
 
 def lineage_tree(view: StudyView) -> list[dict]:

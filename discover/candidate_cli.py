@@ -1,0 +1,274 @@
+"""`discover check`, `discover train` and `discover sandbox`: one candidate file, outside a study.
+
+Heavy modules (torch, the sandbox backends) are imported inside the commands, so that `discover
+--help` and the other commands start without them."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast, get_args
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from discover.console import UsageError, fail, stderr, stdout
+
+if TYPE_CHECKING:
+    from discover.sandbox.base import Limits
+    from discover.sandbox.runner import Sandbox
+
+CandidateArg = Annotated[str, typer.Argument(help="A candidate .py file, or a built-in baseline's name.")]
+TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task name: mqar (default) or lm.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a task setting, e.g. --set steps=200 (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+SandboxOpt = Annotated[
+    str, typer.Option("--sandbox", help="auto, docker, bwrap or process (auto: the strongest available).")
+]
+UntrustedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-untrusted-process", help="Let the process backend run a file that is not built in."
+    ),
+]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option("--image", help="Docker image (default: the offline one); any other must bundle discover."),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Wall-clock limit per job, seconds.")]
+MemoryOpt = Annotated[int, typer.Option("--memory", help="Memory limit per job, MB.")]
+
+
+def resolve_candidate(candidate: str) -> tuple[Path, bool]:
+    """The candidate's file, and whether it is trusted (a built-in baseline)."""
+    from discover.experiments.baselines import BASELINE_DIR, builtin_baselines
+
+    path = Path(candidate)
+    if path.is_file():
+        return path, path.resolve().parent == BASELINE_DIR.resolve()
+    if path.suffix == ".py" or "/" in candidate:
+        raise UsageError(f"candidate file {candidate} does not exist")
+    baselines = builtin_baselines()
+    if candidate in baselines:
+        return baselines[candidate], True
+    raise UsageError(f"no file or built-in baseline named '{candidate}'; built-ins: {', '.join(baselines)}")
+
+
+def parse_settings(settings: list[str] | None) -> dict[str, str]:
+    overrides = {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set takes key=value, got '{item}'")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def check(
+    candidate: CandidateArg,
+    task: TaskOpt = None,
+    settings: SetOpt = None,
+    json: JsonOpt = False,
+    sandbox: SandboxOpt = "auto",
+    allow_untrusted_process: UntrustedOpt = False,
+    image: ImageOpt = None,
+    timeout: TimeoutOpt = 600.0,
+    memory: MemoryOpt = 8192,
+):
+    """Probe a candidate in the sandbox: contract, causality, batch independence, complexity."""
+    from discover.experiments.tasks import DEFAULT_TASK, get_task
+    from discover.sandbox.base import Limits
+
+    task = task or DEFAULT_TASK
+    with user_errors():
+        path, trusted = resolve_candidate(candidate)
+        the_task = get_task(task)
+        overrides = parse_settings(settings)
+        the_task.config(overrides)
+        runner, why = open_sandbox(
+            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
+        )
+    (stderr if json else stdout).print(f"[dim]sandbox: {why}[/dim]")
+    with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
+        runner.workdir = Path(workdir)
+        verdict = runner.check(path, task, overrides, trusted=trusted)
+    if json:
+        stdout.print_json(verdict.model_dump_json())
+    else:
+        table = Table(title=f"{verdict.candidate} on {verdict.task}", title_justify="left")
+        for column in ("probe", "result", "reason"):
+            table.add_column(column, overflow="fold")
+        for probe in verdict.probes:
+            mark = (
+                "[green]pass[/green]"
+                if probe.passed
+                else "[red]FAIL[/red]"
+                if probe.required
+                else "[yellow]fail[/yellow]"
+            )
+            table.add_row(probe.name, mark, escape(probe.reason))
+        stdout.print(table)
+    if not verdict.passed:
+        first = verdict.failures()[0]
+        stderr.print(f"[red]check failed:[/red] {first.name}: {escape(first.reason)}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def train(
+    candidate: CandidateArg,
+    task: TaskOpt = None,
+    settings: SetOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and training data.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default: runs/<time>-<candidate>-<task>).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (default: cuda:0 when present).")] = "auto",
+    json: JsonOpt = False,
+    sandbox: SandboxOpt = "auto",
+    allow_untrusted_process: UntrustedOpt = False,
+    image: ImageOpt = None,
+    timeout: TimeoutOpt = 3600.0,
+    memory: MemoryOpt = 8192,
+):
+    """Probe, then train a candidate in the sandbox; write metrics.jsonl and result.json."""
+    from discover.experiments.harness import StepLog
+    from discover.experiments.tasks import DEFAULT_TASK, get_task
+    from discover.sandbox.base import Limits
+
+    task = task or DEFAULT_TASK
+    progress = stderr if json else stdout
+    with user_errors():
+        path, trusted = resolve_candidate(candidate)
+        the_task = get_task(task)
+        overrides = parse_settings(settings)
+        cfg = the_task.config(overrides)
+        the_task.data_version(cfg)  # a missing corpus fails here, before anything is written
+        runner, why = open_sandbox(
+            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
+        )
+    the_device = pick_device_name(device)
+    progress.print(f"[dim]sandbox: {why}[/dim]")
+    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}-{task}-seed{seed}"
+
+    def log(step: StepLog) -> None:
+        progress.print(
+            f"step {step.step:>6}/{cfg.steps}  loss {step.train_loss:7.4f}  lr {step.lr:.2e}  "
+            f"{step.tokens_per_s:>9,.0f} tok/s  {step.elapsed_s:6.1f}s"
+        )
+
+    with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
+        runner.workdir = Path(workdir)
+        verdict = runner.check(path, task, overrides, trusted=trusted)
+        if not verdict.passed:
+            first = verdict.failures()[0]
+            fail(f"{path.name} failed the {first.name} probe: {first.reason}", code=1)
+        progress.print(
+            f"training {path.stem} on {task} ({cfg.steps} steps, seed {seed}, {the_device}) -> {out}"
+        )
+        result = runner.train(path, task, overrides, seed, the_device, trusted, run_dir=out, on_log=log)
+    if json:
+        stdout.print_json(result.model_dump_json())
+        return
+    table = Table(title=f"{result.candidate} on {result.task}", title_justify="left", show_header=False)
+    rows = {
+        f"{result.metric} (held out)": f"{result.value:.4f}",
+        "status": result.status,
+        "parameters": f"{result.params:,}",
+        "forward FLOPs/token": f"{result.flops_per_token:,.0f}",
+        "tokens/s": f"{result.tokens_per_s:,.0f}",
+        "peak memory": f"{result.peak_memory_mb:,.0f} MB",
+        "wall time": f"{result.wall_time_s:.1f} s",
+        "device": result.device,
+        "result": str(out / "result.json"),
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    stdout.print(table)
+
+
+sandbox_app = typer.Typer(help="Sandbox images and housekeeping.", no_args_is_help=True)
+
+
+@sandbox_app.command("build-image")
+def build_image(
+    tag: Annotated[str | None, typer.Option(help="Image tag (default: the offline one).")] = None,
+):
+    """Build the offline sandbox image locally (pulls nothing; needs a Docker engine)."""
+    from discover.sandbox.docker import OFFLINE_IMAGE, build_offline_image, docker_available
+
+    tag = tag or OFFLINE_IMAGE
+    ok, why = docker_available(tag)
+    if not ok and "no Docker engine" in why:
+        fail(why)
+    stdout.print(f"built {build_offline_image(tag)}")
+
+
+@sandbox_app.command("reap")
+def reap(study: Annotated[str | None, typer.Option(help="Only this study's containers.")] = None):
+    """Remove containers left behind by a crashed run."""
+    from discover.sandbox.docker import DockerBackend, docker_available
+
+    ok, why = docker_available()
+    if not ok and "no Docker engine" in why:
+        fail(why)
+    stdout.print(f"removed {DockerBackend().reap(study)} container(s)")
+
+
+def open_sandbox(name: str, image: str | None, allow_untrusted: bool, limits: Limits) -> tuple[Sandbox, str]:
+    from discover.sandbox.docker import OFFLINE_IMAGE
+    from discover.sandbox.runner import Sandbox
+    from discover.sandbox.select import BackendName, choose_backend
+
+    image = image or OFFLINE_IMAGE
+    if name not in get_args(BackendName):
+        raise UsageError(f"--sandbox takes auto, docker, bwrap or process, not '{name}'")
+    # The offline image borrows the host's Python; any other image brings its own.
+    host_runtime = image == OFFLINE_IMAGE
+    choice = choose_backend(cast(BackendName, name), image, host_runtime, allow_untrusted)
+    return Sandbox(choice.backend, Path(tempfile.gettempdir()), limits), choice.why
+
+
+def pick_device_name(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into one line and exit status 2."""
+    from discover.experiments.contract import CandidateError
+    from discover.experiments.tasks import TaskConfigError
+    from discover.sandbox.select import SandboxUnavailable
+
+    try:
+        yield
+    except (
+        UsageError,
+        TaskConfigError,
+        CandidateError,
+        SandboxUnavailable,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def job_errors() -> Iterator[None]:
+    """A sandbox job that failed (the candidate crashed, timed out, was refused): one line, status 1."""
+    from discover.sandbox.runner import JobFailed
+
+    try:
+        yield
+    except JobFailed as exc:
+        fail(f"{exc.outcome.status}: {exc.outcome.reason}", code=1)
