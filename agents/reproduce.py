@@ -101,7 +101,7 @@ def reproduce(folder: Path, reference: str, backend: Backend, tolerance: float =
     cfg = task.config(settings)
     if task.data_version(cfg) != recorded.data_version:
         warnings.append(f"{run.task}'s data was {recorded.data_version}, is {task.data_version(cfg)}")
-    if run.sandbox and run.sandbox != backend.name:
+    if run.sandbox and run.sandbox.removeprefix("ray+") != backend.name:
         warnings.append(f"trained in the {run.sandbox} sandbox, reproduced in {backend.name}")
 
     candidate = folder / "candidates" / f"{architecture.name}.py"

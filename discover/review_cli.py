@@ -58,7 +58,8 @@ def reproduce_command(
         fail(f"--sandbox {sandbox} is not one of {', '.join(get_args(BackendName))}")
     try:
         _, run = find_run(folder, reference)
-        choice = choose_backend(sandbox or run.sandbox or "auto", allow_untrusted=False)
+        recorded = (run.sandbox or "auto").removeprefix("ray+")  # reproduced here, not on the cluster
+        choice = choose_backend(sandbox or recorded, allow_untrusted=False)  # type: ignore[arg-type]
         outcome = reproduce(folder, reference, choice.backend, tolerance)
     except (StudyError, SandboxUnavailable) as exc:
         fail(str(exc))

@@ -62,11 +62,16 @@ def query(folder: Path, sql: str) -> list[tuple]:
 
 
 def assert_ledger_exact(folder: Path) -> None:
-    """Every reservation settled once; every training run's recorded cost is its charge."""
+    """Every reservation settled once (a released job may be reserved again: a retry), nothing
+    charged twice; every training run's recorded cost is its charge."""
     entries = query(folder, "SELECT op, job_id, seconds FROM budgetentry ORDER BY seq")
-    reserved = [job for op, job, _ in entries if op == "reserve"]
-    settled = [job for op, job, _ in entries if op in ("charge", "release")]
-    assert sorted(reserved) == sorted(settled) and len(set(settled)) == len(settled)
+    history: dict[str, list[str]] = {}
+    for op, job, _ in entries:
+        history.setdefault(job, []).append(op)
+    for job, ops in history.items():
+        settled = ops[1::2]
+        assert ops[0::2] == ["reserve"] * len(settled), (job, ops)
+        assert "charge" not in settled[:-1] and set(settled) <= {"charge", "release"}, (job, ops)
     charges = {job: seconds for op, job, seconds in entries if op == "charge"}
     runs = query(folder, "SELECT id, cost_device_seconds FROM run WHERE cost_device_seconds IS NOT NULL")
     for run_id, cost in runs:
