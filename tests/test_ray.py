@@ -89,6 +89,14 @@ def test_a_study_runs_its_jobs_on_the_ray_cluster(study, ray_cluster):
     assert study_containers(study) == []
 
 
+def job_containers(job_id: str) -> list[str]:
+    listed = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=discover.job={job_id}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return listed.stdout.split()
+
+
 def ray_task_workers() -> list[int]:
     """Ray worker processes executing a discover job now (Ray titles them after the task)."""
     found = subprocess.run(["pgrep", "-f", "ray::run_on_node"], capture_output=True, text=True)
@@ -108,12 +116,12 @@ def test_a_worker_killed_mid_job_is_released_retried_and_charged_once(study, ray
             if (study / "knowledge.db").exists()
             else []
         )
-        workers = ray_task_workers()
-        if running and workers:
-            time.sleep(2.0)  # well inside the training job, its container up
-            os.kill(workers[0], signal.SIGKILL)
+        # A training run's fit job (its job id is the run id) has its container up on the cluster.
+        if running and job_containers(running[0][0]) and (workers := ray_task_workers()):
+            for worker in workers:
+                os.kill(worker, signal.SIGKILL)
             killed = running[0][0]
-        time.sleep(0.3)
+        time.sleep(0.2)
     output, _ = process.communicate(timeout=900)
     assert killed is not None, "no training job was seen running on the cluster\n" + output
     assert process.returncode == 0, output
