@@ -146,6 +146,7 @@ def write_code(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     if architecture is None:
         architecture = lab.kb.add_architecture(
             name, code, proposal.origin, proposal.motivation, proposal.parent_ids, study_id=lab.study_id,
+            experiment_id=state["experiment_id"],
         )  # fmt: skip
     lab.candidate_file(architecture)
     return {"architecture_id": architecture.id}

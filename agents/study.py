@@ -27,6 +27,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,8 @@ from discover.sandbox.pool import DevicePool
 from discover.sandbox.runner import Sandbox
 from discover.sandbox.select import SandboxUnavailable
 
+# The experiment whose graph this thread is running: LLM calls are recorded against it.
+CURRENT_EXPERIMENT: ContextVar[str | None] = ContextVar("current_experiment", default=None)
 MAX_INTERNAL_ERRORS = 3  # consecutive experiments broken by discover itself before the study stops
 Say = Callable[[str], None]
 
@@ -174,7 +177,7 @@ def make_llm(config: StudyConfig, kb: KnowledgeBase, study_id: str) -> LLM:
     spent by this study (before a resume) counted against the cap."""
 
     def record(call: CallRecord) -> None:
-        kb.log_llm_call(study_id=study_id, **call.model_dump())
+        kb.log_llm_call(study_id=study_id, experiment_id=CURRENT_EXPERIMENT.get(), **call.model_dump())
 
     with kb.reading() as session:
         costs = session.exec(select(LLMCall.cost_usd).where(LLMCall.study_id == study_id)).all()
@@ -224,6 +227,13 @@ class Runner:
         self.invoke(None, thread_id)
 
     def invoke(self, state: ExperimentState | None, thread_id: str) -> None:
+        token = CURRENT_EXPERIMENT.set(thread_id)
+        try:
+            self.run_graph(state, thread_id)
+        finally:
+            CURRENT_EXPERIMENT.reset(token)
+
+    def run_graph(self, state: ExperimentState | None, thread_id: str) -> None:
         try:
             final = self.graph.invoke(state, {"configurable": {"thread_id": thread_id}})
         except Paused:

@@ -162,6 +162,13 @@ def main() -> None:
             f"| {gpus} | {gpus * args.sim_jobs_per_gpu:,} | {result['jobs_per_hour']:,.0f} "
             f"| {result['utilisation']:.1%} | {result['scheduler_ms_per_job']:.1f} ms |"
         )
+    lines += [
+        "",
+        "Utilisation is below 100% because a fixed batch of jobs drains: in the last wave GPUs fall idle",
+        "with nothing left to start. The scheduler's time per job no longer grows with the ledger: when",
+        "the database ledger re-read every entry on each decision it took 4.7 ms per job at 64 jobs and",
+        "20.5 ms at 512 (this simulation, 8 and 64 GPUs); it now reads only the entries added since.",
+    ]
     write_section("scaling", "\n".join(lines))
 
 

@@ -3,8 +3,9 @@ the `budgetentry` table, so a study's accounts live beside its runs and reach ev
 shares the database.
 
 `transact` reads the entries added since its last read and appends the decision inside one write
-transaction that excludes other writers to this ledger: SQLite's BEGIN IMMEDIATE locks the database file; on PostgreSQL a
-transaction-scoped advisory lock keyed by the ledger name serialises its writers.
+transaction that excludes other writers to this ledger: SQLite's BEGIN IMMEDIATE locks the
+database file; on PostgreSQL a transaction-scoped advisory lock keyed by the ledger name serialises
+its writers.
 """
 
 from __future__ import annotations

@@ -16,15 +16,24 @@ from contextlib import AbstractContextManager
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Column, Connection, String, inspect, select
 from sqlmodel import SQLModel
 
 from discover.knowledge_base.schema import SchemaVersion
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Migration = Callable[[Operations], None]
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def experiment_links(ops: Operations) -> None:
+    """2: architectures and LLM calls name the experiment they belong to, so a report can show
+    what each design cost in LLM dollars."""
+    ops.add_column("architecture", Column("experiment_id", String, nullable=True))
+    ops.add_column("llmcall", Column("experiment_id", String, nullable=True))
+
+
+MIGRATIONS: dict[int, Migration] = {2: experiment_links}
 
 
 class SchemaError(RuntimeError):

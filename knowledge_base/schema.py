@@ -65,6 +65,7 @@ class Architecture(SQLModel, table=True):
     parent_ids: list[str] = json_list_column()
     motivation: str = text_column()
     origin: str  # one of ORIGINS
+    experiment_id: str | None = None  # the study's experiment that proposed it (schema 2)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -152,6 +153,7 @@ class LLMCall(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     study_id: str | None = Field(default=None, index=True)
     role: str  # researcher, coder, analyst, ...
+    experiment_id: str | None = None  # the experiment it was made for, if any (schema 2)
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -205,11 +205,13 @@ class KnowledgeBase:
         parent_ids: Sequence[str] = (),
         study_id: str | None = None,
         functional_hash: str | None = None,
+        experiment_id: str | None = None,
     ) -> Architecture:
         require_one_of("origin", origin, ORIGINS)
         architecture = Architecture(
             name=name, code=code, code_hash=code_hash(code), origin=origin, motivation=motivation,
             parent_ids=list(parent_ids), study_id=study_id, functional_hash=functional_hash,
+            experiment_id=experiment_id,
         )  # fmt: skip
         with self.writing() as session:
             session.add(architecture)

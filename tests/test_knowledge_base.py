@@ -10,11 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from sqlalchemy import Column, Text, inspect, text
 
 from discover.knowledge_base.embeddings import OpenAIEmbedder
 from discover.knowledge_base.ledger import DatabaseLedgerStore
-from discover.knowledge_base.migrations import SchemaError, upgrade
+from discover.knowledge_base.migrations import SCHEMA_VERSION, SchemaError, upgrade
 from discover.knowledge_base.novelty import is_duplicate
 from discover.knowledge_base.schema import (
     Architecture,
@@ -271,20 +273,44 @@ def test_an_older_schema_is_migrated_with_its_data(kb_location):
     with KnowledgeBase(kb_location, starter=None) as kb:
         finding = kb.add_finding("kept across the upgrade", "supports")
 
-        def add_column(ops):  # what a release's migration 2 might do
+        def add_column(ops):  # what a later release's migration might do
             ops.add_column("finding", Column("reviewer", Text, nullable=True))
 
-        assert upgrade(kb._begin_schema_change, create_index, target=2, migrations={2: add_column}) is False
+        future = SCHEMA_VERSION + 1
+        migrations = {future: add_column}
+        assert upgrade(kb._begin_schema_change, create_index, target=future, migrations=migrations) is False
         with kb.reading() as session:
             columns = {c["name"] for c in inspect(session.connection()).get_columns("finding")}
             version = session.execute(text("SELECT version FROM schemaversion")).scalar_one()
-        assert "reviewer" in columns and version == 2
+        assert "reviewer" in columns and version == future
         assert kb.get(Finding, finding.id).statement == "kept across the upgrade"
         assert ids(kb.search("upgrade")) == [finding.id]
     with pytest.raises(
-        SchemaError, match="schema version 2, but this discover reads up to 1: upgrade discover"
+        SchemaError, match=f"schema version {future}, but this discover reads up to {SCHEMA_VERSION}"
     ):
         KnowledgeBase(kb_location, starter=None)
+
+
+def test_a_version_1_knowledge_base_gains_experiment_links(kb_location):
+    """Schema 2 links architectures and LLM calls to experiments; a version-1 database (as the
+    previous release wrote it) is upgraded in place when opened, its rows kept."""
+    with KnowledgeBase(kb_location, starter=None) as kb:
+        architecture = kb.add_architecture("old", "code = 1", "human", "from before the upgrade")
+        with kb._begin_schema_change() as connection:  # back to what release 1 created
+            ops = Operations(MigrationContext.configure(connection))
+            for table in ("architecture", "llmcall"):
+                with ops.batch_alter_table(table) as batch:
+                    batch.drop_column("experiment_id")
+            connection.execute(text("UPDATE schemaversion SET version = 1"))
+    with KnowledgeBase(kb_location, starter=None) as kb:
+        with kb.reading() as session:
+            for table in ("architecture", "llmcall"):
+                columns = {c["name"] for c in inspect(session.connection()).get_columns(table)}
+                assert "experiment_id" in columns, table
+            assert session.execute(text("SELECT version FROM schemaversion")).scalar_one() == SCHEMA_VERSION
+        assert kb.get(Architecture, architecture.id).motivation == "from before the upgrade"
+        linked = kb.add_architecture("new", "code = 2", "human", experiment_id="e00007")
+        assert kb.get(Architecture, linked.id).experiment_id == "e00007"
 
 
 def test_a_foreign_database_is_not_taken_over(tmp_path):

@@ -261,6 +261,17 @@ def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
     assert findings == [("a running mean cannot recall pairs",)]
     assert_ledger_exact(study)
 
+    # Every call is recorded against its experiment, and so are the designs: a report shows what
+    # each design cost in LLM dollars.
+    per_experiment = dict(query(study, "SELECT experiment_id, SUM(cost_usd) FROM llmcall GROUP BY 1"))
+    assert None not in per_experiment and set(per_experiment) == {"e00001", "e00002", "e00003"}
+    linked = query(study, "SELECT DISTINCT experiment_id FROM architecture WHERE origin = 'llm'")
+    assert linked == [("e00001",)]
+    made = discover("report", "-C", str(study))
+    assert made.returncode == 0, made.stderr
+    pages = [path.read_text() for path in (study / "report" / "designs").glob("*.md")]
+    assert any(f"LLM ${per_experiment['e00001']:.4f}" in text for text in pages)
+
     shown = discover("show", "running_mean-e00001-r1", "-C", str(study))
     assert PLAN["motivation"] in shown.stdout  # what an LLM wrote is shown as text, not as markup
 

@@ -66,6 +66,7 @@ class DesignView(BaseModel):
     judge: dict | None
     findings: list[dict]
     cost_s: float  # device-seconds of its training runs
+    llm_usd: float | None  # LLM dollars of the experiment that proposed it; None without one
 
     @property
     def is_baseline(self) -> bool:
@@ -166,9 +167,18 @@ def load_study(folder: Path) -> StudyView:
         for parent_id in architecture.parent_ids:
             children[parent_id].append(architecture.id)
 
+    llm_usd: dict[str, float] = defaultdict(float)
+    for call in calls:
+        if call.experiment_id is not None:
+            llm_usd[call.experiment_id] += call.cost_usd
     designs = {
         architecture.id: design_view(
-            architecture, runs_by_design[architecture.id], known, children, finding_rows
+            architecture,
+            runs_by_design[architecture.id],
+            known,
+            children,
+            finding_rows,
+            llm_usd.get(architecture.experiment_id or ""),
         )
         for architecture in known.values()
         if architecture.id in runs_by_design or architecture.study_id == record.study_id
@@ -195,6 +205,7 @@ def design_view(
     known: dict[str, Architecture],
     children: dict[str, list[str]],
     findings: list[dict],
+    llm_usd: float | None,
 ) -> DesignView:
     screened = [run for run in runs if run.fidelity == "screen" and run.status == "succeeded"]
     best = max(screened, key=lambda run: run.fitness or 0.0, default=None)
@@ -237,7 +248,7 @@ def design_view(
             for finding in findings
             if finding["runs"] & run_ids
         ],
-        cost_s=math.fsum(run.cost_device_seconds or 0.0 for run in runs),
+        cost_s=math.fsum(run.cost_device_seconds or 0.0 for run in runs), llm_usd=llm_usd,
     )  # fmt: skip
 
 
