@@ -59,7 +59,7 @@ class StudyConfig(Section):
     budget: str = "1h"
     proposer: Proposer = "auto"
     sandbox: Literal["auto", "docker", "bwrap", "process"] = "auto"
-    workers: int = Field(default=1, ge=1)
+    workers: int | None = Field(default=None, ge=1)  # None: one per GPU, or 1 without GPUs
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # "auto": the cluster this machine belongs to; or host:port
     seed: int = 0

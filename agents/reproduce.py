@@ -108,7 +108,7 @@ def reproduce(folder: Path, reference: str, backend: Backend, tolerance: float =
     if not candidate.exists() or candidate.read_text() != architecture.code:
         candidate.parent.mkdir(parents=True, exist_ok=True)
         candidate.write_text(architecture.code)
-    pool = DevicePool.detect(cpu_slots=config.workers)  # the study's thread share, for equal sums
+    pool = DevicePool.detect(cpu_slots=config.workers or 1)  # the study's thread share, for equal sums
     limits = job_limits(config, pool)
     sandbox = Sandbox(backend, folder / "jobs", limits, record.study_id, heldout_seed=record.heldout_seed)
     run_dir = folder / "runs" / architecture.name / f"reproduce-{run.fidelity}-seed{run.seed}"

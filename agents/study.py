@@ -146,9 +146,12 @@ def make_lab(
             backend = RayBackend(backend.name, config.ray_address, getattr(backend, "image", None))
         except SandboxUnavailable as exc:
             raise StudyError(str(exc)) from None
-        pool = backend.pool(cpu_slots=config.workers)
+        pool = backend.pool(cpu_slots=config.workers or 1)
     else:
-        pool = DevicePool.detect(cpu_slots=config.workers)
+        pool = DevicePool.detect(cpu_slots=config.workers or 1)
+    # Concurrency follows the devices unless the user chose it: one experiment per GPU slot.
+    workers = config.workers or (pool.total if pool.kind == "cuda" else 1)
+    config = config.model_copy(update={"workers": workers})
     sandbox = Sandbox(
         backend, folder / "jobs", job_limits(config, pool), record.study_id, heldout_seed=record.heldout_seed
     )
@@ -168,7 +171,7 @@ def job_limits(config: StudyConfig, pool: DevicePool) -> Limits:
     share of the cores, since oversubscribed math threads stall."""
     if pool.kind != "cpu" or config.executor == "ray":  # Ray places jobs by their CPU requests
         return config.limits
-    share = max(1.0, (os.cpu_count() or 1) // config.workers)
+    share = max(1.0, (os.cpu_count() or 1) // (config.workers or 1))
     return config.limits.model_copy(update={"cpus": min(config.limits.cpus, share)})
 
 

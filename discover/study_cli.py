@@ -77,7 +77,7 @@ def run_command(
     where = f"on the Ray cluster at {config.ray_address or 'auto'}, " if config.executor == "ray" else ""
     stdout.print(
         f"[dim]study in {folder.resolve()}: task {config.task}, budget {config.budget}, "
-        f"proposer {config.proposer}, {config.workers} worker(s); {where}sandbox {choice.why}[/dim]"
+        f"proposer {config.proposer}, {config.workers or 'auto'} worker(s); {where}sandbox {choice.why}[/dim]"
     )
     try:
         with Progress(folder, stdout) as progress:

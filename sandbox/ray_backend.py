@@ -14,6 +14,7 @@ node by the job's label.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -106,8 +107,20 @@ def reap_on_node(study_id: str | None, job_id: str | None) -> int:
     return DockerBackend().reap(study_id, job_id) if ok else 0
 
 
+def use_ray_token() -> None:
+    """Present the cluster token when there is one. `ray start` turns token authentication on by
+    itself once a token exists (~/.ray/auth_token, which a local `ray.init` writes), but a client
+    joining a cluster only sends it in token mode; a client in token mode also joins an open one."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the user's choice
+    named = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if named or (Path.home() / ".ray" / "auth_token").exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 class RayBackend:
     def __init__(self, inner: str, address: str | None = None, image: str | None = None) -> None:
+        use_ray_token()  # before importing ray, which reads its configuration once
         import ray
 
         self.inner, self.image = inner, image

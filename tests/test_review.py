@@ -210,7 +210,7 @@ def test_run_on_a_terminal_shows_the_live_view(study, tmp_path):
     shutil.copytree(study, resumed, ignore=shutil.ignore_patterns("report", "jobs"))
     main, secondary = pty.openpty()
     command = [sys.executable, "-m", "discover.cli", "run", "-C", str(resumed), "--resume"]
-    command += ["--budget", "3m", "--max-experiments", "1", "--sandbox", "process"]
+    command += ["--budget", "3m", "--max-experiments", "1", "--sandbox", "process", "--proposer", "random"]
     process = subprocess.Popen(command, stdin=secondary, stdout=secondary, stderr=secondary)
     os.close(secondary)
     output = b""
@@ -231,6 +231,12 @@ def test_run_on_a_terminal_shows_the_live_view(study, tmp_path):
     shown = output.decode(errors="replace")
     assert "device-min spent" in shown and "experiments" in shown, shown[-3000:]
     assert "e0" in shown and "leaderboard by fitness" in shown
+
+    # The study now holds an evolution run and a random-search control: the report compares them.
+    made = discover("report", "-C", str(resumed))
+    assert made.returncode == 0, made.stderr
+    index = (resumed / "report" / "index.html").read_text()
+    assert (resumed / "report" / "plots" / "proposers.svg").exists() and "Proposers compared" in index
 
 
 def test_reproduce_trains_a_recorded_result_again_and_matches(study):

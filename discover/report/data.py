@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from discover.agents.statistics import mean_interval
-from discover.agents.status import StudyStatus, open_study, study_status
+from discover.agents.status import RunSummary, StudyStatus, open_study, study_status
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Run
@@ -28,15 +28,7 @@ class CurvePoint(BaseModel):
     train_loss: float
 
 
-class RunView(BaseModel):
-    id: str
-    fidelity: str
-    seed: int
-    status: str
-    value: float | None
-    fitness: float | None
-    cost_s: float | None
-    failure_reason: str | None
+class RunView(RunSummary):
     efficiency: dict[str, int | float]  # params, flops_per_token, tokens_per_s, peak_memory_mb when trained
     curve: list[CurvePoint]
 
@@ -235,8 +227,8 @@ def design_view(
         runs=[
             RunView(
                 id=run.id, fidelity=run.fidelity, seed=run.seed, status=run.status,
-                value=run.result.get("value"), fitness=run.fitness, cost_s=run.cost_device_seconds,
-                failure_reason=run.failure_reason, curve=read_curve(run),
+                value=run.result.get("value"), fitness=run.fitness, failure_reason=run.failure_reason,
+                cost_device_seconds=run.cost_device_seconds, curve=read_curve(run),
                 efficiency={key: run.result[key] for key in EFFICIENCY if key in run.result},
             )
             for run in runs

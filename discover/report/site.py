@@ -124,7 +124,8 @@ def write_csv(view: StudyView, out: Path) -> None:
                 writer.writerow(cell(value) for value in (
                     design.name, design.id, design.origin, run.id, run.fidelity, run.seed, run.status,
                     view.metric, run.value, run.fitness, result.get("params"), result.get("flops_per_token"),
-                    result.get("tokens_per_s"), result.get("peak_memory_mb"), run.cost_s, run.failure_reason,
+                    result.get("tokens_per_s"), result.get("peak_memory_mb"), run.cost_device_seconds,
+                    run.failure_reason,
                 ))  # fmt: skip
     with (out / "curves.csv").open("w", newline="") as file:
         writer = csv.writer(file)
