@@ -116,10 +116,33 @@ def llm_endpoint(config: StudyConfig) -> Check:
     return Check("LLM endpoint", "ok", f"answers; serves {', '.join(sorted(wanted))}")
 
 
+def ray_cluster(config: StudyConfig) -> Check:
+    if config.executor != "ray":
+        return Check("Ray cluster", "ok", "not needed: executor local")
+    from discover.sandbox.ray_backend import use_ray_token
+
+    use_ray_token()
+    import ray
+
+    where = config.ray_address or "auto"
+    try:
+        ray.init(address=where, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError) as exc:
+        return Check("Ray cluster", "fail", f"{where}: {str(exc).splitlines()[0][:200]}")
+    try:
+        nodes = [node for node in ray.nodes() if node["Alive"]]
+        resources = ray.cluster_resources()
+    finally:
+        ray.shutdown()
+    gpus = int(resources.get("GPU", 0))
+    detail = f"{where}: {len(nodes)} live node(s), {resources.get('CPU', 0):g} CPUs, {gpus} GPUs"
+    return Check("Ray cluster", "ok" if gpus else "warn", detail + ("" if gpus else " (CPU slots only)"))
+
+
 def run_checks(config: StudyConfig, folder: Path) -> list[Check]:
     steps: list[Callable[[], Check | list[Check]]] = [
         python_and_torch, gpus, lambda: sandboxes(config), lambda: disk(folder),
-        lambda: knowledge_base(folder), lambda: llm_endpoint(config),
+        lambda: knowledge_base(folder), lambda: llm_endpoint(config), lambda: ray_cluster(config),
     ]  # fmt: skip
     checks: list[Check] = []
     for step in steps:

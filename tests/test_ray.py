@@ -161,3 +161,12 @@ def test_resume_after_the_orchestrator_is_killed_reaps_its_jobs_on_the_cluster(s
     assert "settled interrupted job" in resumed.stdout, resumed.stdout
     assert_ledger_exact(study)
     assert study_containers(study) == []
+
+
+def test_doctor_checks_the_ray_cluster(study, ray_cluster):
+    (study / "discover.toml").write_text(f'executor = "ray"\nray_address = "{ray_cluster}"\n' + TINY_STUDY)
+    checked = subprocess.run(
+        [sys.executable, "-m", "discover.cli", "doctor", "-C", str(study)],
+        capture_output=True, text=True, timeout=300, env=os.environ | {"COLUMNS": "240"},
+    )  # fmt: skip
+    assert "Ray cluster" in checked.stdout and "1 live node(s), 4 CPUs" in checked.stdout, checked.stdout
