@@ -90,6 +90,19 @@ def run_command(
         f"experiments this run: {endings}. Spent {outcome.spent_s / 60:.1f} of {outcome.budget_s / 60:.1f} "
         f"device-minutes. Full leaderboard: {folder / 'leaderboard.md'}"
     )
+    write_report(folder)
+
+
+def write_report(folder: Path) -> None:
+    """The report site, refreshed at the end of every run; a failure here loses nothing recorded."""
+    from discover.report.site import build_report
+
+    try:
+        index = build_report(folder)
+    except Exception as exc:  # the study is safe in knowledge.db; `discover report` can try again
+        stdout.print(f"[yellow]no report written ({escape(type(exc).__name__)}: {escape(str(exc))})[/yellow]")
+        return
+    stdout.print(f"report: {index.resolve().as_uri()}")
 
 
 def leaderboard_table(rows: list[dict], note: str, limit: int = 15) -> Table:

@@ -88,6 +88,7 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
     assert "accuracy (the budget is spent)" in out
     assert "softmax_attention" in out and "motif-" in out
     assert (study / "leaderboard.md").read_text().startswith("# tiny: leaderboard on mqar")
+    assert f"report: {(study / 'report' / 'index.html').resolve().as_uri()}" in out  # written at the end
 
     spent = sum(seconds for (seconds,) in query(study, "SELECT seconds FROM budgetentry WHERE op = 'charge'"))
     # Jobs are admitted only while their reservation (1.2x the mean cost so far) fits; a job may
