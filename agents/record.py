@@ -3,7 +3,13 @@ the runner so that reading a study (status, report, the live view) imports nothi
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from discover.knowledge_base.store import KnowledgeBase
 
 RECORD_FILE = "study.json"
 
@@ -18,3 +24,15 @@ class StudyRecord(BaseModel):
     created_at: str
     budget: str | None = None  # of the latest `discover run` (a resume may raise it)
     task: str = "mqar"
+
+
+def open_knowledge_base(folder: Path, **options: Any) -> KnowledgeBase:
+    """The study's knowledge base. A damaged file, or one a newer discover wrote, is a StudyError
+    (one line for the user), not a traceback."""
+    from discover.knowledge_base.migrations import SchemaError
+    from discover.knowledge_base.store import KnowledgeBase, StoreError
+
+    try:
+        return KnowledgeBase(folder / "knowledge.db", **options)
+    except (StoreError, SchemaError) as exc:
+        raise StudyError(str(exc)) from None

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from discover.agents.leaderboard import leaderboard
-from discover.agents.record import RECORD_FILE, StudyError, StudyRecord
+from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
 from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Study
 from discover.knowledge_base.store import KnowledgeBase
@@ -39,7 +39,7 @@ def open_study(folder: Path) -> tuple[StudyRecord, KnowledgeBase]:
     if not path.exists() or not (folder / "knowledge.db").exists():
         raise StudyError(f"{folder} holds no study (no {RECORD_FILE}); start one with `discover run`")
     record = StudyRecord.model_validate_json(path.read_text())
-    return record, KnowledgeBase(folder / "knowledge.db", starter=None)
+    return record, open_knowledge_base(folder, starter=None)
 
 
 def study_status(folder: Path) -> StudyStatus:

@@ -41,7 +41,7 @@ from discover.agents.lab import Lab, Paused
 from discover.agents.leaderboard import leaderboard, leaderboard_markdown
 from discover.agents.llm import LLM, CallRecord
 from discover.agents.proposers import make_proposer
-from discover.agents.record import RECORD_FILE, StudyError, StudyRecord
+from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult
 from discover.knowledge_base.ledger import DatabaseLedgerStore
@@ -104,7 +104,7 @@ def run_study(
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     record = open_record(folder, resume)
-    kb = KnowledgeBase(folder / "knowledge.db")
+    kb = open_knowledge_base(folder)
     try:
         if record is None:
             study = kb.add_study(config.name, config.model_dump(mode="json"), config.budget)

@@ -235,8 +235,9 @@ def baseline_add(
     sandbox: Annotated[str, typer.Option(help="auto, docker or bwrap.")] = "auto",
 ):
     """Probe FILE in the sandbox and store it as a baseline of the study in the folder."""
+    from discover.agents.record import StudyError, open_knowledge_base
     from discover.experiments.tasks import get_task
-    from discover.knowledge_base.store import KnowledgeBase, StoreError
+    from discover.knowledge_base.store import StoreError
     from discover.sandbox.runner import JobFailed, Sandbox
     from discover.sandbox.select import SandboxUnavailable, choose_backend
 
@@ -263,11 +264,11 @@ def baseline_add(
     if not verdict.passed:
         first = verdict.failures()[0]
         fail(f"{file.name} failed the {first.name} probe: {first.reason}", code=1)
-    with KnowledgeBase(folder / "knowledge.db") as kb:
-        try:
+    try:
+        with open_knowledge_base(folder) as kb:
             kb.add_baseline(name, file.read_text(), str(file.resolve()))
-        except StoreError as exc:
-            fail(str(exc))
+    except (StudyError, StoreError) as exc:
+        fail(str(exc))
     stdout.print(f"added baseline {name} ({file}); list it under baselines in {folder / 'discover.toml'}")
 
 
@@ -276,17 +277,20 @@ def baseline_list(folder: FolderOpt = Path(".")):
     """Baselines of the study in the folder (built-ins, and those added with `baseline add`)."""
     from sqlmodel import select
 
+    from discover.agents.record import StudyError, open_knowledge_base
     from discover.experiments.baselines import builtin_baselines
     from discover.knowledge_base.schema import Baseline
-    from discover.knowledge_base.store import KnowledgeBase
 
     table = Table(title="baselines", title_justify="left")
     for column in ("name", "source", "added"):
         table.add_column(column, overflow="fold")
     stored = {}
     if (folder / "knowledge.db").exists():
-        with KnowledgeBase(folder / "knowledge.db") as kb, kb.reading() as session:
-            stored = {row.name: row for row in session.exec(select(Baseline))}
+        try:
+            with open_knowledge_base(folder) as kb, kb.reading() as session:
+                stored = {row.name: row for row in session.exec(select(Baseline))}
+        except StudyError as exc:
+            fail(str(exc))
     for name in builtin_baselines():
         table.add_row(name, "built in", "")
     for name, row in sorted(stored.items()):

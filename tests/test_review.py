@@ -268,3 +268,16 @@ def test_reproduce_bad_input_says_one_line(study, tmp_path):
         done = discover("reproduce", *args)
         assert done.returncode == 2, done.stdout + done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_damaged_knowledge_base_is_one_line_for_every_study_command(tmp_path):
+    record = {"study_id": "0" * 32, "heldout_seed": 1, "created_at": "2026-01-01T00:00:00+00:00"}
+    (tmp_path / "study.json").write_text(json.dumps(record))
+    (tmp_path / "knowledge.db").write_bytes(b"not a database")
+    for command in (["report"], ["status"], ["show", "x"], ["reproduce", "x"], ["baseline", "list"],
+                    ["run", "--resume", "--sandbox", "process"]):  # fmt: skip
+        done = discover(*command, "-C", str(tmp_path))
+        assert done.returncode == 2, (command, done.stdout + done.stderr)
+        assert "cannot open knowledge base" in done.stderr and "Traceback" not in done.stderr, command
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["knowledge.db", "study.json"]
+    assert (tmp_path / "knowledge.db").read_bytes() == b"not a database"
