@@ -33,6 +33,7 @@ from discover.sandbox.local import job_environment
 from discover.sandbox.runtime import host_runtime_paths
 
 OFFLINE_IMAGE = "discover-sandbox:local"
+WATCHDOG_MARGIN_S = 10.0  # the container's own time limit, past discover's (see sandbox/watchdog.py)
 LABEL_STUDY = "discover.study"
 LABEL_JOB = "discover.job"
 HOST_SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
@@ -117,10 +118,13 @@ class DockerBackend:
         if job.device.startswith("cuda"):
             gpus = [DeviceRequest(device_ids=[job.device.partition(":")[2] or "0"], capabilities=[["gpu"]])]
             environment["CUDA_VISIBLE_DEVICES"] = "0"  # the one GPU the container sees
+        # PID 1 of the container: it ends the job at the limit even if this process is gone.
+        limit = f"{limits.timeout_s + WATCHDOG_MARGIN_S:g}"
+        watchdog = [python, "-I", "-m", "discover.sandbox.watchdog", limit]
         started = time.perf_counter()
         container = self.client.containers.run(
             self.image,
-            [python, "-I", "-m", "discover.experiments.job", "/job", "/out"],
+            [*watchdog, python, "-I", "-m", "discover.experiments.job", "/job", "/out"],
             detach=True,
             network_disabled=True,
             read_only=True,

@@ -89,3 +89,49 @@ def test_custom_corpus_is_visible_inside_the_sandbox(isolating_backend, tmp_path
     sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
     result = sandbox.train(builtin_baselines()["linear_attention"], "lm", settings, trusted=True)
     assert result.status == "ok" and 0 < result.value < 8
+
+
+SUPERVISOR = """
+import sys
+from pathlib import Path
+from discover.sandbox.base import Job, Limits, prepare_job_dir
+from discover.sandbox.docker import DockerBackend
+job = Job(job_id=sys.argv[1], action="check", task="mqar", limits=Limits(timeout_s=3, memory_mb=2048))
+job_dir, out_dir = prepare_job_dir(job, Path(sys.argv[2]), Path(sys.argv[3]))
+DockerBackend().execute(job, job_dir, out_dir)
+"""
+
+
+def test_a_container_stops_at_its_limit_when_discover_is_gone(docker_backend, tmp_path):
+    """Its watchdog (PID 1) ends a job that sleeps forever, though the process that started the
+    container was killed and cannot enforce the time limit any more."""
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    job_id = f"orphan-{uuid.uuid4().hex[:8]}"
+    hostile = Path(__file__).parent / "hostile" / "forward_sleep.py"
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, job_id, str(hostile), str(tmp_path)])
+
+    def running() -> list[str]:
+        listed = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=discover.job={job_id}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return listed.stdout.split()
+
+    try:
+        deadline = time.monotonic() + 60
+        while not running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running(), "the job's container never started"
+        supervisor.kill()  # kill -9: nothing of discover is left to stop the container
+        supervisor.wait()
+        killed = time.monotonic()
+        while running() and time.monotonic() < killed + 60:
+            time.sleep(0.5)
+        assert not running(), "the container outlived its time limit with nobody watching"
+        assert time.monotonic() - killed < 3 + 10 + 15  # the limit, the watchdog's margin, start-up
+    finally:
+        docker_backend.reap(job_id=job_id)
