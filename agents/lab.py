@@ -47,6 +47,15 @@ class Charged(Generic[T]):
     lost: list[str] = field(default_factory=list)  # attempts lost with their machine, not charged
 
 
+def candidate_file(folder: Path, architecture: Architecture) -> Path:
+    """The architecture's code as a file in the study's candidates/ folder (written on first use)."""
+    path = folder / "candidates" / f"{architecture.name}.py"
+    if not path.exists() or path.read_text() != architecture.code:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(architecture.code)
+    return path
+
+
 class OutOfBudget(Exception):
     """The ledger cannot cover the job's estimated cost."""
 
@@ -83,12 +92,7 @@ class Lab:
         return dict(self.config.settings)
 
     def candidate_file(self, architecture: Architecture) -> Path:
-        """The architecture's code as a file in the study's candidates/ folder (written on first use)."""
-        path = self.folder / "candidates" / f"{architecture.name}.py"
-        if not path.exists() or path.read_text() != architecture.code:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(architecture.code)
-        return path
+        return candidate_file(self.folder, architecture)
 
     def job(self, job_id: str, key: str, steps: int, run: Callable[[str], T]) -> Charged[T]:
         """Run `run(device)` as one budgeted job: lease a slot, reserve, run, charge the wall time.

@@ -16,16 +16,17 @@ from sqlmodel import select
 
 from discover.agents.config import load_config
 from discover.agents.graph import trusted
-from discover.agents.record import StudyError
+from discover.agents.lab import candidate_file
+from discover.agents.record import StudyError, StudyRecord
 from discover.agents.status import open_study
 from discover.agents.study import job_limits
 from discover.experiments.contract import code_hash
 from discover.experiments.harness import TrainResult, versions
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Architecture, Run
-from discover.sandbox.base import Backend
 from discover.sandbox.pool import DevicePool
 from discover.sandbox.runner import JobFailed, Sandbox
+from discover.sandbox.select import choose_backend
 
 
 class Reproduction(BaseModel):
@@ -47,7 +48,7 @@ class Reproduction(BaseModel):
     run_dir: str
 
 
-def find_run(folder: Path, reference: str) -> tuple[Architecture, Run]:
+def find_run(folder: Path, reference: str) -> tuple[StudyRecord, Architecture, Run]:
     """A run by id (or a unique id prefix), or a design by name or id: its best screening run."""
     record, kb = open_study(folder)
     with kb, kb.reading() as session:
@@ -75,12 +76,14 @@ def find_run(folder: Path, reference: str) -> tuple[Architecture, Run]:
             raise StudyError(f"run {run.id} {run.status}; only a succeeded run has a result to reproduce")
         architecture = session.get(Architecture, run.architecture_id)
         assert architecture is not None
-        return architecture, run
+        return record, architecture, run
 
 
-def reproduce(folder: Path, reference: str, backend: Backend, tolerance: float = 1e-4) -> Reproduction:
-    record, _ = open_study(folder)
-    architecture, run = find_run(folder, reference)
+def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: float = 1e-4) -> Reproduction:
+    """Train the run again in `sandbox` (default: the one it ran in, here rather than on a cluster)."""
+    record, architecture, run = find_run(folder, reference)
+    recorded_in = (run.sandbox or "auto").removeprefix("ray+")
+    backend = choose_backend(sandbox or recorded_in).backend  # type: ignore[arg-type]
     if code_hash(architecture.code) != architecture.code_hash:
         raise StudyError(f"{architecture.name}'s stored code no longer matches its recorded hash")
     recorded = TrainResult.model_validate(run.result)
@@ -104,10 +107,7 @@ def reproduce(folder: Path, reference: str, backend: Backend, tolerance: float =
     if run.sandbox and run.sandbox.removeprefix("ray+") != backend.name:
         warnings.append(f"trained in the {run.sandbox} sandbox, reproduced in {backend.name}")
 
-    candidate = folder / "candidates" / f"{architecture.name}.py"
-    if not candidate.exists() or candidate.read_text() != architecture.code:
-        candidate.parent.mkdir(parents=True, exist_ok=True)
-        candidate.write_text(architecture.code)
+    candidate = candidate_file(folder, architecture)
     pool = DevicePool.detect(cpu_slots=config.workers or 1)  # the study's thread share, for equal sums
     limits = job_limits(config, pool)
     sandbox = Sandbox(backend, folder / "jobs", limits, record.study_id, heldout_seed=record.heldout_seed)

@@ -51,16 +51,13 @@ def reproduce_command(
     from rich.markup import escape
 
     from discover.agents.record import StudyError
-    from discover.agents.reproduce import find_run, reproduce
-    from discover.sandbox.select import BackendName, SandboxUnavailable, choose_backend
+    from discover.agents.reproduce import reproduce
+    from discover.sandbox.select import BackendName, SandboxUnavailable
 
     if sandbox is not None and sandbox not in get_args(BackendName):
         fail(f"--sandbox {sandbox} is not one of {', '.join(get_args(BackendName))}")
     try:
-        _, run = find_run(folder, reference)
-        recorded = (run.sandbox or "auto").removeprefix("ray+")  # reproduced here, not on the cluster
-        choice = choose_backend(sandbox or recorded, allow_untrusted=False)  # type: ignore[arg-type]
-        outcome = reproduce(folder, reference, choice.backend, tolerance)
+        outcome = reproduce(folder, reference, sandbox, tolerance)
     except (StudyError, SandboxUnavailable) as exc:
         fail(str(exc))
     if json:
