@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -213,10 +213,8 @@ class Runner:
             if unfinished:
                 self.say(f"resuming {len(unfinished)} unfinished experiment(s): {', '.join(unfinished)}")
             with ThreadPoolExecutor(max_workers=lab.config.workers, thread_name_prefix="experiment") as pool:
-                for future in [pool.submit(self.resume_one, thread) for thread in unfinished]:
-                    future.result()
-                for future in [pool.submit(self.work) for _ in range(lab.config.workers)]:
-                    future.result()
+                wait_interruptibly([pool.submit(self.resume_one, thread) for thread in unfinished])
+                wait_interruptibly([pool.submit(self.work) for _ in range(lab.config.workers)])
         return self.finish()
 
     # -- experiments
@@ -417,6 +415,17 @@ class interrupts:
 
         kill_running_jobs()
         os._exit(130)
+
+
+def wait_interruptibly(futures: list[Future]) -> None:
+    """Wait for the futures, raising the first error. Python runs signal handlers in the main thread
+    only, and a Ctrl-C the kernel hands to another thread does not wake a blocked future.result():
+    short timed waits let the handler run within a fraction of a second."""
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=0.2)
+    for future in futures:
+        future.result()
 
 
 def write_atomic(path: Path, text: str) -> None:
