@@ -2,11 +2,11 @@
 
     python -m discover.experiments.job JOB_DIR OUT_DIR
 
-JOB_DIR (read-only) holds `job.json` and `candidate.py` (and, for predict, `weights.pt` and
-`inputs.pt`). OUT_DIR is the only writable folder; the orchestrator reads it back with size limits
+JOB_DIR (read-only) holds `job.json`, `candidate.py` and `inputs.pt` (and, for predict,
+`weights.pt`). OUT_DIR is the only writable folder; the orchestrator reads it back with size limits
 and validates every file.
 
-    check     probes                                 -> verdict.json
+    check     probes; logits for the audit's inputs  -> verdict.json, logits.pt
     fit       train, no held-out data                -> metrics.jsonl, fit.json, weights.pt
     predict   fresh process: weights, held-out inputs -> logits.pt
 
@@ -70,8 +70,17 @@ def run(job_dir: Path, out_dir: Path) -> None:
 
     if job.action == "check":
         verdict = check(candidate, task, cfg)
+        logits = None
+        if verdict.passed:  # for the orchestrator's own causality audit (`discover.sandbox.heldout`)
+            torch.manual_seed(job.seed)
+            model = task.build_model(load_mixer_class(candidate), cfg).to(device)
+            logits = predict(
+                model, torch.load(job_dir / "inputs.pt", weights_only=True), cfg.batch_size, device
+            )
         guard.verify()
         write_json_atomic(out_dir / "verdict.json", verdict.model_dump())
+        if logits is not None:
+            torch.save(logits, out_dir / "logits.pt")
     elif job.action == "fit":
         model, summary = fit(candidate, task, cfg, job.seed, device, out_dir)
         guard.verify()

@@ -6,11 +6,14 @@ it could still do is look ahead: every input window is in its memory at once, so
 at position t a prediction made from the token at t + 1, or from other examples. The audit catches
 both: a second, independent job predicts the same windows, shuffled into other batches, with
 everything after a random cut replaced by another window's tokens (text that looks just as real);
-the outputs before each cut must agree.
+the outputs before each cut must agree. A check job gets the same audit on a few training windows,
+originals and scrambled copies mixed in one secret order: its probes run in the candidate's own
+process, so their verdict alone could be forged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,6 +36,24 @@ def audit_inputs(inputs: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.T
     tail = torch.arange(length)[None, :] >= cuts[:, None]
     order = torch.randperm(rows, generator=generator)
     return torch.where(tail, inputs[donors], inputs)[order], cuts, order
+
+
+def check_audit_inputs(
+    inputs: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], str | None]]:
+    """The causality audit of a check job, which has one job where training has two: the rows and
+    their scrambled copies mixed into one secret order. Returns the job's inputs and the judge of
+    the logits it writes for them (why they read the future or the batch, or None)."""
+    rows = len(inputs)
+    scrambled, cuts, order = audit_inputs(inputs, seed)
+    mix = torch.randperm(2 * rows, generator=torch.Generator().manual_seed(seed + 1))
+    mixed = torch.cat([inputs, scrambled])[mix]
+
+    def judge(logits: torch.Tensor) -> str | None:
+        unmixed = logits[mix.argsort()]
+        return audit_violation(unmixed[:rows], unmixed[rows:], cuts, order)
+
+    return mixed, judge
 
 
 def audit_violation(

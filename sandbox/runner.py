@@ -48,11 +48,13 @@ from discover.sandbox.heldout import (
     HeldoutError,
     audit_inputs,
     audit_violation,
+    check_audit_inputs,
     read_logits,
     read_parameter_count,
 )
 
 CHECK_TIMEOUT_S = 600.0
+CHECK_AUDIT_ROWS = 8  # training rows, and as many scrambled copies
 MAX_METRICS_BYTES = 64 << 20
 
 
@@ -98,10 +100,31 @@ class Sandbox:
             return Verdict(candidate=candidate.stem, task=task, passed=False, probes=[probe])
         job = self._job("check", task, settings, 0, "cpu", trusted, job_id)
         job.limits = job.limits.model_copy(update={"timeout_s": min(job.limits.timeout_s, CHECK_TIMEOUT_S)})
-        out_dir, _ = self._run(job, candidate)
+        the_task = get_task(task)
+        cfg = the_task.config(settings)
+        sample = next(iter(the_task.train_batches(cfg, 0, torch.device("cpu")))).inputs[:CHECK_AUDIT_ROWS]
+        audit, judge = check_audit_inputs(sample, secrets.randbelow(2**62))
+        out_dir, _ = self._run_on(job, candidate, audit)
         verdict = self._read(job, out_dir, "verdict.json", Verdict)
         verdict.candidate = candidate.stem  # inside the sandbox every file is named candidate.py
+        if verdict.passed:  # the probes ran in the candidate's process: confirm causality here
+            verdict.probes.append(self._audit_probe(out_dir, audit.shape, judge))
+            verdict.passed = not verdict.failures()
         return verdict
+
+    def _audit_probe(
+        self, out_dir: Path, shape: tuple[int, ...], judge: Callable[[torch.Tensor], str | None]
+    ) -> ProbeResult:
+        try:
+            violation = judge(read_logits(out_dir / "logits.pt", (*shape, -1), self.limits.output_mb << 20))
+        except HeldoutError as exc:
+            violation = str(exc)
+        if violation is not None:
+            return ProbeResult(
+                name="causality_audit", passed=False, reason=f"checked outside the sandbox: {violation}"
+            )
+        reason = "outputs for inputs scrambled in secret agree before every cut (checked outside the sandbox)"
+        return ProbeResult(name="causality_audit", passed=True, reason=reason)
 
     def train(
         self,
@@ -162,13 +185,7 @@ class Sandbox:
         job = self._job(
             "predict", fit_job.task, fit_job.settings, fit_job.seed, fit_job.device, fit_job.trusted, job_id
         )
-        staged = self.workdir / f"{job_id}-inputs.pt"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        torch.save(inputs, staged)
-        try:
-            out_dir, _ = self._run(job, candidate, inputs={"weights.pt": weights, "inputs.pt": staged})
-        finally:
-            staged.unlink(missing_ok=True)
+        out_dir, _ = self._run_on(job, candidate, inputs, {"weights.pt": weights})
         try:
             return read_logits(out_dir / "logits.pt", (*inputs.shape, -1), self.limits.output_mb << 20)
         except HeldoutError as exc:
@@ -197,6 +214,18 @@ class Sandbox:
             read_only_paths=[str(Path(corpus).resolve())] if corpus else [],
             limits=self.limits,
         )
+
+    def _run_on(
+        self, job: Job, candidate: Path, inputs: torch.Tensor, files: dict[str, Path] | None = None
+    ) -> tuple[Path, JobOutcome]:
+        """`_run` with `inputs` in the job folder as inputs.pt."""
+        staged = self.workdir / f"{job.job_id}-inputs.pt"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        torch.save(inputs, staged)
+        try:
+            return self._run(job, candidate, {**(files or {}), "inputs.pt": staged})
+        finally:
+            staged.unlink(missing_ok=True)
 
     def _run(
         self, job: Job, candidate: Path, inputs: dict[str, Path] | None = None

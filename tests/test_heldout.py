@@ -9,7 +9,13 @@ from discover.experiments.baselines import builtin_baselines
 from discover.experiments.contract import load_mixer_class
 from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import predict
-from discover.sandbox.heldout import HeldoutError, audit_inputs, audit_violation, read_logits
+from discover.sandbox.heldout import (
+    HeldoutError,
+    audit_inputs,
+    audit_violation,
+    check_audit_inputs,
+    read_logits,
+)
 
 from .conftest import CANDIDATES
 
@@ -40,6 +46,24 @@ def test_honest_models_pass_the_audit(name):
 def test_models_that_read_ahead_or_across_the_batch_fail_it(name):
     violation = audit(CANDIDATES / f"{name}.py")
     assert violation is not None and "the predictions read the future or the batch" in violation
+
+
+@pytest.mark.parametrize(
+    ("candidate", "causal"),
+    [(builtin_baselines()["gated_deltanet"], True), (CANDIDATES / "reads_future.py", False)],
+)
+def test_a_check_jobs_one_batch_audit_tells_causal_models_apart(candidate, causal):
+    """A check job predicts originals and scrambled copies in one secret order, in one process."""
+    task = get_task("mqar")
+    cfg = task.config(SETTINGS)
+    torch.manual_seed(0)
+    model = task.build_model(load_mixer_class(candidate), cfg)
+    sample = next(task.train_batches(cfg, 0, torch.device("cpu"))).inputs[:8]
+    mixed, judge = check_audit_inputs(sample, seed=11)
+    assert mixed.shape == (16, sample.shape[1])
+    assert not torch.equal(mixed[:8], sample)  # the originals are not simply first
+    violation = judge(predict(model, mixed, cfg.batch_size, torch.device("cpu")))
+    assert (violation is None) == causal, violation
 
 
 def test_the_audit_keeps_each_prefix_and_changes_each_tail():

@@ -83,13 +83,6 @@ def both(name: str, why: str) -> dict[tuple[str, str], str]:
 
 # (file, backend) -> what gets through today. Details and suggested fixes: the suite's report.
 KNOWN_HOLES: dict[tuple[str, str], str] = {
-    **both(
-        "fake_results",
-        "the check job writes verdict.json in the process that runs the candidate: a file that writes "
-        "a passing verdict and exits before the probes run is reported as passing `discover check` "
-        "(its training result is then rejected by the prediction audit; throughput, parameters and "
-        "the score are measured outside the sandbox and are not forged)",
-    ),
     ("memory_split", "bwrap"): "bwrap bounds memory per process (RLIMIT_AS), not per job: several "
     "processes together hold several times memory_mb",
 }

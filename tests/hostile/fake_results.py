@@ -1,6 +1,7 @@
-"""Forges its own result files: a passing verdict.json in the check job (its mixer reads the future,
-so honest probes would fail it), and a perfect evaluation.json and metrics-shaped logits (then exit 0
-before the harness runs) in the predict job. (forge_fit_summary.py forges the fit job's summary.)
+"""Forges its own result files: in the check job a passing verdict.json, and logits of the right
+shape for the causality audit (its mixer reads the future, so honest probes would fail it); in the
+predict job a perfect evaluation.json and metrics-shaped logits; then exits 0 before the harness
+runs. (forge_fit_summary.py forges the fit job's summary.)
 Must happen: the orchestrator reports none of the forged numbers."""
 
 import json
@@ -17,6 +18,10 @@ if JOB["action"] == "check":
     with open("/out/verdict.json", "w") as stream:
         probe = {"name": "causality", "passed": True, "reason": ""}
         json.dump({"candidate": "fake_results", "task": JOB["task"], "passed": True, "probes": [probe]}, stream)
+    # and logits of the right shape for the audit's inputs, from a rule that reads the future
+    inputs = torch.load("/job/inputs.pt")
+    future = inputs.flip(1).cumsum(1).flip(1).float()
+    torch.save(future[..., None].repeat(1, 1, int(inputs.max()) + 1), "/out/logits.pt")
     os._exit(0)
 if JOB["action"] == "predict":
     with open("/out/evaluation.json", "w") as stream:
