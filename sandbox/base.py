@@ -49,6 +49,9 @@ class JobOutcome(BaseModel):
     exit_code: int | None = None
     wall_time_s: float = 0.0
     log_tail: str = ""
+    # Peak resident set of the job's largest process, measured by its parent outside the job's
+    # reach (`waiting.py`); None where the backend cannot tell.
+    peak_memory_mb: float | None = None
 
 
 class Backend(Protocol):

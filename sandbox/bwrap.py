@@ -13,13 +13,17 @@ import glob
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from discover.sandbox.base import Job, JobOutcome
 from discover.sandbox.local import job_environment, python_command, run_local
 from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
+from discover.sandbox.watchdog import read_peak_memory, watched
 
 SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/alternatives", "/etc/ssl", "/etc/localtime")
 SANDBOX_UID = 65534  # nobody, inside the user namespace of a bwrap run by a normal user
@@ -100,10 +104,19 @@ class BwrapBackend:
         command.append("--clearenv")
         for key, value in job_environment(job, home="/tmp").items():
             command += ["--setenv", key, value]
+        job_command = python_command("/job", "/out")
         if os.geteuid() == 0:
-            command += drop_to(job_uid(job.job_id))
-        return command + python_command("/job", "/out")
+            job_command = drop_to(job_uid(job.job_id)) + job_command
+        # The job runs under the watchdog, which measures its peak memory (bwrap's own PID 1 would
+        # hide it from this process's wait4); discover enforces the time limit itself. Run by root,
+        # the watchdog keeps the sandbox's root, out of the job's reach.
+        return command + watched(sys.executable, job.limits.timeout_s, job_command)
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
-        exit_code, log, seconds = run_local(self.command(job, job_dir, out_dir), job, env={})
-        return outcome(job, exit_code, log, seconds, out_dir)
+        exited = run_local(self.command(job, job_dir, out_dir), job, env={})
+        log, peak_memory_mb = read_peak_memory(exited.log)
+        result = outcome(job, replace(exited, log=log, peak_memory_mb=peak_memory_mb), out_dir)
+        if peak_memory_mb is None and exited.exit_code == 128 + signal.SIGKILL:
+            # Run by a normal user, the watchdog is the job's user too: the job could kill it.
+            result.reason = f"the process that watches the job was killed ({result.reason})"
+        return result

@@ -29,11 +29,11 @@ import requests
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from discover.sandbox.base import Job, JobOutcome, failure_reason
-from discover.sandbox.local import job_environment
+from discover.sandbox.local import job_environment, python_command
 from discover.sandbox.runtime import host_runtime_paths
+from discover.sandbox.watchdog import read_peak_memory, watched
 
 OFFLINE_IMAGE = "discover-sandbox:local"
-WATCHDOG_MARGIN_S = 10.0  # the container's own time limit, past discover's (see sandbox/watchdog.py)
 LABEL_STUDY = "discover.study"
 LABEL_JOB = "discover.job"
 HOST_SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
@@ -93,6 +93,12 @@ def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def watchdog_peak_memory(container: docker.models.containers.Container) -> float | None:
+    """The job's peak memory, from the watchdog's last line on stdout (`watchdog.py`): stdout alone,
+    as Docker may log a line of stderr the job wrote before it died after the watchdog's line."""
+    return read_peak_memory(container.logs(stdout=True, stderr=False, tail=1).decode(errors="replace"))[1]
+
+
 class DockerBackend:
     name = "docker"
 
@@ -118,13 +124,11 @@ class DockerBackend:
         if job.device.startswith("cuda"):
             gpus = [DeviceRequest(device_ids=[job.device.partition(":")[2] or "0"], capabilities=[["gpu"]])]
             environment["CUDA_VISIBLE_DEVICES"] = "0"  # the one GPU the container sees
-        # PID 1 of the container: it ends the job at the limit even if this process is gone.
-        limit = f"{limits.timeout_s + WATCHDOG_MARGIN_S:g}"
-        watchdog = [python, "-I", "-m", "discover.sandbox.watchdog", limit]
         started = time.perf_counter()
         container = self.client.containers.run(
             self.image,
-            [*watchdog, python, "-I", "-m", "discover.experiments.job", "/job", "/out"],
+            # The watchdog is PID 1: it ends the job at the limit even if this process is gone.
+            watched(python, limits.timeout_s, python_command("/job", "/out", python)),
             detach=True,
             network_disabled=True,
             read_only=True,
@@ -154,6 +158,8 @@ class DockerBackend:
                 exit_code = None
                 container.kill()
             log = container.logs(stdout=True, stderr=True)[-limits.log_kb * 1024 :].decode(errors="replace")
+            log, _ = read_peak_memory(log)
+            peak_memory_mb = watchdog_peak_memory(container)
             container.reload()
             oom = container.attrs["State"].get("OOMKilled", False)
         finally:
@@ -175,7 +181,10 @@ class DockerBackend:
                 job_id=job.job_id, status="failed", reason=reason, exit_code=exit_code,
                 wall_time_s=seconds, log_tail=log,
             )  # fmt: skip
-        return JobOutcome(job_id=job.job_id, status="ok", exit_code=0, wall_time_s=seconds, log_tail=log)
+        return JobOutcome(
+            job_id=job.job_id, status="ok", exit_code=0, wall_time_s=seconds, log_tail=log,
+            peak_memory_mb=peak_memory_mb,
+        )  # fmt: skip
 
     def reap(self, study_id: str | None = None, job_id: str | None = None) -> int:
         """Remove every discover container (of one study or job, if given) left by a crashed run."""

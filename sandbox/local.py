@@ -15,10 +15,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from discover.sandbox.base import Job
+from discover.sandbox.waiting import wait_for_exit
 
 
 def job_environment(job: Job, home: str) -> dict[str, str]:
@@ -94,9 +96,16 @@ def kill_running_jobs() -> None:
             os.killpg(group, signal.SIGKILL)
 
 
-def run_local(command: list[str], job: Job, env: dict[str, str]) -> tuple[int | None, str, float]:
-    """Run in a new session and kill the whole process group at the timeout and at the end.
-    Returns (exit code or None on timeout, log tail, wall seconds)."""
+@dataclass
+class LocalExit:
+    exit_code: int | None  # None: killed at the time limit
+    log: str
+    wall_time_s: float
+    peak_memory_mb: float | None  # measured by this process (`waiting.py`); None after a timeout
+
+
+def run_local(command: list[str], job: Job, env: dict[str, str]) -> LocalExit:
+    """Run in a new session and kill the whole process group at the timeout and at the end."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command,
@@ -110,17 +119,17 @@ def run_local(command: list[str], job: Job, env: dict[str, str]) -> tuple[int | 
     RUNNING.add(process.pid)
     assert process.stdout is not None
     tail = LogTail(process.stdout, job.limits.log_kb * 1024)
-    try:
-        exit_code: int | None = process.wait(timeout=job.limits.timeout_s)
-    except subprocess.TimeoutExpired:
-        exit_code = None
+    finished = wait_for_exit(process.pid, job.limits.timeout_s)
     with contextlib.suppress(ProcessLookupError):  # children left in the group, finished job or not
         os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    if finished is None:
+        finished = (None, None)
+        wait_for_exit(process.pid, None)
+    process.returncode = -1 if finished[0] is None else finished[0]  # reaped here, not by Popen
     RUNNING.discard(process.pid)
-    return exit_code, tail.text(), time.perf_counter() - started
+    return LocalExit(finished[0], tail.text(), time.perf_counter() - started, finished[1])
 
 
-def python_command(job_dir: Path | str, out_dir: Path | str) -> list[str]:
+def python_command(job_dir: Path | str, out_dir: Path | str, python: str = sys.executable) -> list[str]:
     # -I: ignore PYTHON* variables and the user's site folder; keep the current directory off sys.path.
-    return [sys.executable, "-I", "-m", "discover.experiments.job", str(job_dir), str(out_dir)]
+    return [python, "-I", "-m", "discover.experiments.job", str(job_dir), str(out_dir)]

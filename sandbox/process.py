@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from discover.sandbox.base import Job, JobOutcome, failure_reason
-from discover.sandbox.local import job_environment, python_command, run_local
+from discover.sandbox.local import LocalExit, job_environment, python_command, run_local
 
 REFUSAL = (
     "the process backend runs only trusted code (built-in baselines, generated templates); "
@@ -27,20 +27,17 @@ class ProcessBackend:
             return JobOutcome(job_id=job.job_id, status="refused", reason=REFUSAL)
         with tempfile.TemporaryDirectory(prefix="discover-scratch-") as scratch:
             env = job_environment(job, home=scratch)
-            exit_code, log, seconds = run_local(python_command(job_dir, out_dir), job, env)
-        return outcome(job, exit_code, log, seconds, out_dir)
+            exited = run_local(python_command(job_dir, out_dir), job, env)
+        return outcome(job, exited, out_dir)
 
 
-def outcome(job: Job, exit_code: int | None, log: str, seconds: float, out_dir: Path) -> JobOutcome:
+def outcome(job: Job, exited: LocalExit, out_dir: Path) -> JobOutcome:
     """Shared by the local backends: turn an exit code into ok / failed / timeout with a reason."""
-    if exit_code is None:
+    common = {"job_id": job.job_id, "wall_time_s": exited.wall_time_s, "log_tail": exited.log}
+    if exited.exit_code is None:
         reason = f"killed after the {job.limits.timeout_s:g} s time limit"
-        return JobOutcome(
-            job_id=job.job_id, status="timeout", reason=reason, wall_time_s=seconds, log_tail=log
-        )
-    if exit_code != 0:
-        return JobOutcome(
-            job_id=job.job_id, status="failed", reason=failure_reason(out_dir, log, exit_code),
-            exit_code=exit_code, wall_time_s=seconds, log_tail=log,
-        )  # fmt: skip
-    return JobOutcome(job_id=job.job_id, status="ok", exit_code=0, wall_time_s=seconds, log_tail=log)
+        return JobOutcome(status="timeout", reason=reason, **common)
+    if exited.exit_code != 0:
+        reason = failure_reason(out_dir, exited.log, exited.exit_code)
+        return JobOutcome(status="failed", reason=reason, exit_code=exited.exit_code, **common)
+    return JobOutcome(status="ok", exit_code=0, peak_memory_mb=exited.peak_memory_mb, **common)

@@ -151,15 +151,17 @@ class Sandbox:
             raise JobFailed(JobOutcome(job_id=fit_job.job_id, status="failed", reason=str(exc))) from None
         # What a score depends on is measured here, not taken from fit.json: parameters from the
         # weights, throughput and wall time from this process's clock around the whole job
-        # (start-up included, so it is a lower bound, the same for every candidate).
-        summary = summary.model_copy(
-            update={
-                "candidate": candidate.stem,
-                "params": params,
-                "tokens_per_s": cfg.steps * the_task.tokens_per_batch(cfg) / fit_outcome.wall_time_s,
-                "wall_time_s": fit_outcome.wall_time_s,
-            }
-        )
+        # (start-up included, so it is a lower bound, the same for every candidate), and on the CPU
+        # peak memory from the kernel's account of the job (a GPU's peak is the job's own report).
+        measured = {
+            "candidate": candidate.stem,
+            "params": params,
+            "tokens_per_s": cfg.steps * the_task.tokens_per_batch(cfg) / fit_outcome.wall_time_s,
+            "wall_time_s": fit_outcome.wall_time_s,
+        }
+        if not device.startswith("cuda") and fit_outcome.peak_memory_mb is not None:
+            measured["peak_memory_mb"] = fit_outcome.peak_memory_mb
+        summary = summary.model_copy(update=measured)
 
         heldout = the_task.heldout(cfg, self.heldout_seed)
         scrambled, cuts, order = audit_inputs(heldout.inputs, seed)

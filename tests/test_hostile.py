@@ -508,6 +508,7 @@ def _measured_outside(run: Run, env: dict) -> None:
     # Whether or not the thread won its race against the job's exit, these are not fit.json's.
     assert run.result.params == _params_of_one_linear_mixer(), run.result.params
     assert run.result.tokens_per_s < 1e9, run.result.tokens_per_s
+    assert run.result.peak_memory_mb > 50, run.result.peak_memory_mb  # Python and torch alone hold more
 
 
 @verifies("patch_torch_metric")

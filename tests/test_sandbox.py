@@ -41,6 +41,16 @@ def test_sandboxed_training_matches_the_in_process_harness(any_backend, tmp_path
     assert len((tmp_path / "run/metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_peak_memory_is_measured_outside_the_job(any_backend, tmp_path):
+    """The kernel's account of the job, not fit.json's claim: the two agree for an honest job."""
+    sandbox = Sandbox(any_backend, tmp_path, LIMITS)
+    settings = {**TINY, "n_layers": 2}  # two mixers: 512 MB of ballast
+    result = sandbox.train(CANDIDATES / "holds_memory.py", "mqar", settings, job_id="ballast", trusted=True)
+    claimed = json.loads((tmp_path / "ballast/out/fit.json").read_text())["peak_memory_mb"]
+    assert 512 < result.peak_memory_mb < 2048, result.peak_memory_mb
+    assert result.peak_memory_mb == pytest.approx(claimed, rel=0.05)
+
+
 def test_the_held_out_seed_is_secret_and_changes_the_held_out_set(tmp_path):
     candidate = builtin_baselines()["linear_attention"]
     settings = {**TINY, "test_examples": 512}

@@ -1,7 +1,8 @@
 """A causal mixer that trains honestly but rewrites fit.json: from an exit handler, and from a thread
 that waits for the harness to write the file, with near-infinite throughput, one parameter, zero
-loss and one FLOP per token.
-Must happen: the run succeeds, and the orchestrator reports its own parameter count and throughput."""
+loss, one FLOP per token and a kilobyte of memory.
+Must happen: the run succeeds, and the orchestrator reports its own parameter count, throughput and
+peak memory."""
 
 import atexit
 import json
@@ -12,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-FORGED = {"tokens_per_s": 1e12, "final_train_loss": 0.0, "flops_per_token": 1.0, "params": 1}
+FORGED = {"tokens_per_s": 1e12, "final_train_loss": 0.0, "flops_per_token": 1.0, "params": 1, "peak_memory_mb": 0.001}
 
 
 def _forge() -> None:
