@@ -37,7 +37,7 @@ import discover.experiments.tasks.base as task_base
 from discover.experiments.contract import CandidateError, describe_error, load_mixer_class
 from discover.experiments.harness import fit, pick_device, write_json_atomic
 from discover.experiments.integrity import IntegrityError, IntegrityGuard
-from discover.experiments.probes import check
+from discover.experiments.probes import load_and_check
 from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import predict
 
@@ -69,11 +69,11 @@ def run(job_dir: Path, out_dir: Path) -> None:
     )  # taken before the candidate is imported
 
     if job.action == "check":
-        verdict = check(candidate, task, cfg)
+        verdict, mixer_class = load_and_check(candidate, task, cfg)
         logits = None
-        if verdict.passed:  # for the orchestrator's own causality audit (`discover.sandbox.heldout`)
+        if verdict.passed and mixer_class is not None:  # for the orchestrator's causality audit
             torch.manual_seed(job.seed)
-            model = task.build_model(load_mixer_class(candidate), cfg).to(device)
+            model = task.build_model(mixer_class, cfg).to(device)
             logits = predict(
                 model, torch.load(job_dir / "inputs.pt", weights_only=True), cfg.batch_size, device
             )

@@ -57,13 +57,21 @@ class Subject:
 
 
 def check(candidate: Path, task: SequenceTask, cfg: SequenceTaskConfig) -> Verdict:
+    return load_and_check(candidate, task, cfg)[0]
+
+
+def load_and_check(
+    candidate: Path, task: SequenceTask, cfg: SequenceTaskConfig
+) -> tuple[Verdict, type[nn.Module] | None]:
+    """The verdict, and the candidate's Mixer class when it imported (the check job builds the
+    audited model from it, rather than running the file's code a second time)."""
     verdict = Verdict(candidate=candidate.stem, task=task.name, passed=False, probes=[])
     try:
         verdict.code_hash = code_hash(candidate.read_text())
         mixer_class = load_mixer_class(candidate)
     except (CandidateError, OSError, UnicodeDecodeError) as exc:
         verdict.probes.append(ProbeResult(name="import", passed=False, reason=str(exc)))
-        return verdict
+        return verdict, None
     verdict.probes.append(ProbeResult(name="import", passed=True, reason="defines a Mixer class"))
 
     try:
@@ -72,7 +80,7 @@ def check(candidate: Path, task: SequenceTask, cfg: SequenceTaskConfig) -> Verdi
     except Exception as exc:
         reason = f"Mixer(d_model={cfg.d_model}, num_heads={cfg.num_heads}) raised {describe_error(exc)}"
         verdict.probes.append(ProbeResult(name="construct", passed=False, reason=reason))
-        return verdict
+        return verdict, mixer_class
     verdict.probes.append(ProbeResult(name="construct", passed=True, reason="builds with the task's sizes"))
 
     subject = Subject(mixer_class, mixer, task, cfg, verdict)
@@ -85,7 +93,7 @@ def check(candidate: Path, task: SequenceTask, cfg: SequenceTaskConfig) -> Verdi
         if probe is forward_backward and not result.passed:
             break  # every later probe needs a working forward pass
     verdict.passed = not verdict.failures()
-    return verdict
+    return verdict, mixer_class
 
 
 def forward_backward(s: Subject) -> ProbeResult:

@@ -123,11 +123,11 @@ def run_local(command: list[str], job: Job, env: dict[str, str]) -> LocalExit:
     with contextlib.suppress(ProcessLookupError):  # children left in the group, finished job or not
         os.killpg(process.pid, signal.SIGKILL)
     if finished is None:
-        finished = (None, None)
-        wait_for_exit(process.pid, None)
-    process.returncode = -1 if finished[0] is None else finished[0]  # reaped here, not by Popen
+        wait_for_exit(process.pid, None)  # reap the killed job
+    exit_code, peak_memory_mb = finished or (None, None)
+    process.returncode = -1 if exit_code is None else exit_code  # reaped here, not by Popen
     RUNNING.discard(process.pid)
-    return LocalExit(finished[0], tail.text(), time.perf_counter() - started, finished[1])
+    return LocalExit(exit_code, tail.text(), time.perf_counter() - started, peak_memory_mb)
 
 
 def python_command(job_dir: Path | str, out_dir: Path | str, python: str = sys.executable) -> list[str]:
