@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+EMPTY_FILE = "empty"  # beside a job's job/ and out/ folders
+
 
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -39,6 +41,9 @@ class Job(BaseModel):
     device: str = "cpu"  # "cpu" or "cuda:N"; the pool hands these out
     trusted: bool = False  # built-in baseline or template-generated code
     read_only_paths: list[str] = []  # host data the job reads, e.g. a corpus folder
+    # Host files holding held-out data inside folders the job sees (an lm corpus's validation
+    # files, the standard library's among them): every backend shows them to the job as empty files.
+    hidden_paths: list[str] = []
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -85,6 +90,8 @@ def prepare_job_dir(
         "device": job.device,
     }
     (job_dir / "job.json").write_text(json.dumps(spec))
+    if job.hidden_paths:  # what backends mount over each hidden file; outside /job, so unseen
+        (root / EMPTY_FILE).touch(mode=0o444)
     shutil.copyfile(candidate, job_dir / "candidate.py")
     for name, path in (inputs or {}).items():
         shutil.copyfile(path, job_dir / name)
@@ -92,6 +99,14 @@ def prepare_job_dir(
         path.chmod(0o444)
     job_dir.chmod(0o555)
     return job_dir, out_dir
+
+
+def hidden_mounts(job: Job, job_dir: Path, mounted: list[Path]) -> list[tuple[Path, Path]]:
+    """(empty file, hidden path) for each of the job's hidden files that lies in a folder the job
+    sees; the backend mounts the first over the second, read-only."""
+    empty = job_dir.parent / EMPTY_FILE
+    hidden = [Path(path) for path in job.hidden_paths]
+    return [(empty, path) for path in hidden if any(path.is_relative_to(folder) for folder in mounted)]
 
 
 def strip_special_bits(out_dir: Path) -> int:

@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from discover.sandbox.base import Job, JobOutcome
+from discover.sandbox.base import Job, JobOutcome, hidden_mounts
 from discover.sandbox.local import job_environment, python_command, run_local
 from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
@@ -94,6 +94,9 @@ class BwrapBackend:
             command += ["--perms", "0755", "--dir", str(folder)]
         for path in binds:
             command += ["--ro-bind", str(path), str(path)]
+        system = [Path(path) for path in SYSTEM_PATHS]
+        for empty, hidden in hidden_mounts(job, job_dir, [*system, *binds]):
+            command += ["--ro-bind", str(empty), str(hidden)]
         if job.device.startswith("cuda"):
             for device in sorted(glob.glob("/dev/nvidia*")):
                 command += ["--dev-bind", device, device]

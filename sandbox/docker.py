@@ -26,9 +26,9 @@ from pathlib import Path
 
 import docker
 import requests
-from docker.types import DeviceRequest, LogConfig, Ulimit
+from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
-from discover.sandbox.base import Job, JobOutcome, failure_reason
+from discover.sandbox.base import Job, JobOutcome, failure_reason, hidden_mounts
 from discover.sandbox.local import job_environment, python_command
 from discover.sandbox.runtime import host_runtime_paths
 from discover.sandbox.watchdog import read_peak_memory, watched
@@ -107,14 +107,26 @@ class DockerBackend:
         self.host_runtime = host_runtime
         self.client = docker.from_env()
 
-    def volumes(self, job: Job, job_dir: Path, out_dir: Path) -> dict[str, dict[str, str]]:
-        volumes = {str(job_dir): {"bind": "/job", "mode": "ro"}, str(out_dir): {"bind": "/out", "mode": "rw"}}
+    def shared_paths(self, job: Job) -> list[Path]:
+        """Host folders the container sees read-only at their own paths."""
         shared = [Path(p) for p in job.read_only_paths]
         if self.host_runtime:
             shared += [Path(p) for p in HOST_SYSTEM_PATHS if Path(p).exists()] + host_runtime_paths()
-        for path in shared:
+        return shared
+
+    def volumes(self, job: Job, job_dir: Path, out_dir: Path) -> dict[str, dict[str, str]]:
+        volumes = {str(job_dir): {"bind": "/job", "mode": "ro"}, str(out_dir): {"bind": "/out", "mode": "rw"}}
+        for path in self.shared_paths(job):
             volumes[str(path)] = {"bind": str(path), "mode": "ro"}
         return volumes
+
+    def hidden_file_mounts(self, job: Job, job_dir: Path) -> list[Mount]:
+        """An empty file over each held-out file in a shared folder (a volume per source path
+        cannot express many mounts of one file)."""
+        return [
+            Mount(str(hidden), str(empty), type="bind", read_only=True)
+            for empty, hidden in hidden_mounts(job, job_dir, self.shared_paths(job))
+        ]
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
         limits = job.limits
@@ -134,6 +146,7 @@ class DockerBackend:
             read_only=True,
             tmpfs={"/tmp": f"size={limits.scratch_mb}m,mode=1777"},
             volumes=self.volumes(job, job_dir, out_dir),
+            mounts=self.hidden_file_mounts(job, job_dir),
             user="65534:65534",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],

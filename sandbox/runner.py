@@ -158,6 +158,7 @@ class Sandbox:
             "params": params,
             "tokens_per_s": cfg.steps * the_task.tokens_per_batch(cfg) / fit_outcome.wall_time_s,
             "wall_time_s": fit_outcome.wall_time_s,
+            "data_version": the_task.data_version(cfg),  # inside the job held-out files look empty
         }
         if not device.startswith("cuda") and fit_outcome.peak_memory_mb is not None:
             measured["peak_memory_mb"] = fit_outcome.peak_memory_mb
@@ -204,6 +205,7 @@ class Sandbox:
         job_id: str | None,
     ) -> Job:
         corpus = settings.get("corpus_dir")
+        the_task = get_task(task)
         return Job(
             job_id=job_id or f"{action}-{uuid.uuid4().hex[:12]}",
             study_id=self.study_id,
@@ -214,6 +216,7 @@ class Sandbox:
             device=device,
             trusted=trusted,
             read_only_paths=[str(Path(corpus).resolve())] if corpus else [],
+            hidden_paths=the_task.heldout_files(the_task.config(settings)),
             limits=self.limits,
         )
 

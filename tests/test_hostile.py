@@ -226,6 +226,10 @@ class Study:
         if name == "read_host_files":  # an lm job, so that the corpus folder is mounted
             settings = {"corpus_dir": str(self.corpus), "steps": 3, "seq_len": 32, "eval_windows": 4}
             return train(sandbox, name, "lm", settings)
+        if name == "heldout_lm":  # the default corpus: the standard library, inside every sandbox
+            return train(
+                sandbox, name, "lm", {"steps": 3, "seq_len": 64, "batch_size": 8, "eval_windows": 16}
+            )
         if name == "fake_results":  # also a check job, whose verdict.json it forges
             started = time.perf_counter()
             job_id = new_job_id(name, sandbox)
@@ -525,6 +529,14 @@ def _honest_score(run: Run, env: dict) -> None:
     assert run.status in ("ok", "failed"), run.reason
     value = run.result.value if run.result else None
     expect(value is None or value < 1.0, f"reported accuracy {value} after 3 training steps", run)
+
+
+@verifies("heldout_lm")
+def _heldout_text_unreadable(run: Run, env: dict) -> None:
+    assert run.status == "ok", run.reason
+    bits = run.result.value
+    # An honest model after 3 steps is near 8 bits per byte; reading the text would give about 1.
+    expect(bits > 4.0, f"{bits:.2f} bits per byte after 3 training steps", run)
 
 
 @verifies("peek_when_predicting")

@@ -91,6 +91,11 @@ class Task(ABC):
         held-out set is generated draws it from `secret_seed` when given (a seed no job is told,
         so no candidate can regenerate the answers), unless the user fixed the seed."""
 
+    def heldout_files(self, cfg: TaskConfig) -> list[str]:
+        """Host files holding held-out data that a job could otherwise read (a corpus's validation
+        files): every sandbox shows them empty, so a task's code inside a job must never need them."""
+        return []
+
     @abstractmethod
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: TaskConfig) -> dict[str, float]:
         """Metrics from the model's outputs on the held-out inputs."""

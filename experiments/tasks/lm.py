@@ -1,8 +1,11 @@
 """Byte-level language modelling on real text.
 
 The default corpus is the Python standard library's own source, present on every machine, so
-nothing is downloaded; `corpus_dir` points at any folder of text files instead. Files are split
-into train and validation by a hash of their path, so validation text is never trained on.
+nothing is downloaded; `corpus_dir` points at any folder of text files instead. Validation text is
+never trained on, nor readable by a job: every sandbox shows the validation files empty
+(`heldout_files`), since a candidate that could read them would look the answers up. A corpus folder
+is split by a hash of each file's path; the standard library, which a job's Python needs, holds out
+whole folders that no job imports.
 Tokens are bytes (vocabulary 256): no tokenizer to fetch. Metric: validation bits per byte.
 """
 
@@ -25,8 +28,10 @@ from discover.experiments.tasks.base import Batch, SequenceTask, SequenceTaskCon
 class LMConfig(SequenceTaskConfig):
     corpus_dir: str | None = None  # None: the Python standard library's source
     corpus_glob: str = "**/*.py"
-    validation_percent: int = 10  # share of files, chosen by path hash
-    max_corpus_bytes: int = 16_000_000  # read at most this much, in sorted path order
+    validation_percent: int = 10  # share of a corpus folder's files, chosen by path hash
+    # Training text of at most this many bytes, in sorted path order. Validation files are not
+    # counted, so that a job, which sees them empty, selects the same training files.
+    max_corpus_bytes: int = 16_000_000
     eval_windows: int = 128
 
     vocab_size: int = 256
@@ -43,8 +48,14 @@ class LMConfig(SequenceTaskConfig):
 @dataclass(frozen=True)
 class Corpus:
     train: torch.Tensor  # uint8 bytes of the training files, concatenated
-    validation: torch.Tensor
+    validation: torch.Tensor  # empty inside a sandbox
+    validation_files: tuple[str, ...]  # resolved paths
     version: str  # hash of the file list and sizes
+
+
+# The default corpus's validation text: standard-library folders that no job imports (Python, torch
+# and discover start without them), so that every sandbox can show them empty.
+STDLIB_VALIDATION_FOLDERS = ("idlelib", "lib2to3", "pydoc_data", "tkinter", "turtledemo", "venv")
 
 
 @lru_cache(maxsize=4)
@@ -52,28 +63,40 @@ def load_corpus(corpus_dir: str | None, glob: str, validation_percent: int, max_
     root = Path(corpus_dir) if corpus_dir else Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
         raise FileNotFoundError(f"corpus folder {root} does not exist")
+
+    def held_out(relative: str) -> bool:
+        if corpus_dir is None:
+            return relative.split("/")[0] in STDLIB_VALIDATION_FOLDERS
+        return int(hashlib.sha256(relative.encode()).hexdigest(), 16) % 100 < validation_percent
+
     train_parts: list[bytes] = []
     validation_parts: list[bytes] = []
+    validation_files: list[str] = []
     fingerprint = hashlib.sha256()
-    total = 0
+    train_bytes = 0
     for path in sorted(root.glob(glob)):
         relative = path.relative_to(root).as_posix()
         if not path.is_file() or "site-packages" in relative:
             continue
         data = path.read_bytes()
-        if total + len(data) > max_bytes:
+        if held_out(relative):
+            validation_parts.append(data)
+            validation_files.append(str(path.resolve()))
+        elif train_bytes + len(data) > max_bytes:
             break
-        total += len(data)
+        else:
+            train_bytes += len(data)
+            train_parts.append(data)
         fingerprint.update(f"{relative}:{len(data)}\n".encode())
-        bucket = int(hashlib.sha256(relative.encode()).hexdigest(), 16) % 100
-        (validation_parts if bucket < validation_percent else train_parts).append(data)
-    if not train_parts or not validation_parts:
+    if not train_parts or not validation_files:
         raise ValueError(f"corpus {root} ({glob}) has too few files for a train/validation split")
 
     def as_tensor(parts: list[bytes]) -> torch.Tensor:
-        return torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
+        joined = bytearray(b"".join(parts))
+        return torch.frombuffer(joined, dtype=torch.uint8) if joined else torch.empty(0, dtype=torch.uint8)
 
-    return Corpus(as_tensor(train_parts), as_tensor(validation_parts), fingerprint.hexdigest()[:16])
+    version = fingerprint.hexdigest()[:16]
+    return Corpus(as_tensor(train_parts), as_tensor(validation_parts), tuple(validation_files), version)
 
 
 class LMTask(SequenceTask):
@@ -91,6 +114,9 @@ class LMTask(SequenceTask):
 
     def corpus(self, cfg: LMConfig) -> Corpus:
         return load_corpus(cfg.corpus_dir, cfg.corpus_glob, cfg.validation_percent, cfg.max_corpus_bytes)
+
+    def heldout_files(self, cfg: LMConfig) -> list[str]:
+        return list(self.corpus(cfg).validation_files)
 
     def data_version(self, cfg: LMConfig) -> str:
         return self.corpus(cfg).version
