@@ -4,7 +4,8 @@ New network, pid, ipc and uts namespaces (no network at all), every capability d
 running unprivileged (nobody in a user namespace when run by a normal user; a host uid of its own
 when run by root), a read-only root with the host's runtime bound read-only, a size-limited tmpfs as
 scratch, the job folder read-only and the output folder writable; the sandbox dies with its
-parent, and rlimits bound memory, processes and files.
+parent, and rlimits bound memory, processes and files. Run by root on a cgroup v1 host, the job's
+processes together are bounded too (`cgroup.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from discover.sandbox.base import Job, JobOutcome, hidden_mounts
+from discover.sandbox.cgroup import JobCgroup
 from discover.sandbox.local import job_environment, python_command, run_local
 from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
@@ -116,10 +118,21 @@ class BwrapBackend:
         return command + watched(sys.executable, job.limits.timeout_s, job_command)
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
-        exited = run_local(self.command(job, job_dir, out_dir), job, env={})
+        cgroup = JobCgroup.create(job.job_id, job.limits.memory_mb)
+        try:
+            procs = cgroup.procs if cgroup else None
+            exited = run_local(self.command(job, job_dir, out_dir), job, env={}, cgroup_procs=procs)
+            oom_kills = cgroup.oom_kills() if cgroup else 0
+        finally:
+            if cgroup:
+                cgroup.remove()
         log, peak_memory_mb = read_peak_memory(exited.log)
         result = outcome(job, replace(exited, log=log, peak_memory_mb=peak_memory_mb), out_dir)
-        if peak_memory_mb is None and exited.exit_code == 128 + signal.SIGKILL:
+        if oom_kills and result.status == "failed":
+            result.reason = (
+                f"killed: the job's processes together exceeded the {job.limits.memory_mb} MB memory limit"
+            )
+        elif peak_memory_mb is None and exited.exit_code == 128 + signal.SIGKILL:
             # Run by a normal user, the watchdog is the job's user too: the job could kill it.
             result.reason = f"the process that watches the job was killed ({result.reason})"
         return result

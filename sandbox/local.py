@@ -45,11 +45,14 @@ def job_environment(job: Job, home: str) -> dict[str, str]:
     return env
 
 
-def rlimits(job: Job) -> Callable[[], None]:
-    """Limits applied in the child just before it executes (inherited by everything it starts)."""
+def rlimits(job: Job, cgroup_procs: Path | None = None) -> Callable[[], None]:
+    """Limits applied in the child just before it executes (inherited by everything it starts);
+    with `cgroup_procs`, the child first joins that cgroup (`cgroup.py`)."""
     limits = job.limits
 
     def apply() -> None:
+        if cgroup_procs is not None:
+            cgroup_procs.write_text(str(os.getpid()))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_mb << 20,) * 2)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids,) * 2)
@@ -104,7 +107,9 @@ class LocalExit:
     peak_memory_mb: float | None  # measured by this process (`waiting.py`); None after a timeout
 
 
-def run_local(command: list[str], job: Job, env: dict[str, str]) -> LocalExit:
+def run_local(
+    command: list[str], job: Job, env: dict[str, str], cgroup_procs: Path | None = None
+) -> LocalExit:
     """Run in a new session and kill the whole process group at the timeout and at the end."""
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -113,7 +118,7 @@ def run_local(command: list[str], job: Job, env: dict[str, str]) -> LocalExit:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=rlimits(job),
+        preexec_fn=rlimits(job, cgroup_procs),
         env=env,
     )
     RUNNING.add(process.pid)
