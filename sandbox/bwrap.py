@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from discover.sandbox.base import Job, JobOutcome, hidden_mounts
-from discover.sandbox.cgroup import JobCgroup
+from discover.sandbox.cgroup import JobCgroup, remove_leftovers
 from discover.sandbox.local import job_environment, python_command, run_local
 from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
@@ -118,7 +118,7 @@ class BwrapBackend:
         return command + watched(sys.executable, job.limits.timeout_s, job_command)
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
-        cgroup = JobCgroup.create(job.job_id, job.limits.memory_mb)
+        cgroup = JobCgroup.create(job.study_id, job.job_id, job.limits.memory_mb)
         try:
             procs = cgroup.procs if cgroup else None
             exited = run_local(self.command(job, job_dir, out_dir), job, env={}, cgroup_procs=procs)
@@ -136,3 +136,7 @@ class BwrapBackend:
             # Run by a normal user, the watchdog is the job's user too: the job could kill it.
             result.reason = f"the process that watches the job was killed ({result.reason})"
         return result
+
+    def reap(self, study_id: str | None = None, job_id: str | None = None) -> int:
+        """Remove the memory cgroups a killed run of this study left (its jobs died with it)."""
+        return remove_leftovers(study_id) if study_id else 0

@@ -38,14 +38,11 @@ class JobCgroup:
         self.folder = folder
 
     @classmethod
-    def create(cls, job_id: str, memory_mb: int) -> JobCgroup | None:
+    def create(cls, study_id: str, job_id: str, memory_mb: int) -> JobCgroup | None:
         parent = own_memory_cgroup()
         if parent is None:
             return None
-        for stale in parent.glob(f"{PREFIX}*"):  # left by a crashed study; busy ones stay
-            with contextlib.suppress(OSError):
-                stale.rmdir()
-        folder = parent / f"{PREFIX}{job_id}"
+        folder = parent / f"{PREFIX}{study_id}-{job_id}"
         try:
             folder.mkdir()
             limit = str(memory_mb << 20)
@@ -84,3 +81,14 @@ class JobCgroup:
             time.sleep(0.05)
         with contextlib.suppress(OSError):
             self.folder.rmdir()
+
+
+def remove_leftovers(study_id: str) -> int:
+    """Remove the empty job cgroups a killed run of this study left behind; returns how many."""
+    parent = own_memory_cgroup()
+    removed = 0
+    for folder in parent.glob(f"{PREFIX}{study_id}-*") if parent else []:
+        with contextlib.suppress(OSError):  # one still in use stays
+            folder.rmdir()
+            removed += 1
+    return removed

@@ -377,7 +377,7 @@ def leftover_processes(run: Run) -> list[str]:
 def leftover_cgroups(run: Run) -> list[str]:
     """The job cgroups of this run's bwrap jobs that are still there (`cgroup.py`)."""
     parent = own_memory_cgroup()
-    return sorted(path.name for path in parent.glob(f"{PREFIX}{run.job_id}*")) if parent else []
+    return sorted(path.name for path in parent.glob(f"{PREFIX}{STUDY}-{run.job_id}*")) if parent else []
 
 
 def leftover_containers(job_ids: list[str] | None = None) -> list[str]:

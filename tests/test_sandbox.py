@@ -3,6 +3,7 @@ never reaches the unisolated backend."""
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
 from discover.experiments.tasks import get_task
 from discover.sandbox.base import Limits
+from discover.sandbox.cgroup import JobCgroup, own_memory_cgroup
 from discover.sandbox.process import ProcessBackend
 from discover.sandbox.runner import JobFailed, Sandbox
 
@@ -145,3 +147,23 @@ def test_a_container_stops_at_its_limit_when_discover_is_gone(docker_backend, tm
         assert time.monotonic() - killed < 3 + 10 + 15  # the limit, the watchdog's margin, start-up
     finally:
         docker_backend.reap(job_id=job_id)
+
+
+def test_a_killed_runs_job_cgroups_are_reaped_unless_in_use(bwrap_backend):
+    """A bwrap job's memory cgroup is removed when the job ends; if discover itself was killed, the
+    study's next start removes what is left, but never a cgroup a running job is in."""
+    if own_memory_cgroup() is None:
+        pytest.skip("discover can make memory cgroups only as root on a cgroup v1 host")
+    left = JobCgroup.create("reap-test", "killed", memory_mb=64)
+    busy = JobCgroup.create("reap-test", "running", memory_mb=64)
+    assert left is not None and busy is not None
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        busy.procs.write_text(str(process.pid))
+        assert bwrap_backend.reap("reap-test") == 1
+        assert not left.folder.exists() and busy.folder.exists()
+    finally:
+        process.kill()
+        process.wait()
+        busy.remove()
+    assert not busy.folder.exists()
