@@ -544,7 +544,7 @@ def _honest_score(run: Run, env: dict) -> None:
 def _heldout_text_unreadable(run: Run, env: dict) -> None:
     assert run.status == "ok", run.reason
     bits = run.result.value
-    # An honest model after 3 steps is near 8 bits per byte; reading the text would give about 1.
+    # An honest model after 3 steps is near 8 bits per byte; reading the text gave 2.1.
     expect(bits > 4.0, f"{bits:.2f} bits per byte after 3 training steps", run)
 
 

@@ -1,9 +1,9 @@
 """Reads the held-out text: in the predict job of an lm task it loads the corpus's validation files
 with the task's own code (the default corpus is the Python standard library, which every sandbox
 needs to run Python), finds each input row in that text as it goes, and a hook on the model's head
-puts the byte that follows into the logits. Each answer depends only on the row up to its position, so the
-causal audit alone would pass it. Must happen: the score is no better than an honest model's after
-a few steps (every sandbox shows the validation files empty)."""
+puts the byte that follows into the logits. Each answer depends only on the row up to its
+position, so the causal audit alone would pass it. Must happen: the score is no better than an
+honest model's after a few steps (every sandbox shows the validation files empty)."""
 
 import json
 import sys
