@@ -157,7 +157,7 @@ class Lab:
 
     def score(self, result: TrainResult, reference: TrainResult, judge_score: float | None = None) -> Fitness:
         task = get_task(self.task)
-        return fitness(result, reference, task.higher_is_better, self.config.scoring, judge_score)
+        return fitness(result, reference, task, self.config.scoring, judge_score)
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric value a is better than b on this task."""

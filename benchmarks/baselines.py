@@ -60,7 +60,7 @@ def cpu_table(tasks: list[str], seeds: int) -> None:
             if name == reference_name:
                 references[task_name] = runs[0]
             reference = references.get(task_name)
-            score = f"{fitness(runs[0], reference, task.higher_is_better).value:.2f}" if reference else "–"
+            score = f"{fitness(runs[0], reference, task).value:.2f}" if reference else "–"
             values = [r.value for r in runs]
             spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
             first = runs[0]

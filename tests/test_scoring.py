@@ -2,6 +2,9 @@
 
 from discover.experiments.harness import TrainResult
 from discover.experiments.scoring import ScoringConfig, fitness
+from discover.experiments.tasks import get_task
+
+LM, MQAR = get_task("lm"), get_task("mqar")
 
 
 def result(value: float, tokens_per_s: float = 1000.0, memory: float = 100.0, status: str = "ok"):
@@ -14,39 +17,50 @@ def result(value: float, tokens_per_s: float = 1000.0, memory: float = 100.0, st
 
 
 def test_parity_scores_one_half():
-    f = fitness(result(2.0), result(2.0), higher_is_better=False)
+    f = fitness(result(2.0), result(2.0), LM)
     assert abs(f.value - 0.5) < 1e-9 and f.relative_improvement == 0
 
 
 def test_direction_of_the_metric_is_respected():
-    better_loss = fitness(result(1.8), result(2.0), higher_is_better=False)
-    better_accuracy = fitness(result(0.9), result(0.8), higher_is_better=True)
-    worse_accuracy = fitness(result(0.7), result(0.8), higher_is_better=True)
+    better_loss = fitness(result(1.8), result(2.0), LM)
+    better_accuracy = fitness(result(0.9), result(0.8), MQAR)
+    worse_accuracy = fitness(result(0.7), result(0.8), MQAR)
     assert better_loss.value > 0.5 and better_accuracy.value > 0.5 > worse_accuracy.value
 
 
+def test_quality_still_ranks_designs_far_above_a_weak_reference():
+    # Against a reference at 6% accuracy, a clipped relative improvement scored all of these 1.0.
+    weak = result(0.06)
+    qualities = [fitness(result(accuracy), weak, MQAR).quality for accuracy in (0.4, 0.85, 0.99, 0.999)]
+    assert qualities == sorted(qualities) and len(set(qualities)) == 4
+    assert 0.55 < qualities[0] < 0.7 and 0.8 < qualities[1] < 0.9  # the spread the search relies on
+
+
 def test_faster_and_leaner_beats_equal_quality():
-    fast = fitness(result(2.0, tokens_per_s=4000, memory=50), result(2.0), higher_is_better=False)
+    fast = fitness(result(2.0, tokens_per_s=4000, memory=50), result(2.0), LM)
     assert fast.efficiency > 0.5 and fast.value > 0.5
 
 
-def test_weights_come_from_config():
+def test_weights_and_scale_come_from_config():
     quality_only = ScoringConfig(quality_weight=1.0, efficiency_weight=0.0)
-    slow = fitness(result(2.0, tokens_per_s=10), result(2.0), False, quality_only)
+    slow = fitness(result(2.0, tokens_per_s=10), result(2.0), LM, quality_only)
     assert abs(slow.value - 0.5) < 1e-9
+    default = fitness(result(1.9), result(2.0), LM)
+    coarse = fitness(result(1.9), result(2.0), LM, ScoringConfig(quality_scale=1.0))
+    assert 0.5 < coarse.quality < default.quality
 
 
 def test_judge_score_enters_when_given():
-    without = fitness(result(2.0), result(2.0), False)
-    with_judge = fitness(result(2.0), result(2.0), False, judge_score=1.0)
+    without = fitness(result(2.0), result(2.0), LM)
+    with_judge = fitness(result(2.0), result(2.0), LM, judge_score=1.0)
     assert with_judge.value > without.value and with_judge.judge == 1.0
 
 
 def test_too_good_to_be_true_is_flagged_not_crowned():
-    plausible = fitness(result(1.9), result(2.0), False)
-    suspicious = fitness(result(0.5), result(2.0), False)
+    plausible = fitness(result(1.9), result(2.0), LM)
+    suspicious = fitness(result(0.5), result(2.0), LM)
     assert not plausible.needs_verification and suspicious.needs_verification
 
 
 def test_diverged_run_scores_zero():
-    assert fitness(result(float("nan"), status="diverged"), result(2.0), False).value == 0.0
+    assert fitness(result(float("nan"), status="diverged"), result(2.0), LM).value == 0.0
