@@ -60,9 +60,9 @@ def run(job_dir: Path, out_dir: Path) -> None:
     cfg = task.config(job.settings)
     candidate = job_dir / "candidate.py"
     device = pick_device(job.device)
-    if job.action != "predict":
-        # The FLOP counter imports dynamo, which rewraps torch.manual_seed: let it happen before
-        # the snapshot, not after (prediction counts no FLOPs and skips the 0.8 s import).
+    if job.action == "fit":
+        # torch.optim imports dynamo, which rewraps torch.manual_seed: let it happen before the
+        # snapshot, not after (check and predict build no optimizer and skip the 1 s import).
         importlib.import_module("torch._dynamo")
     guard = IntegrityGuard(
         {"harness": harness, "probes": probes, "tasks.base": task_base, "job": sys.modules[__name__]}

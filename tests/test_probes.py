@@ -1,8 +1,13 @@
-"""`check` passes every baseline and names the right probe for each broken candidate."""
+"""`check` passes every baseline and names the right probe for each broken candidate; FLOP counts."""
 
 import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from discover.experiments.baselines import builtin_baselines
+from discover.experiments.contract import load_mixer_class
+from discover.experiments.measure import matmul_flops
 from discover.experiments.probes import check
 from discover.experiments.tasks import get_task
 
@@ -66,3 +71,16 @@ def test_functional_hash_ignores_names_but_not_function(tmp_path):
     assert verdict(tmp_path / "renamed.py").functional_hash == original.functional_hash
     assert verdict(tmp_path / "changed.py").functional_hash != original.functional_hash
     assert verdict(tmp_path / "renamed.py").code_hash != original.code_hash
+
+
+@pytest.mark.parametrize("name", ["softmax_attention", "gated_deltanet", "mamba2"])
+def test_flop_count_matches_torchs_flop_counter(name):
+    # discover sums torch's FLOP formulas in a mode of its own (no dynamo import, ~1 s per check
+    # job); the totals must stay what torch's FlopCounterMode reports.
+    task = get_task("mqar")
+    cfg = task.config()
+    model = task.build_model(load_mixer_class(builtin_baselines()[name]), cfg)
+    inputs = torch.randint(0, cfg.vocab_size, (2, cfg.seq_len))
+    with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as torchs:
+        model(inputs)
+    assert matmul_flops(lambda: model(inputs)) == torchs.get_total_flops() > 0
