@@ -45,6 +45,7 @@ class EvolutionConfig(Section):
     population: int = Field(default=24, ge=2)
     tournament: int = Field(default=4, ge=1)
     initial: int = Field(default=8, ge=1)
+    guided: bool = True  # change the motif the study's measurements favour, not a random one
 
 
 class LLMConfig(LLMSettings):

@@ -12,7 +12,7 @@ and a few thousand neighbours. A genome renders, through `mixer.py.j2`, into a r
 file with a chunkwise `forward` and a token-by-token `forward_reference`; no dead branches.
 
     genome = sample(random.Random(0))
-    child = mutate(genome, random.Random(1))
+    child = random.Random(1).choice(neighbours(genome))
     source = render(child)
 """
 
@@ -95,14 +95,15 @@ def sample(rng: random.Random) -> Genome:
     return rng.choice(space())
 
 
-def mutate(genome: Genome, rng: random.Random) -> Genome:
-    """Change one slot to another of its motifs, giving a different architecture."""
-    while True:
-        slot = rng.choice(list(SLOTS))
-        choice = rng.choice([value for value in SLOTS[slot] if value != getattr(genome, slot)])
-        child = canonical(genome.model_copy(update={slot: choice}))
-        if child != genome:
-            return child
+def neighbours(genome: Genome) -> list[Genome]:
+    """Every distinct architecture one motif away from `genome`, in a fixed order."""
+    found: dict[Genome, None] = {}
+    for slot, values in SLOTS.items():
+        for value in values:
+            child = canonical(genome.model_copy(update={slot: value}))
+            if child != genome:
+                found[child] = None
+    return list(found)
 
 
 def difference(parent: Genome, child: Genome) -> dict[str, tuple[Any, Any]]:

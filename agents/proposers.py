@@ -8,6 +8,14 @@ Regularized evolution (Real et al., "Regularized Evolution for Image Classifier 
 Search", 2019): the population is the most recent `population` screened designs; a parent is the
 fittest of `tournament` members drawn at random; the child changes one motif. Ageing out the
 oldest, rather than the worst, keeps a lucky early score from ruling the search forever.
+
+Guided mutation (`guided`, on by default) picks which motif to change from what the study has
+measured so far instead of at random: each motif's mean fitness over the designs that use it,
+shrunk toward the mean of all designs, and the child is the parent's untried neighbour whose
+changed motif gains most by that estimate. A motif the parent shares with poor designs gets
+changed first; a motif no design has used yet scores the mean, so it is tried before one seen to
+do badly. With a few dozen experiments, a random motif change mostly re-learns what the study
+already knows.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from discover.agents.config import EvolutionConfig
-from discover.agents.grammar import Genome, difference, mutate, render, sample, space
+from discover.agents.grammar import SLOTS, Genome, difference, neighbours, render, sample, space
 from discover.knowledge_base.schema import Architecture, Run
 
 NAME_PREFIX = "motif-"
@@ -116,24 +124,70 @@ class EvolutionProposer:
                 proposal.motivation = f"Initial population: {proposal.motivation[len('Random sample: ') :]}"
             return proposal
         population = grammar_members[-self.config.population :]
+        estimate = motif_estimates(grammar_members)
         for _ in range(MAX_TRIES):
             contestants = rng.sample(population, min(self.config.tournament, len(population)))
             parent = max(contestants, key=lambda member: (_value(member.fitness), member.architecture_id))
             assert parent.genome is not None
-            child = mutate(parent.genome, rng)
-            if name_of(child) in tried:
+            children = [child for child in neighbours(parent.genome) if name_of(child) not in tried]
+            if not children:
                 continue
+            gains = {child: estimated_gain(parent.genome, child, estimate) for child in children}
+            if self.config.guided:
+                children = [child for child in children if gains[child] >= max(gains.values()) - 1e-12]
+            child = rng.choice(children)
             changes = "; ".join(
                 f"{slot}: {before} -> {after}"
                 for slot, (before, after) in difference(parent.genome, child).items()
             )
+            why = (
+                f" Of its {len(gains)} untried one-motif neighbours, this change gains most by the study's "
+                f"motif estimates ({gains[child]:+.3f})." if self.config.guided else ""
+            )  # fmt: skip
             motivation = (
                 f"Mutation of {name_of(parent.genome)} (fitness {parent.fitness:.3f}), the fittest of "
-                f"{len(contestants)} drawn from the last {len(population)} designs. Changed {changes}. "
+                f"{len(contestants)} drawn from the last {len(population)} designs. Changed {changes}.{why} "
                 f"Result: {child.describe()}."
             )
             return _grammar_proposal(child, "evolution", motivation, [parent.architecture_id])
         return None
+
+
+@dataclass(frozen=True)
+class MotifEstimates:
+    """Each motif's mean fitness over the study's designs that use it, shrunk toward the mean of all
+    designs by one pseudo-design. A motif no design uses counts as the mean."""
+
+    overall: float
+    by_motif: dict[tuple[str, object], float]
+
+    def __call__(self, slot: str, motif: object) -> float:
+        return self.by_motif.get((slot, motif), self.overall)
+
+
+def motif_estimates(members: list[Member]) -> MotifEstimates:
+    # Failed designs count as fitness 0: a motif that breaks training should look bad.
+    scored = [
+        (member.genome, member.fitness if math.isfinite(member.fitness) else 0.0)
+        for member in members
+        if member.genome is not None
+    ]
+    overall = sum(fitness for _, fitness in scored) / len(scored) if scored else 0.0
+    sums: dict[tuple[str, object], tuple[float, int]] = {}
+    for genome, fitness in scored:
+        for slot in SLOTS:
+            motif = (slot, getattr(genome, slot))
+            total, count = sums.get(motif, (overall, 1))  # start from the pseudo-design
+            sums[motif] = (total + fitness, count + 1)
+    return MotifEstimates(overall, {motif: total / count for motif, (total, count) in sums.items()})
+
+
+def estimated_gain(parent: Genome, child: Genome, estimate: MotifEstimates) -> float:
+    """The summed change in estimated fitness over the motifs where `child` differs from `parent`."""
+    return sum(
+        estimate(slot, after) - estimate(slot, before)
+        for slot, (before, after) in difference(parent, child).items()
+    )
 
 
 def make_proposer(name: str, evolution: EvolutionConfig) -> Proposer:

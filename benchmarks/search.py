@@ -1,15 +1,16 @@
 """Search efficiency and loop overhead of `discover run`'s offline proposers.
 
 Runs real studies (the study runner, knowledge base, ledger and process sandbox; grammar designs
-are trusted code) with the evolution and the random proposer, several seeds each, for the same
-number of experiments on an MQAR setting where designs spread out (vocab 64, length 64, 16 pairs,
+are trusted code) with three proposers, several seeds each, for the same number of experiments:
+evolution (guided mutation, the default), evolution with random mutation (the ablation), and
+random search (the control); on an MQAR setting where designs spread out (vocab 64, length 64, 16 pairs,
 d_model 32, 400 steps: linear attention scores about 0.06, ten random designs 0.06 to 0.44, and a
-few designs reach 1.0). The two proposers' studies of a seed run side by side, one core each.
-Reports
+few designs reach 1.0). The three studies of a seed run side by side, one core each where the
+machine has three (on two cores they share them). Reports
 
-- search efficiency: the best fitness (what both proposers maximise) and the best held-out accuracy
-  after n experiments, and how many experiments evolution needs to reach random search's final
-  best (median over random's seeds); target <= 1/2;
+- search efficiency: the best fitness (what the proposers maximise) and the best held-out accuracy
+  after n experiments, and how many experiments each evolution needs to reach random search's
+  final best (median over random's seeds); target <= 1/2;
 - overhead: the share of charged device time spent outside training steps (sandbox start-up,
   probes, prediction and audit jobs, the study's own bookkeeping); target <= 3%.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -41,20 +43,28 @@ SETTINGS = {
 }  # fmt: skip
 
 
-def study_config(proposer: str, seed: int) -> StudyConfig:
+ARMS = {  # name -> (proposer, guided mutation)
+    "evolution": ("evolution", True),
+    "evolution (random mutation)": ("evolution", False),
+    "random": ("random", False),
+}
+
+
+def study_config(arm: str, seed: int) -> StudyConfig:
+    proposer, guided = ARMS[arm]
     return StudyConfig.model_validate({
-        "name": f"{proposer}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
+        "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
         "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
-        "evolution": {"population": 16, "tournament": 4, "initial": 4},
-        "limits": {"cpus": 1},  # the other proposer's study runs beside it
+        "evolution": {"population": 16, "tournament": 4, "initial": 4, "guided": guided},
+        "limits": {"cpus": 1},  # the other arms' studies run beside it
     })  # fmt: skip
 
 
-def run_one(proposer: str, seed: int, experiments: int, root: Path) -> dict:
-    folder = root / f"{proposer}-{seed}"
+def run_one(arm: str, seed: int, experiments: int, root: Path) -> dict:
+    folder = root / f"{ARMS[arm][0]}-{'guided' if ARMS[arm][1] else 'plain'}-{seed}"
     started = time.perf_counter()
-    outcome = run_study(folder, study_config(proposer, seed), ProcessBackend(), max_experiments=experiments,
+    outcome = run_study(folder, study_config(arm, seed), ProcessBackend(), max_experiments=experiments,
                         say=lambda line: None)  # fmt: skip
     wall = time.perf_counter() - started
     study_id = json.loads((folder / "study.json").read_text())["study_id"]
@@ -100,26 +110,27 @@ def experiments_to_reach(curve: list[float], target: float) -> int | None:
 
 
 def efficiency_table(results: dict[str, list[dict]], measure: str, marks: list[int]) -> str:
-    """Median best `measure` after n experiments per proposer, and how many experiments evolution
-    needed to reach random search's final best (the median over random's seeds)."""
+    """Median best `measure` after n experiments per arm, and how many experiments each evolution
+    arm needed to reach random search's final best (the median over random's seeds)."""
     n = marks[-1]
     rows = []
-    for proposer, runs in results.items():
+    for arm, runs in results.items():
         cells = [f"{statistics.median(run[measure][m - 1] for run in runs):.3f}" for m in marks]
-        rows.append(f"| {proposer} | " + " | ".join(cells) + " |")
+        rows.append(f"| {arm} | " + " | ".join(cells) + " |")
     target = statistics.median(run[measure][-1] for run in results["random"])
-    reach = [experiments_to_reach(run[measure], target) for run in results["evolution"]]
-    reached = [r for r in reach if r is not None]
-    median_reach = (
-        f"{statistics.median(reached):.0f} of {n}" if len(reached) == len(reach) else "not in every seed"
-    )
-    reach_text = ", ".join(str(r) if r is not None else "not reached" for r in reach)
+    lines = []
+    for arm in (arm for arm in results if arm != "random"):
+        reach = [experiments_to_reach(run[measure], target) for run in results[arm]]
+        median = statistics.median(r if r is not None else math.inf for r in reach)  # unreached: never
+        median_text = f"{median:.0f}" if math.isfinite(median) else f"more than {n}"
+        per_seed = ", ".join(str(r) if r is not None else "not reached" for r in reach)
+        lines.append(f"- {arm}: {per_seed}; median {median_text} (target: <= {n // 2})")
     return (
         f"Median best {measure} after n experiments:\n\n"
         "| proposer | " + " | ".join(f"n={m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
         + "\n".join(rows) + "\n\n"
-        f"Random search's final best {measure} (median over seeds): {target:.3f}. Experiments evolution "
-        f"needed to reach it, per seed: {reach_text}; median {median_reach} (target: <= {n // 2})."
+        f"Random search's final best {measure} (median over seeds): {target:.3f}. Experiments needed "
+        "to reach it, per seed:\n\n" + "\n".join(lines)
     )  # fmt: skip
 
 
@@ -128,14 +139,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--experiments", type=int, default=12)
     args = parser.parse_args()
-    results: dict[str, list[dict]] = {"evolution": [], "random": []}
-    with tempfile.TemporaryDirectory(prefix="discover-search-") as root, ProcessPoolExecutor(2) as pool:
+    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    pool = ProcessPoolExecutor(len(ARMS))  # the arms of a seed side by side
+    with tempfile.TemporaryDirectory(prefix="discover-search-") as root, pool:
         for seed in range(args.seeds):
-            futures = {p: pool.submit(run_one, p, seed, args.experiments, Path(root)) for p in results}
-            for proposer, future in futures.items():
+            futures = {arm: pool.submit(run_one, arm, seed, args.experiments, Path(root)) for arm in ARMS}
+            for arm, future in futures.items():
                 result = future.result()
-                results[proposer].append(result)
-                print(proposer, seed, [round(v, 3) for v in result["accuracy"]], flush=True)
+                results[arm].append(result)
+                print(arm, seed, [round(v, 3) for v in result["accuracy"]], flush=True)
 
     n = args.experiments
     marks = sorted({max(1, n // 4), n // 2, 3 * n // 4, n})
@@ -144,9 +156,9 @@ def main() -> None:
     fixed = (charged - steps) / sum(run["runs"] for runs in results.values() for run in runs)
     body = (
         "## Search efficiency and loop overhead (`discover run`, offline proposers)\n\n"
-        f"Machine: {machine()}. {args.seeds} seeds per proposer, {n} experiments per study, process "
+        f"Machine: {machine()}. {args.seeds} seeds per arm, {n} experiments per study, process "
         f"sandbox; MQAR {SETTINGS}; screening only (no promotion), reference baseline linear_attention. "
-        "Fitness is what both proposers maximise (held-out accuracy against the reference, with "
+        "Fitness is what the proposers maximise (held-out accuracy against the reference, with "
         "throughput and memory); accuracy alone is shown beside it.\n\n"
         + efficiency_table(results, "fitness", marks) + "\n\n"
         + efficiency_table(results, "accuracy", marks) + "\n\n"

@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from discover.agents.config import EvolutionConfig
-from discover.agents.grammar import SLOTS, Genome, canonical, difference, mutate, render, sample, space
-from discover.agents.proposers import EvolutionProposer, Member, RandomProposer, genome_by_name, name_of
+from discover.agents.grammar import SLOTS, Genome, canonical, difference, neighbours, render, sample, space
+from discover.agents.proposers import (
+    EvolutionProposer,
+    Member,
+    RandomProposer,
+    genome_by_name,
+    motif_estimates,
+    name_of,
+)
 from discover.agents.statistics import difference_interval, mean_interval, rank_correlation
 from discover.experiments.contract import load_mixer_class
 from discover.experiments.probes import check
@@ -26,15 +33,17 @@ def test_the_space_holds_thousands_of_distinct_designs():
     assert all(canonical(genome) == genome for genome in designs)
 
 
-def test_mutation_changes_exactly_one_motif():
+def test_neighbours_differ_in_exactly_one_motif():
     rng = random.Random(0)
-    for _ in range(200):
+    for _ in range(50):
         parent = sample(rng)
-        child = mutate(parent, rng)
-        assert child != parent and child in space()
-        changed = difference(parent, child)
-        # Switching the delta rule on also fixes qk_norm to l2 (canonical form): at most two slots.
-        assert len(changed) == 1 or set(changed) == {"update", "qk_norm"}
+        children = neighbours(parent)
+        assert len(set(children)) == len(children) >= 10 and parent not in children
+        for child in children:
+            assert child in space()
+            changed = difference(parent, child)
+            # Switching the delta rule on also fixes qk_norm to l2 (canonical form): at most two slots.
+            assert len(changed) == 1 or set(changed) == {"update", "qk_norm"}
 
 
 def _mixer(genome: Genome, tmp_path):
@@ -92,6 +101,35 @@ def test_evolution_ignores_failed_members_and_ages_out_the_oldest():
     assert child is not None
     # designs[0] aged out (population 2), designs[1] failed: the parent is designs[2].
     assert child.parent_ids == [f"id-{designs[2].key()}"]
+
+
+def test_motif_estimates_shrink_toward_the_mean_and_count_failures_as_zero():
+    good, poor, broken = Genome(), Genome(heads=1), Genome(heads=2)
+    estimate = motif_estimates(_members({good: 0.9, poor: 0.3, broken: math.nan}))
+    assert estimate.overall == pytest.approx(0.4)  # (0.9 + 0.3 + 0) / 3
+    assert estimate("heads", 4) == pytest.approx((0.4 + 0.9) / 2)  # one design and the pseudo-design
+    assert estimate("heads", 2) == pytest.approx((0.4 + 0.0) / 2)
+    assert estimate("heads", 8) == pytest.approx(0.4)  # never tried: the mean
+    assert estimate("update", "delta") == pytest.approx((0.4 + 0.9 + 0.3 + 0.0) / 4)
+
+
+def test_guided_mutation_keeps_what_sets_the_parent_apart_from_poor_designs():
+    # The parent differs from two poor designs only in heads and output norm; every other motif it
+    # shares with them, so those are the ones worth changing.
+    parent = Genome()
+    poor = [Genome(heads=1, output_norm="none"), Genome(heads=2, output_norm="none")]
+    population = _members({poor[0]: 0.1, poor[1]: 0.1, parent: 0.9})
+    tried = {name_of(genome) for genome in (parent, *poor)}
+    kept = {True: 0, False: 0}
+    for guided in (True, False):
+        proposer = EvolutionProposer(EvolutionConfig(population=10, tournament=3, initial=1, guided=guided))
+        for seed in range(30):
+            child = proposer.propose(population, tried, random.Random(seed))
+            assert child is not None and child.parent_ids == [f"id-{parent.key()}"]
+            changed = difference(parent, genome_by_name()[child.name])
+            kept[guided] += not {"heads", "output_norm"} & set(changed)
+    assert kept[True] == 30  # guided: always
+    assert kept[False] < 30  # a random change of motif sometimes undoes them
 
 
 def test_proposers_never_repeat_a_design_and_say_when_they_run_dry():
