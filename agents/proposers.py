@@ -14,8 +14,8 @@ measured so far instead of at random: each motif's mean fitness over the designs
 shrunk toward the mean of all designs, and the child is the parent's untried neighbour whose
 changed motif gains most by that estimate. A motif the parent shares with poor designs gets
 changed first; a motif no design has used yet scores the mean, so it is tried before one seen to
-do badly. With a few dozen experiments, a random motif change mostly re-learns what the study
-already knows.
+do badly. The estimates are marginal means over a handful of designs, so a motif that only ever
+appeared beside bad ones looks bad (benchmarks/RESULTS.md, search section, has where that bites).
 """
 
 from __future__ import annotations

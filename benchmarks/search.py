@@ -16,7 +16,7 @@ machine has three (on two cores they share them). Reports
 
 Writes the `search` section of benchmarks/RESULTS.md.
 
-    python -m benchmarks.search --seeds 5 --experiments 16
+    python -m benchmarks.search --seeds 5 --experiments 16 [--arms evolution random]
 """
 
 from __future__ import annotations
@@ -138,12 +138,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--experiments", type=int, default=12)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     args = parser.parse_args()
-    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    pool = ProcessPoolExecutor(len(ARMS))  # the arms of a seed side by side
+    if "random" not in args.arms:
+        parser.error("--arms must include random: it is the control every evolution arm is measured against")
+    results: dict[str, list[dict]] = {arm: [] for arm in ARMS if arm in args.arms}
+    pool = ProcessPoolExecutor(len(results))  # the arms of a seed side by side
     with tempfile.TemporaryDirectory(prefix="discover-search-") as root, pool:
         for seed in range(args.seeds):
-            futures = {arm: pool.submit(run_one, arm, seed, args.experiments, Path(root)) for arm in ARMS}
+            futures = {arm: pool.submit(run_one, arm, seed, args.experiments, Path(root)) for arm in results}
             for arm, future in futures.items():
                 result = future.result()
                 results[arm].append(result)
