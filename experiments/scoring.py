@@ -31,6 +31,7 @@ class ScoringConfig(BaseModel):
     efficiency_weight: float = 0.1
     judge_weight: float = 0.1  # ignored (weights renormalised) when no judge score is given
     quality_scale: float | None = Field(default=None, gt=0)  # None: the task's own (`Task.quality_scale`)
+    error_floor: float = Field(default=1e-3, gt=0)  # 99.9% accuracy counts as perfect: ties, not a cliff
     too_good_margin: float = 0.5  # beyond +50% relative improvement: verify before believing
 
 
@@ -48,9 +49,11 @@ def relative_improvement(value: float, reference: float, higher_is_better: bool)
     return gain / max(abs(reference), 1e-9)
 
 
-def log_error_ratio(value: float, reference: float, optimum: float) -> float:
-    """log(reference's distance from the optimum / value's): > 0 means better than the reference."""
-    return math.log(max(abs(optimum - reference), 1e-9) / max(abs(optimum - value), 1e-9))
+def log_error_ratio(value: float, reference: float, optimum: float, floor: float) -> float:
+    """log(reference's distance from the optimum / value's): > 0 means better than the reference.
+    Errors below `floor` count as `floor`: a perfect reference would otherwise send every
+    near-perfect design to quality 0, below far worse ones that only run faster."""
+    return math.log(max(abs(optimum - reference), floor) / max(abs(optimum - value), floor))
 
 
 def fitness(
@@ -68,7 +71,8 @@ def fitness(
             relative_improvement=-1.0, needs_verification=False,
         )  # fmt: skip
     scale = cfg.quality_scale or task.quality_scale
-    quality = _sigmoid(log_error_ratio(result.value, reference.value, task.metric_optimum) / scale)
+    ratio = log_error_ratio(result.value, reference.value, task.metric_optimum, cfg.error_floor)
+    quality = _sigmoid(ratio / scale)
     throughput = _sigmoid(math.log2(result.tokens_per_s / reference.tokens_per_s))
     memory = _sigmoid(math.log2(reference.peak_memory_mb / max(result.peak_memory_mb, 1e-9)))
     efficiency = (throughput + memory) / 2

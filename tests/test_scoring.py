@@ -36,6 +36,15 @@ def test_quality_still_ranks_designs_far_above_a_weak_reference():
     assert 0.55 < qualities[0] < 0.7 and 0.8 < qualities[1] < 0.9  # the spread the search relies on
 
 
+def test_a_perfect_reference_still_ranks_designs_by_their_metric():
+    # Gated DeltaNet scores 1.0 on default mqar: near-perfect designs tie it, worse ones rank below.
+    perfect = result(1.0)
+    near, good, poor = (fitness(result(a, tokens_per_s=t), perfect, MQAR) for a, t in
+                        ((0.9998, 1000), (0.986, 1000), (0.25, 4000)))  # fmt: skip
+    assert abs(near.quality - 0.5) < 1e-9
+    assert near.value > good.value > poor.value  # the fast poor design does not overtake
+
+
 def test_faster_and_leaner_beats_equal_quality():
     fast = fitness(result(2.0, tokens_per_s=4000, memory=50), result(2.0), LM)
     assert fast.efficiency > 0.5 and fast.value > 0.5
