@@ -66,6 +66,16 @@ def query(folder: Path, sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()
 
 
+def running_runs(folder: Path) -> list[tuple]:
+    """The study's runs in progress; none while it is still creating its knowledge base."""
+    if not (folder / "knowledge.db").exists():
+        return []  # connecting would create the file
+    try:
+        return query(folder, "SELECT id FROM run WHERE status = 'running'")
+    except sqlite3.OperationalError:  # the file exists a moment before its tables do
+        return []
+
+
 def study_containers(folder: Path) -> list[str]:
     (study_id,) = (json.loads((folder / "study.json").read_text())["study_id"],)
     listed = subprocess.run(
@@ -111,11 +121,7 @@ def test_a_worker_killed_mid_job_is_released_retried_and_charged_once(study, ray
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and time.monotonic() < deadline and process.poll() is None:
-        running = (
-            query(study, "SELECT id FROM run WHERE status = 'running'")
-            if (study / "knowledge.db").exists()
-            else []
-        )
+        running = running_runs(study)
         # A training run's fit job (its job id is the run id) has its container up on the cluster.
         if running and job_containers(running[0][0]) and (workers := ray_task_workers()):
             for worker in workers:
