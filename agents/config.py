@@ -46,6 +46,7 @@ class EvolutionConfig(Section):
     tournament: int = Field(default=4, ge=1)
     initial: int = Field(default=8, ge=1)
     guided: bool = True  # change the motif the study's measurements favour, not a random one
+    classics: bool = True  # start from the grammar's classic designs, then random ones
 
 
 class LLMConfig(LLMSettings):

@@ -67,6 +67,23 @@ class Genome(BaseModel):
         return ", ".join(parts)
 
 
+# The grammar's renditions of the classic designs, oldest first: where evolution starts, as
+# ASI-Arch starts from DeltaNet. (The built-in baselines of the same names are independent,
+# closer-to-the-paper implementations; these are points of the space, so they can be mutated.)
+CLASSICS: dict[str, Genome] = {
+    "linear attention": Genome(
+        update="additive", decay="none", feature_map="elu1", qk_norm="none", write_gate="none",
+        short_conv=0, output_norm="none", output_gate="none",
+    ),
+    "retention": Genome(
+        update="additive", decay="fixed", qk_norm="none", write_gate="none", short_conv=0,
+    ),
+    "GLA": Genome(update="additive", decay="data", qk_norm="none", write_gate="none", short_conv=0),
+    "DeltaNet": Genome(decay="none", feature_map="silu", output_gate="none"),
+    "Gated DeltaNet": Genome(feature_map="silu"),
+}  # fmt: skip
+
+
 SLOTS: dict[str, tuple[Any, ...]] = {
     name: field.annotation.__args__  # type: ignore[union-attr]
     for name, field in Genome.model_fields.items()

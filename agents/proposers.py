@@ -9,6 +9,11 @@ Search", 2019): the population is the most recent `population` screened designs;
 fittest of `tournament` members drawn at random; the child changes one motif. Ageing out the
 oldest, rather than the worst, keeps a lucky early score from ruling the search forever.
 
+The initial population starts with the grammar's classic designs (`classics`, on by default:
+linear attention, retention, GLA, DeltaNet, Gated DeltaNet), then random ones up to `initial`.
+Human designs are where the good basins of a mostly flat landscape are likely to be; random search
+gets no such head start, so benchmarks/RESULTS.md also measures evolution without it.
+
 Guided mutation (`guided`, on by default) picks which motif to change from what the study has
 measured so far instead of at random: each motif's mean fitness over the designs that use it,
 shrunk toward the mean of all designs, and the child is the parent's untried neighbour whose
@@ -29,7 +34,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from discover.agents.config import EvolutionConfig
-from discover.agents.grammar import SLOTS, Genome, difference, neighbours, render, sample, space
+from discover.agents.grammar import CLASSICS, SLOTS, Genome, difference, neighbours, render, sample, space
 from discover.knowledge_base.schema import Architecture, Run
 
 NAME_PREFIX = "motif-"
@@ -117,6 +122,11 @@ class EvolutionProposer:
 
     def propose(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         grammar_members = [member for member in members if member.genome is not None]
+        if self.config.classics:
+            for classic, genome in CLASSICS.items():
+                if name_of(genome) not in tried:
+                    motivation = f"Initial population, the classic {classic}: {genome.describe()}."
+                    return _grammar_proposal(genome, "evolution", motivation, [])
         if len(grammar_members) < self.config.initial:
             proposal = RandomProposer().propose(members, tried, rng)
             if proposal is not None:

@@ -1,12 +1,13 @@
 """Search efficiency and loop overhead of `discover run`'s offline proposers.
 
 Runs real studies (the study runner, knowledge base, ledger and process sandbox; grammar designs
-are trusted code) with three proposers, several seeds each, for the same number of experiments:
-evolution (guided mutation, the default), evolution with random mutation (the ablation), and
-random search (the control); on an MQAR setting where designs spread out (vocab 64, length 64, 16 pairs,
-d_model 32, 400 steps: linear attention scores about 0.06, ten random designs 0.06 to 0.44, and a
-few designs reach 1.0). The three studies of a seed run side by side, one core each where the
-machine has three (on two cores they share them). Reports
+are trusted code) with several proposers, several seeds each, for the same number of experiments:
+evolution (the default: classic designs first, guided mutation), its ablations (a random initial
+population; random mutation), and random search (the control). The MQAR setting is one where
+designs spread out (vocab 64, length 64, 16 pairs, d_model 32, 400 steps): linear attention scores
+about 0.06, most random designs stay near that, and a few reach 1.0. The studies of a seed run side
+by side, one core each where the machine has enough (on two cores, more than two arms share them).
+Reports
 
 - search efficiency: the best fitness (what the proposers maximise) and the best held-out accuracy
   after n experiments, and how many experiments each evolution needs to reach random search's
@@ -43,26 +44,28 @@ SETTINGS = {
 }  # fmt: skip
 
 
-ARMS = {  # name -> (proposer, guided mutation)
-    "evolution": ("evolution", True),
-    "evolution (random mutation)": ("evolution", False),
-    "random": ("random", False),
+EVOLUTION = {"population": 16, "tournament": 4, "initial": 4, "guided": True, "classics": True}
+ARMS = {  # name -> (proposer, the [evolution] section)
+    "evolution": ("evolution", EVOLUTION),
+    "evolution (random start)": ("evolution", {**EVOLUTION, "classics": False}),
+    "evolution (random mutation)": ("evolution", {**EVOLUTION, "guided": False}),
+    "random": ("random", EVOLUTION),
 }
 
 
 def study_config(arm: str, seed: int) -> StudyConfig:
-    proposer, guided = ARMS[arm]
+    proposer, evolution = ARMS[arm]
     return StudyConfig.model_validate({
         "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
         "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
-        "evolution": {"population": 16, "tournament": 4, "initial": 4, "guided": guided},
+        "evolution": evolution,
         "limits": {"cpus": 1},  # the other arms' studies run beside it
     })  # fmt: skip
 
 
 def run_one(arm: str, seed: int, experiments: int, root: Path) -> dict:
-    folder = root / f"{ARMS[arm][0]}-{'guided' if ARMS[arm][1] else 'plain'}-{seed}"
+    folder = root / f"{list(ARMS).index(arm)}-{seed}"
     started = time.perf_counter()
     outcome = run_study(folder, study_config(arm, seed), ProcessBackend(), max_experiments=experiments,
                         say=lambda line: None)  # fmt: skip

@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from discover.agents.config import EvolutionConfig
-from discover.agents.grammar import SLOTS, Genome, canonical, difference, neighbours, render, sample, space
+from discover.agents.grammar import (
+    CLASSICS,
+    SLOTS,
+    Genome,
+    canonical,
+    difference,
+    neighbours,
+    render,
+    sample,
+    space,
+)
 from discover.agents.proposers import (
     EvolutionProposer,
     Member,
@@ -76,8 +86,24 @@ def _members(fitness_by_genome: dict[Genome, float]) -> list[Member]:
     return [Member(f"id-{genome.key()}", genome, value) for genome, value in fitness_by_genome.items()]
 
 
+def test_evolution_starts_from_the_classic_designs_then_random_ones():
+    proposer = EvolutionProposer(EvolutionConfig(population=10, tournament=10, initial=7))
+    rng, members, tried, proposals = random.Random(0), [], set(), []
+    for _ in range(7):
+        proposal = proposer.propose(members, tried, rng)
+        assert proposal is not None and proposal.parent_ids == []
+        proposals.append(proposal)
+        tried.add(proposal.name)
+        members.append(Member(f"id-{proposal.name}", genome_by_name()[proposal.name], 0.5))
+    assert [p.name for p in proposals[:5]] == [name_of(genome) for genome in CLASSICS.values()]
+    assert "the classic DeltaNet" in proposals[3].motivation
+    assert all(p.motivation.startswith("Initial population: ") for p in proposals[5:])  # random fill
+    child = proposer.propose(members, tried, rng)
+    assert child is not None and len(child.parent_ids) == 1  # 7 screened: evolution proper
+
+
 def test_evolution_starts_at_random_then_mutates_a_tournament_winner():
-    config = EvolutionConfig(population=10, tournament=10, initial=3)
+    config = EvolutionConfig(population=10, tournament=10, initial=3, classics=False)
     proposer = EvolutionProposer(config)
     rng = random.Random(1)
     first = proposer.propose([], set(), rng)
@@ -94,7 +120,7 @@ def test_evolution_starts_at_random_then_mutates_a_tournament_winner():
 
 
 def test_evolution_ignores_failed_members_and_ages_out_the_oldest():
-    config = EvolutionConfig(population=2, tournament=2, initial=1)
+    config = EvolutionConfig(population=2, tournament=2, initial=1, classics=False)
     designs = [sample(random.Random(seed)) for seed in range(3)]
     population = _members({designs[0]: 0.9, designs[1]: math.nan, designs[2]: 0.2})
     child = EvolutionProposer(config).propose(population, set(), random.Random(0))
@@ -122,7 +148,9 @@ def test_guided_mutation_keeps_what_sets_the_parent_apart_from_poor_designs():
     tried = {name_of(genome) for genome in (parent, *poor)}
     kept = {True: 0, False: 0}
     for guided in (True, False):
-        proposer = EvolutionProposer(EvolutionConfig(population=10, tournament=3, initial=1, guided=guided))
+        proposer = EvolutionProposer(
+            EvolutionConfig(population=10, tournament=3, initial=1, guided=guided, classics=False)
+        )
         for seed in range(30):
             child = proposer.propose(population, tried, random.Random(seed))
             assert child is not None and child.parent_ids == [f"id-{parent.key()}"]
