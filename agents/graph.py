@@ -13,6 +13,7 @@ each unfinished experiment at its last finished node (`discover run --resume`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from datetime import UTC, datetime
@@ -88,7 +89,7 @@ def propose(lab: Lab, state: ExperimentState) -> dict[str, Any]:
         return research(lab, state)
     assert lab.proposer is not None
     screened = lab.kb.study_runs(lab.study_id, fidelity="screen")
-    tried = {architecture.name for architecture, _ in lab.kb.study_runs(lab.study_id)}
+    tried = lab.kb.architecture_names(lab.study_id)
     rng = random.Random(f"{lab.config.seed}/{state['number']}")
     proposal = lab.proposer.propose(members(screened), tried, rng)
     if proposal is None:
@@ -156,6 +157,10 @@ def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     architecture = _architecture(lab, state)
     path = lab.candidate_file(architecture)
     job_id = f"{state['experiment_id']}-check-{state.get('repairs', 0)}"
+    for retry in itertools.count(1):  # a resumed experiment whose check job a crash cut short
+        if not lab.ledger.used(job_id):
+            break
+        job_id = f"{state['experiment_id']}-check-{state.get('repairs', 0)}-again{retry}"
     settings = lab.settings("screen")
     try:
         charged = lab.job(

@@ -267,6 +267,12 @@ class KnowledgeBase:
             rows = session.exec(query).all()
         return sorted(rows, key=lambda row: (row[0].created_at, row[0].id, row[1].seed, row[1].id))
 
+    def architecture_names(self, study_id: str) -> set[str]:
+        """The names of every architecture the study recorded, trained or not (an experiment
+        stopped before its first run still holds its design)."""
+        with self.reading() as session:
+            return set(session.exec(select(Architecture.name).where(Architecture.study_id == study_id)).all())
+
     def find_architecture(self, study_id: str | None, code: str) -> Architecture | None:
         """The architecture with this code (by its hash) in the study or shared, if any."""
         query = select(Architecture).where(Architecture.code_hash == code_hash(code))

@@ -298,6 +298,12 @@ class Ledger:
             self._refresh()
             return self._left()
 
+    def used(self, job_id: str) -> bool:
+        """Whether `reserve` would refuse this id: the job is outstanding or was charged."""
+        with self._lock:
+            self._refresh()
+            return self._settled_how(job_id) == "charged" or job_id in self._outstanding
+
     def outstanding(self) -> dict[str, float]:
         with self._lock:
             self._refresh()

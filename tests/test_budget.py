@@ -173,9 +173,12 @@ def test_a_released_job_may_be_reserved_again_and_is_charged_once(tmp_path):
     path = tmp_path / "ledger.jsonl"
     ledger = open_ledger(path, 100.0)
     assert ledger.reserve("a", 10.0)
+    assert ledger.used("a")  # outstanding
     ledger.release("a")
+    assert not ledger.used("a")
     assert ledger.reserve("a", 10.0)
     ledger.charge("a", 3.0, 1)
+    assert ledger.used("a") and not ledger.used("never-seen")  # `used` says what reserve refuses
     with pytest.raises(LedgerError, match="already in the ledger"):
         ledger.reserve("a", 1.0)
     assert ledger.spent == 3.0 and ledger.left == 97.0

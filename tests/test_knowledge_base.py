@@ -140,6 +140,17 @@ def test_search_ranks_by_relevance_and_filters(kb):
         kb.search("recall", k=0)
 
 
+def test_a_study_knows_every_design_it_recorded_trained_or_not(kb):
+    """What the offline proposers count as tried: a design whose experiment stopped before its
+    first run is still tried, or a resumed study would propose it again as a duplicate."""
+    study = kb.add_study("s")
+    trained = kb.add_architecture("trained", MIXER, origin="evolution", study_id=study.id)
+    kb.add_run(trained.id, "mqar", study_id=study.id, status="succeeded")
+    kb.add_architecture("untrained", MIXER + "#u\n", origin="evolution", study_id=study.id)
+    kb.add_architecture("elsewhere", MIXER + "#e\n", origin="evolution", study_id=kb.add_study("t").id)
+    assert kb.architecture_names(study.id) == {"trained", "untrained"}
+
+
 def test_architectures_are_searchable_by_motivation_only_when_asked(kb):
     arch = kb.add_architecture("gated", MIXER, origin="llm", motivation="a forget gate on the state")
     assert kb.search("forget gate") == []
