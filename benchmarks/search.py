@@ -163,7 +163,8 @@ def main() -> None:
     body = (
         "## Search efficiency and loop overhead (`discover run`, offline proposers)\n\n"
         f"Machine: {machine()}. {args.seeds} seeds per arm, {n} experiments per study, process "
-        f"sandbox; MQAR {SETTINGS}; screening only (no promotion), reference baseline linear_attention. "
+        f"sandbox; MQAR {SETTINGS}; screening only (no promotion), reference baseline linear_attention; "
+        f"evolution {EVOLUTION} (classics: the grammar's classic designs come first). "
         "Fitness is what the proposers maximise (held-out accuracy against the reference, with "
         "throughput and memory); accuracy alone is shown beside it.\n\n"
         + efficiency_table(results, "fitness", marks) + "\n\n"
