@@ -156,11 +156,10 @@ def write_code(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     architecture = _architecture(lab, state)
     path = lab.candidate_file(architecture)
-    job_id = f"{state['experiment_id']}-check-{state.get('repairs', 0)}"
-    for retry in itertools.count(1):  # a resumed experiment whose check job a crash cut short
-        if not lab.ledger.used(job_id):
-            break
-        job_id = f"{state['experiment_id']}-check-{state.get('repairs', 0)}-again{retry}"
+    first = f"{state['experiment_id']}-check-{state.get('repairs', 0)}"
+    # A resumed experiment whose check job a crash cut short: that id is charged, use a fresh one.
+    retries = (f"{first}-again{n}" for n in itertools.count(1))
+    job_id = next(job for job in itertools.chain([first], retries) if not lab.ledger.used(job))
     settings = lab.settings("screen")
     try:
         charged = lab.job(

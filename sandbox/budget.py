@@ -235,7 +235,7 @@ class Ledger:
 
         def decide(entries: Sequence[LedgerEntry]) -> LedgerEntry | None:
             self._catch_up(entries)
-            if self._settled_how(job_id) == "charged" or job_id in self._outstanding:
+            if self._used(job_id):
                 raise LedgerError(f"job {job_id!r} is already in the ledger; job ids are used once")
             if estimate > self._left():
                 return None
@@ -302,7 +302,7 @@ class Ledger:
         """Whether `reserve` would refuse this id: the job is outstanding or was charged."""
         with self._lock:
             self._refresh()
-            return self._settled_how(job_id) == "charged" or job_id in self._outstanding
+            return self._used(job_id)
 
     def outstanding(self) -> dict[str, float]:
         with self._lock:
@@ -348,6 +348,9 @@ class Ledger:
         terms = [self.total.device_seconds]
         terms += [-s for s in self._charged.values()] + [-s for s in self._outstanding.values()]
         return math.fsum(terms)
+
+    def _used(self, job_id: str) -> bool:
+        return self._settled_how(job_id) == "charged" or job_id in self._outstanding
 
     def _settled_how(self, job_id: str) -> str | None:
         if job_id in self._charged:
