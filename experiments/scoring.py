@@ -1,15 +1,19 @@
 """Fitness of a result relative to a reference baseline's result on the same task.
 
     fitness = weighted mean of
-        quality    = sigmoid(log(reference's error / result's error) / quality_scale)
+        quality    = sigmoid(log quality ratio / quality_scale)
         efficiency = mean of sigmoid(log2 throughput ratio) and sigmoid(log2 memory ratio)
         judge      = a qualitative score in [0, 1] from an LLM judge, when one is given
 
-A metric's error is its distance from the task's optimum (bits per byte itself; 1 - accuracy), so
-quality keeps resolving designs far better than a weak reference: against a reference at 6%
-accuracy, designs at 40%, 85% and 99% score 0.61, 0.86 and 0.99 with mqar's scale, where a
-clipped relative improvement scored all three 1.0 and left only efficiency to rank them. Each term
-is 0.5 at parity with the reference. Weights are `ScoringConfig` fields; the scale is the task's
+The log quality ratio is log(reference's error / result's error), where error is the distance from
+the task's optimum (bits per byte itself; 1 - accuracy), so quality keeps resolving designs far
+better than a weak reference, where a clipped relative improvement scored them all 1.0. For a
+metric bounded on both sides (accuracy, between 0 and 1) it is the log-odds ratio instead: the
+error term plus log(result's distance from the worst value / reference's). That also resolves
+designs near chance, where "learns a little" must outrank "runs faster at chance" (with the error
+term alone, 11% against a 6% reference was worth less than half the throughput). Against a
+reference at 6% accuracy, designs at 11%, 40%, 85% and 99% score 0.58, 0.76, 0.90 and 0.97 with
+mqar's scale. Each term is 0.5 at parity with the reference. Weights are `ScoringConfig` fields; the scale is the task's
 unless the config sets one. A result that improves on the reference by more than
 `too_good_margin` is flagged for verification (more seeds, longer run) instead of being crowned.
 """
@@ -49,11 +53,20 @@ def relative_improvement(value: float, reference: float, higher_is_better: bool)
     return gain / max(abs(reference), 1e-9)
 
 
-def log_error_ratio(value: float, reference: float, optimum: float, floor: float) -> float:
-    """log(reference's distance from the optimum / value's): > 0 means better than the reference.
-    Errors below `floor` count as `floor`: a perfect reference would otherwise send every
-    near-perfect design to quality 0, below far worse ones that only run faster."""
-    return math.log(max(abs(optimum - reference), floor) / max(abs(optimum - value), floor))
+def log_quality_ratio(value: float, reference: float, task: Task, floor: float) -> float:
+    """log(reference's error / value's), where error is the distance from the optimum, plus, for a
+    metric with a worst value, log(value's distance from the worst / reference's): > 0 means better
+    than the reference. Distances below `floor` count as `floor`: a perfect reference would
+    otherwise send every near-perfect design to quality 0, below far worse ones that only run faster."""
+
+    def error(x: float) -> float:
+        return max(abs(task.metric_optimum - x), floor)
+
+    ratio = math.log(error(reference) / error(value))
+    if task.metric_worst is not None:
+        span = abs(task.metric_optimum - task.metric_worst)
+        ratio += math.log(max(span - error(value), floor) / max(span - error(reference), floor))
+    return ratio
 
 
 def fitness(
@@ -71,7 +84,7 @@ def fitness(
             relative_improvement=-1.0, needs_verification=False,
         )  # fmt: skip
     scale = cfg.quality_scale or task.quality_scale
-    ratio = log_error_ratio(result.value, reference.value, task.metric_optimum, cfg.error_floor)
+    ratio = log_quality_ratio(result.value, reference.value, task, cfg.error_floor)
     quality = _sigmoid(ratio / scale)
     throughput = _sigmoid(math.log2(result.tokens_per_s / reference.tokens_per_s))
     memory = _sigmoid(math.log2(reference.peak_memory_mb / max(result.peak_memory_mb, 1e-9)))

@@ -58,7 +58,8 @@ class Task(ABC):
     metric: ClassVar[str]  # the headline metric in `evaluate`'s answer
     higher_is_better: ClassVar[bool]
     metric_optimum: ClassVar[float]  # the metric's perfect value; error is the distance from it
-    quality_scale: ClassVar[float]  # the log error ratio that lifts fitness's quality to 0.73
+    metric_worst: ClassVar[float | None] = None  # the other bound, for a bounded metric (accuracy: 0)
+    quality_scale: ClassVar[float]  # the log quality ratio that lifts fitness's quality to 0.73
     reference_baselines: ClassVar[tuple[str, ...]]  # built-in baselines a candidate is scored against
 
     def config(self, overrides: dict[str, Any] | None = None) -> TaskConfig:

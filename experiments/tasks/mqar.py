@@ -95,7 +95,8 @@ class MQARTask(SequenceTask):
     metric = "accuracy"
     higher_is_better = True
     metric_optimum = 1.0
-    quality_scale = 1.0  # error shrunk e-fold: designs span 0.05 to 1.0 accuracy, so this one is coarse
+    metric_worst = 0.0  # so quality is the log-odds ratio, which resolves designs near chance too
+    quality_scale = 2.0  # odds up e^2-fold: designs span 0.05 to 1.0 accuracy, so this one is coarse
     reference_baselines = ("softmax_attention", "gated_deltanet")
 
     def _generate(self, cfg: MQARConfig, count: int, generator: torch.Generator) -> Batch:
