@@ -27,14 +27,13 @@ import json
 import math
 import statistics
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks.results import machine, write_section
+from benchmarks.study_overhead import DeviceTime, device_time, table
 from discover.agents.config import StudyConfig
 from discover.agents.study import run_study
-from discover.experiments.tasks import get_task
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox.process import ProcessBackend
 
@@ -66,27 +65,19 @@ def study_config(arm: str, seed: int) -> StudyConfig:
 
 def run_one(arm: str, seed: int, experiments: int, root: Path) -> dict:
     folder = root / f"{list(ARMS).index(arm)}-{seed}"
-    started = time.perf_counter()
-    outcome = run_study(folder, study_config(arm, seed), ProcessBackend(), max_experiments=experiments,
-                        say=lambda line: None)  # fmt: skip
-    wall = time.perf_counter() - started
+    config = study_config(arm, seed)
+    run_study(folder, config, ProcessBackend(), max_experiments=experiments, say=lambda line: None)
     study_id = json.loads((folder / "study.json").read_text())["study_id"]
-    task = get_task("mqar")
-    tokens_per_batch = task.tokens_per_batch(task.config(SETTINGS))
-    accuracies, fitnesses, step_seconds, runs = [], [], 0.0, 0
+    accuracies, fitnesses = [], []
     with KnowledgeBase(folder / "knowledge.db", starter=None) as kb:
         for architecture, run in kb.study_runs(study_id, "screen"):
-            runs += 1
-            if run.status == "succeeded":
-                metrics = Path(run.metrics_path) / "metrics.jsonl"
-                step_seconds += training_step_seconds(metrics, tokens_per_batch)
             if architecture.origin != "baseline":
                 succeeded = run.status == "succeeded"
                 accuracies.append(run.result["value"] if succeeded else 0.0)
                 fitnesses.append(run.fitness if succeeded and run.fitness is not None else 0.0)
     return {
         "fitness": best_so_far(fitnesses), "accuracy": best_so_far(accuracies),
-        "charged": outcome.spent_s, "steps": step_seconds, "wall": wall, "runs": runs,
+        "device_time": device_time(folder),
     }  # fmt: skip
 
 
@@ -96,16 +87,6 @@ def best_so_far(values: list[float]) -> list[float]:
         best = max(best, value)
         curve.append(best)
     return curve
-
-
-def training_step_seconds(metrics: Path, tokens_per_batch: int) -> float:
-    """Time inside the training loop, from the harness's per-interval throughput."""
-    seconds, previous = 0.0, 0
-    for line in metrics.read_text().splitlines():
-        log = json.loads(line)
-        seconds += (log["step"] - previous) * tokens_per_batch / log["tokens_per_s"]
-        previous = log["step"]
-    return seconds
 
 
 def experiments_to_reach(curve: list[float], target: float) -> int | None:
@@ -157,9 +138,12 @@ def main() -> None:
 
     n = args.experiments
     marks = sorted({max(1, n // 4), n // 2, 3 * n // 4, n})
-    charged = sum(run["charged"] for runs in results.values() for run in runs)
-    steps = sum(run["steps"] for runs in results.values() for run in runs)
-    fixed = (charged - steps) / sum(run["runs"] for runs in results.values() for run in runs)
+    split = DeviceTime()
+    for runs in results.values():
+        for run in runs:
+            split.add(run["device_time"])
+    checks = split.check_seconds
+    fixed = statistics.median(split.outside["screen"]) + statistics.median(checks)
     body = (
         "## Search efficiency and loop overhead (`discover run`, offline proposers)\n\n"
         f"Machine: {machine()}. {args.seeds} seeds per arm, {n} experiments per study, process "
@@ -169,11 +153,11 @@ def main() -> None:
         "throughput and memory); accuracy alone is shown beside it.\n\n"
         + efficiency_table(results, "fitness", marks) + "\n\n"
         + efficiency_table(results, "accuracy", marks) + "\n\n"
-        f"Overhead: {charged:,.0f} device-seconds charged, {steps:,.0f} inside training steps: "
-        f"{1 - steps / charged:.1%} outside them (target <= 3%), {fixed:.1f} s per run (the "
-        "reference baseline's included). Every experiment pays a check job, and every training run "
-        "three sandbox jobs (fit, predict, audit), each starting Python and torch: a fixed cost, so the "
-        f"share falls below 3% once a run trains for {fixed / 0.03:,.0f} s or more."
+        f"Overhead: {split.charged:,.0f} device-seconds charged, {split.in_steps:,.0f} inside training "
+        f"steps: {split.outside_share:.1%} outside them (target <= 3%).\n\n" + table(split) + "\n\n"
+        "Every experiment pays a check job, and every training run three sandbox jobs (fit, predict, "
+        "audit), each starting Python and torch: fixed costs, so the share falls below 3% once a run "
+        f"trains for {fixed / 0.03:,.0f} s or more (benchmarks/study_overhead.py measures a real study)."
     )  # fmt: skip
     print(body)
     write_section("search", body)
