@@ -13,9 +13,10 @@ error term plus log(result's distance from the worst value / reference's). That 
 designs near chance, where "learns a little" must outrank "runs faster at chance" (with the error
 term alone, 11% against a 6% reference was worth less than half the throughput). Against a
 reference at 6% accuracy, designs at 11%, 40%, 85% and 99% score 0.58, 0.76, 0.90 and 0.97 with
-mqar's scale. Each term is 0.5 at parity with the reference. Weights are `ScoringConfig` fields; the scale is the task's
-unless the config sets one. A result that improves on the reference by more than
-`too_good_margin` is flagged for verification (more seeds, longer run) instead of being crowned.
+mqar's scale. Each term is 0.5 at parity with the reference. Weights are `ScoringConfig` fields;
+the scale is the task's unless the config sets one. A result that improves on the reference by
+more than `too_good_margin` is flagged for verification (more seeds, longer run) instead of being
+crowned.
 """
 
 from __future__ import annotations
