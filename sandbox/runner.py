@@ -5,12 +5,12 @@
     result = sandbox.train(Path("cand.py"), "mqar", {"steps": 500}, seed=0, run_dir=Path("runs/x"))
 
 Training is three jobs: `fit` (no held-out data) writes weights; `predict`, a fresh sandboxed
-process, loads them and writes logits for the held-out inputs; a second `predict`, run beside
-it, on the same inputs with their futures scrambled audits that those logits are causal
-(`heldout.py`). The metric is computed here, from the logits and targets that never entered a
-sandbox. Before any job, the static check rejects files that import or patch what a candidate has
-no business touching. Every output is read back with size limits and validated; nothing a job
-writes is trusted as-is.
+process, loads them and writes logits for the held-out inputs; a second `predict` on the same
+inputs with their futures scrambled audits that those logits are causal (`heldout.py`). The
+metric is computed here, from the logits and targets that never entered a sandbox. Before any
+job, the static check rejects files that import or patch what a candidate has no business
+touching. Every output is read back with size limits and validated; nothing a job writes is
+trusted as-is.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import stat
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -167,12 +166,8 @@ class Sandbox:
 
         heldout = the_task.heldout(cfg, self.heldout_seed)
         scrambled, cuts, order = audit_inputs(heldout.inputs, seed)
-        # Two fresh sandboxes side by side: neither sees the other, and their start-ups (Python,
-        # torch), most of what a run costs outside its training steps, overlap instead of adding up.
-        with ThreadPoolExecutor(2) as pool:
-            predicting = pool.submit(self._predict, fit_job, "predict", candidate, weights, heldout.inputs)
-            auditing = pool.submit(self._predict, fit_job, "audit", candidate, weights, scrambled)
-            logits, audit = predicting.result(), auditing.result()
+        logits = self._predict(fit_job, "predict", candidate, weights, heldout.inputs)
+        audit = self._predict(fit_job, "audit", candidate, weights, scrambled)
         if (violation := audit_violation(logits, audit, cuts, order)) is not None:
             raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
         result = combine(summary, the_task.metric, the_task.score(logits, heldout.targets, cfg))

@@ -4,7 +4,6 @@ never reaches the unisolated backend."""
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -64,33 +63,6 @@ def test_the_held_out_seed_is_secret_and_changes_the_held_out_set(tmp_path):
     assert first.metrics["loss"] != second.metrics["loss"]  # same weights, other held-out examples
     spec = json.loads(next((tmp_path / "a").glob("*-predict/job/job.json")).read_text())
     assert "test_seed" not in spec["settings"]
-
-
-class TimedBackend:
-    """The process backend, noting when each job started and ended."""
-
-    name = "process"
-
-    def __init__(self) -> None:
-        self.inner = ProcessBackend()
-        self.spans: dict[str, tuple[float, float]] = {}
-
-    def execute(self, job, job_dir, out_dir):
-        started = time.monotonic()
-        outcome = self.inner.execute(job, job_dir, out_dir)
-        self.spans[job.job_id] = (started, time.monotonic())
-        return outcome
-
-
-def test_prediction_and_its_audit_run_side_by_side_after_training(tmp_path):
-    # Two fresh processes that cannot see each other: their start-up (Python, torch) overlaps
-    # instead of adding up, which is most of what a run costs outside its training steps.
-    backend = TimedBackend()
-    Sandbox(backend, tmp_path, LIMITS).train(builtin_baselines()["linear_attention"], "mqar", TINY,
-                                             job_id="run", trusted=True)  # fmt: skip
-    fit, predict, audit = (backend.spans[job] for job in ("run", "run-predict", "run-audit"))
-    assert fit[1] <= min(predict[0], audit[0])
-    assert max(predict[0], audit[0]) < min(predict[1], audit[1])  # the two overlap
 
 
 def test_sandboxed_check_names_the_failed_probe(isolating_backend, tmp_path):
