@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from discover.agents.grammar import difference
 from discover.agents.lab import Lab
-from discover.agents.proposers import genome_by_name
+from discover.agents.proposers.grammar_search import genome_by_name
 from discover.agents.statistics import mean_interval
+from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Architecture, Finding, Run
 
 
@@ -95,7 +96,7 @@ def analyze(
         )  # fmt: skip
 
     value = run.result.get("value", math.nan)
-    better = lab.better(value, reference_value)
+    better = get_task(lab.task).better(value, reference_value)
     metric = run.result.get("metric", "metric")
     statement = (
         f"{architecture.name} reached {metric} {value:.4f} on {task} at screening, "

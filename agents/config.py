@@ -1,4 +1,4 @@
-"""A study's configuration: `discover.toml` in the study folder, documented in `study.toml`.
+"""A study's configuration: `discover.toml` in the study folder, documented in `study.toml.j2`.
 
 config = load_config(Path("my-study"))          # defaults where the file is silent
 config = config.with_overrides(budget="10m")    # command-line options win
@@ -11,23 +11,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import jinja2
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator
 
-from discover.agents.llm import LLMSettings
-from discover.experiments.scoring import ScoringConfig
+from discover.agents.proposers import PROPOSERS
+from discover.agents.section import Section
+from discover.budget.ledger import Budget, parse_budget
+from discover.experiments.tasks import TASKS
+from discover.sandbox.backends import BACKENDS
 from discover.sandbox.base import Limits
-from discover.sandbox.budget import parse_budget
+from discover.vetting.scoring import ScoringConfig
 
 CONFIG_FILE = "discover.toml"
-Proposer = Literal["auto", "llm", "evolution", "random"]
 
 
 class ConfigError(ValueError):
     """A study configuration that cannot be used; the message is one line."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ScreenConfig(Section):
@@ -41,26 +40,14 @@ class PromotionConfig(Section):
     confidence: float = Field(default=0.95, gt=0, lt=1)
 
 
-class EvolutionConfig(Section):
-    population: int = Field(default=24, ge=2)
-    tournament: int = Field(default=4, ge=1)
-    initial: int = Field(default=8, ge=1)
-    guided: bool = True  # change the motif the study's measurements favour, not a random one
-    classics: bool = True  # start from the grammar's classic designs, then random ones
+class StudyConfigBase(Section):
+    """The sections every study has; `StudyConfig` adds one per registered proposer that has one."""
 
-
-class LLMConfig(LLMSettings):
-    repair_attempts: int = Field(default=2, ge=0)
-    judge: bool = False
-    prompts_dir: str | None = None
-
-
-class StudyConfig(Section):
     name: str = "study"
     task: str = "mqar"
-    budget: str = "1h"
-    proposer: Proposer = "auto"
-    sandbox: Literal["auto", "docker", "bwrap", "process"] = "auto"
+    budget: Budget = Field(default_factory=lambda: parse_budget("1h"))  # read from and written as text
+    proposer: str = "auto"  # "auto" or a registered proposer (see discover.agents.proposers)
+    sandbox: str = "auto"  # "auto" or a registered backend (see discover.sandbox.backends)
     workers: int | None = Field(default=None, ge=1)  # None: one per GPU, or 1 without GPUs
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # "auto": the cluster this machine belongs to; or host:port
@@ -69,16 +56,21 @@ class StudyConfig(Section):
     settings: dict[str, Any] = Field(default_factory=dict)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
-    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
-    llm: LLMConfig = Field(default_factory=LLMConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     limits: Limits = Field(default_factory=Limits)
 
-    @field_validator("budget")
+    @field_validator("proposer", "sandbox")
     @classmethod
-    def _budget_parses(cls, value: str) -> str:
-        parse_budget(value)  # BudgetError is a ValueError: pydantic reports it against the field
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        registry = PROPOSERS if info.field_name == "proposer" else BACKENDS
+        if value != "auto" and value not in registry:
+            raise ValueError(f"{value!r} is not a {registry.kind}: use {registry.help(('auto',))}")
         return value
+
+    def section(self, name: str) -> Section | None:
+        """A proposer's section of the configuration (None for a proposer without one)."""
+        proposer = PROPOSERS.get(name)
+        return None if proposer.config_section is None else getattr(self, proposer.config_section)
 
     def with_overrides(self, **overrides: Any) -> StudyConfig:
         """A copy with the command line's options (None means "not given") applied and validated."""
@@ -86,9 +78,25 @@ class StudyConfig(Section):
         return validate(self.model_dump() | given, "the command line")
 
 
+StudyConfig = create_model(
+    "StudyConfig",
+    __base__=StudyConfigBase,
+    __doc__="A study's configuration: the common sections and each registered proposer's own.",
+    **{
+        proposer.config_section: (proposer.config_class, Field(default_factory=proposer.config_class))
+        for _, proposer in PROPOSERS.items()
+        if proposer.config_section is not None and proposer.config_class is not None
+    },
+)
+
+
 def default_config_text() -> str:
-    """The fully commented default configuration that `discover init` writes."""
-    return resources.files("discover.agents").joinpath("study.toml").read_text()
+    """The fully commented default configuration that `discover init` writes: `study.toml.j2`, with
+    the registered tasks, proposers and sandbox backends listed."""
+    template = resources.files("discover.agents").joinpath("study.toml.j2").read_text()
+    return jinja2.Template(template, keep_trailing_newline=True).render(
+        tasks=TASKS.summaries(), proposers=PROPOSERS.summaries(), backends=BACKENDS.summaries()
+    )
 
 
 def validate(data: dict[str, Any], where: str) -> StudyConfig:

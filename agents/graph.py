@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypedDict
@@ -23,16 +22,17 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from discover.agents import analyst, roles
-from discover.agents.lab import CHECK_KEY, Lab, OutOfBudget, Paused, run_key
-from discover.agents.llm import DollarCapReached, LLMError
-from discover.agents.proposers import Proposal, members
+from discover.agents import analyst
+from discover.agents.lab import Lab
+from discover.agents.proposers import trusted_origins
+from discover.agents.proposers.base import Proposal, ProposerStop
 from discover.agents.statistics import difference_interval
-from discover.experiments.baselines import builtin_baselines
+from discover.budget.jobs import CHECK_KEY, OutOfBudget, Paused, run_key
 from discover.experiments.harness import TrainResult
 from discover.experiments.tasks import get_task
-from discover.knowledge_base.novelty import is_duplicate
 from discover.knowledge_base.schema import Architecture, Run
+from discover.vetting.candidate import VettedCandidate, Vetting, revet, vet
+from discover.vetting.trust import is_trusted
 
 
 class ExperimentState(TypedDict, total=False):
@@ -43,6 +43,7 @@ class ExperimentState(TypedDict, total=False):
     proposal: dict[str, Any]  # a Proposal
     architecture_id: str
     verdict: dict[str, Any]  # the last probe verdict
+    vetting: dict[str, Any]  # the probed candidate's Vetting: screen and verify reuse it, unparsed
     repairs: int
     screen_run_id: str
     fitness: float  # at screening, against the best baseline
@@ -71,78 +72,39 @@ ENDINGS = {
 
 
 def select_parents(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    """For the researcher; offline proposers pick their own parents (tournament selection)."""
-    if lab.llm is None:
-        return {"parent_ids": []}
-    return {"parent_ids": roles.select_parents(lab, state["number"])}
+    return {"parent_ids": lab.proposer.select_parents(lab, state["number"])}
 
 
 def retrieve(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    """What the researcher is shown: parents, elites, baselines, findings, documents, failures."""
-    if lab.llm is None:
-        return {"context": {}}
-    return {"context": roles.research_context(lab, state["parent_ids"])}
+    return {"context": lab.proposer.context(lab, state["parent_ids"])}
 
 
 def propose(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    if lab.llm is not None:
-        return research(lab, state)
-    assert lab.proposer is not None
-    screened = lab.kb.study_runs(lab.study_id, fidelity="screen")
-    tried = lab.kb.architecture_names(lab.study_id)
-    rng = random.Random(f"{lab.config.seed}/{state['number']}")
-    proposal = lab.proposer.propose(members(screened), tried, rng)
-    if proposal is None:
-        return {"status": "exhausted", "reason": ENDINGS["exhausted"]}
-    return {"proposal": proposal.model_dump()}
-
-
-def research(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    """The researcher's plan, as a proposal without code (the coder writes it)."""
     try:
-        plan = roles.research(lab, state["context"])
-    except LLMError as exc:
-        return {
-            "status": "llm_cap" if isinstance(exc, DollarCapReached) else "no_proposal",
-            "reason": str(exc),
-        }
-    proposal = Proposal(
-        name=f"{plan.name}-{state['experiment_id']}", motivation=plan.motivation, code="", origin="llm",
-        parent_ids=state["parent_ids"], hypothesis=plan.hypothesis, design_plan=plan.design_plan,
-    )  # fmt: skip
+        proposal = lab.proposer.propose(lab, state["number"], state["parent_ids"], state["context"])
+    except ProposerStop as stop:
+        return {"status": stop.status, "reason": str(stop)}
     return {"proposal": proposal.model_dump()}
 
 
 def check_novelty(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    """Before any code or device time: grammar designs by their code, llm ideas by motivation."""
-    proposal = Proposal.model_validate(state["proposal"])
-    if proposal.origin == "llm":
-        novelty = is_duplicate(lab.kb, proposal.motivation)
-        if novelty.duplicate:
-            return {"status": "duplicate", "reason": f"the same idea as {novelty.nearest[0].name}"}
-        return {}
-    earlier = lab.kb.find_architecture(lab.study_id, proposal.code)
-    if earlier is not None:
-        return {"status": "duplicate", "reason": f"the same code as {earlier.name}"}
-    return {}
+    """Before any device time: the proposer says how a duplicate is recognised (the same code, or
+    for planned designs the same idea, before any code is written)."""
+    duplicate = lab.proposer.duplicate_of(lab, Proposal.model_validate(state["proposal"]))
+    return {} if duplicate is None else {"status": "duplicate", "reason": duplicate}
 
 
 def write_code(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+    """The candidate file: on a repair, rewritten from its last version and the probes it failed."""
     proposal = Proposal.model_validate(state["proposal"])
-    name, code = proposal.name, proposal.code
-    if proposal.origin == "llm":  # the coder writes it; on a repair, from its last file and verdict
-        repairs = state.get("repairs", 0)
-        previous = _architecture(lab, state).code if repairs else None
-        failures = state.get("verdict", {}).get("failures", []) if repairs else []
-        parent = proposal.parent_ids[0] if proposal.parent_ids else None
-        try:
-            code = roles.write_candidate(lab, proposal.model_dump(), parent, previous, failures)
-        except LLMError as exc:
-            return {
-                "status": "llm_cap" if isinstance(exc, DollarCapReached) else "no_code",
-                "reason": str(exc),
-            }
-        name = f"{name}-r{repairs}" if repairs else name
+    repairs = state.get("repairs", 0)
+    previous = _architecture(lab, state).code if repairs else None
+    failures = state.get("verdict", {}).get("failures", []) if repairs else []
+    try:
+        code = lab.proposer.write_code(lab, proposal, previous, failures)
+    except ProposerStop as stop:
+        return {"status": stop.status, "reason": str(stop)}
+    name = f"{proposal.name}-r{repairs}" if repairs else proposal.name
     architecture = lab.kb.find_architecture(lab.study_id, code)  # a resumed node stored it already
     if architecture is None:
         architecture = lab.kb.add_architecture(
@@ -155,16 +117,16 @@ def write_code(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 
 def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     architecture = _architecture(lab, state)
-    path = lab.candidate_file(architecture)
+    candidate = vet_architecture(lab, architecture)  # the one static check of this candidate
     first = f"{state['experiment_id']}-check-{state.get('repairs', 0)}"
     # A resumed experiment whose check job a crash cut short: that id is charged, use a fresh one.
     retries = (f"{first}-again{n}" for n in itertools.count(1))
     job_id = next(job for job in itertools.chain([first], retries) if not lab.ledger.used(job))
     settings = lab.settings("screen")
     try:
-        charged = lab.job(
+        charged = lab.jobs.run(
             job_id, CHECK_KEY, 0,
-            lambda device: lab.sandbox.check(path, lab.task, settings, trusted(architecture), job_id),
+            lambda device: lab.sandbox.check(candidate, lab.task, settings, job_id),
         )  # fmt: skip
     except OutOfBudget as exc:
         return {"status": "out_of_budget", "reason": str(exc)}
@@ -185,12 +147,12 @@ def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
         )  # fmt: skip
         repairs = state.get("repairs", 0) + 1
         return {"verdict": verdict, "status": "rejected", "reason": reason[:300], "repairs": repairs}
-    return {"verdict": verdict}
+    return {"verdict": verdict, "vetting": candidate.vetting().model_dump(mode="json")}
 
 
 def screen(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     architecture = _architecture(lab, state)
-    run = train(lab, architecture, "screen", lab.config.seed)
+    run = train(lab, architecture, "screen", lab.config.seed, probed(lab, state, architecture))
     if run is None:
         return {"status": "out_of_budget", "reason": "the budget cannot cover the screening run"}
     run = lab.kb.update_run(
@@ -202,16 +164,17 @@ def screen(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 
 
 def judge(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    """The optional LLM judge: its score fills fitness's qualitative term. A judge that fails leaves
-    the fitness as the metric made it."""
-    if lab.llm is None or not lab.config.llm.judge:
-        return {}
+    """The proposer's optional judge: its score fills fitness's qualitative term. A judge that fails
+    leaves the fitness as the metric made it."""
     run = lab.kb.get(Run, state["screen_run_id"])
     assert run is not None
+    proposal = Proposal.model_validate(state["proposal"])
     try:
-        verdict = roles.judge(lab, _architecture(lab, state), state["proposal"].get("hypothesis", ""), run)
-    except LLMError as exc:
-        lab.report(state["experiment_id"], {**state, "status": "judge failed", "reason": str(exc)})
+        verdict = lab.proposer.judge(lab, _architecture(lab, state), proposal, run)
+    except ProposerStop as stop:
+        lab.report(state["experiment_id"], {**state, "status": stop.status, "reason": str(stop)})
+        return {}
+    if verdict is None:
         return {}
     reference = lab.reference("screen", run.seed)
     assert reference is not None
@@ -241,6 +204,7 @@ def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     seeds = [lab.config.seed + 1 + index for index in range(lab.config.promotion.seeds)]
     baseline_name, baseline_values = baseline_at_full_fidelity(lab, seeds)
     architecture = _architecture(lab, state)
+    candidate = probed(lab, state, architecture)
     done = {  # a resumed verification keeps the runs it finished
         run.seed: run
         for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
@@ -248,12 +212,12 @@ def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     }
     for seed in seeds:
         if seed not in done:
-            run = train(lab, architecture, "full", seed)
+            run = train(lab, architecture, "full", seed, candidate)
             if run is None:
                 return {"status": "out_of_budget", "reason": "the budget cannot cover the verification runs"}
             done[seed] = run
     values = [done[seed].result["value"] for seed in seeds if done[seed].status == "succeeded"]
-    sign = 1.0 if get_task(lab.task).higher_is_better else -1.0  # > 0 means better than the baseline
+    sign = 1.0 if get_task(lab.task).better(1.0, 0.0) else -1.0  # > 0 means better than the baseline
     gains = [sign * value for value in values]
     references = [sign * value for value in baseline_values]
     interval = difference_interval(gains, references, lab.config.promotion.confidence, lab.config.seed)
@@ -270,16 +234,15 @@ def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 
 
 def analyze(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    """The llm analyst's findings (the rule-based analyst's when there is no llm, or it fails),
-    and the verification's finding."""
+    """The proposer's findings (the rule-based analyst's when it has none, or fails), and the
+    verification's finding."""
     run = lab.kb.get(Run, state["screen_run_id"]) if state.get("screen_run_id") else None
+    proposal = Proposal.model_validate(state["proposal"])
     findings = []
-    if lab.llm is not None:
-        hypothesis = state["proposal"].get("hypothesis", "")
-        try:
-            findings = roles.analyze(lab, _architecture(lab, state), hypothesis, run)
-        except LLMError as exc:
-            lab.report(state["experiment_id"], {**state, "status": "analyst failed", "reason": str(exc)})
+    try:
+        findings = lab.proposer.analyze(lab, _architecture(lab, state), proposal, run)
+    except ProposerStop as stop:
+        lab.report(state["experiment_id"], {**state, "status": stop.status, "reason": str(stop)})
     if not findings:
         reference = lab.reference("screen")
         assert reference is not None  # the study trains its baselines before any experiment
@@ -303,10 +266,19 @@ def record(lab: Lab, state: ExperimentState) -> dict[str, Any]:
 def trusted(architecture: Architecture) -> bool:
     """Designs rendered from discover's own grammar and the built-in baselines are trusted (the
     process backend may run them); anything an LLM or a person wrote is not."""
-    if architecture.origin == "baseline":
-        builtin = builtin_baselines().get(architecture.name)
-        return builtin is not None and builtin.read_text() == architecture.code
-    return architecture.origin in ("evolution", "random")
+    return is_trusted(architecture.code, architecture.origin, trusted_origins())
+
+
+def vet_architecture(lab: Lab, architecture: Architecture) -> VettedCandidate:
+    return vet(lab.candidate_file(architecture), trusted(architecture))
+
+
+def probed(lab: Lab, state: ExperimentState, architecture: Architecture) -> VettedCandidate:
+    """The experiment's candidate as its probe vetted it, without checking it again. (A state
+    checkpointed before probes stored their vetting gets it now.)"""
+    if "vetting" not in state:
+        return vet_architecture(lab, architecture)
+    return revet(lab.candidate_file(architecture), Vetting.model_validate(state["vetting"]))
 
 
 def _architecture(lab: Lab, state: ExperimentState) -> Architecture:
@@ -315,9 +287,11 @@ def _architecture(lab: Lab, state: ExperimentState) -> Architecture:
     return architecture
 
 
-def train(lab: Lab, architecture: Architecture, fidelity: str, seed: int) -> Run | None:
-    """One budgeted training run, recorded in the knowledge base from start to end; None when the
-    budget cannot cover it."""
+def train(
+    lab: Lab, architecture: Architecture, fidelity: str, seed: int, candidate: VettedCandidate | None = None
+) -> Run | None:
+    """One budgeted training run of `candidate` (the architecture's file, vetted; vetted here when
+    not given), recorded in the knowledge base from start to end; None when the budget cannot cover it."""
     settings = lab.settings(fidelity)
     steps = get_task(lab.task).config(settings).steps
     if not lab.affordable(fidelity, with_check=False):
@@ -327,12 +301,12 @@ def train(lab: Lab, architecture: Architecture, fidelity: str, seed: int) -> Run
         sandbox=lab.sandbox.backend.name, started_at=datetime.now(UTC),
     )  # fmt: skip
     run_dir = lab.folder / "runs" / architecture.name / f"{fidelity}-seed{seed}"
-    path = lab.candidate_file(architecture)
+    vetted = candidate or vet_architecture(lab, architecture)
     try:
-        charged = lab.job(
+        charged = lab.jobs.run(
             run.id, run_key(lab.task, fidelity), steps,
             lambda device: lab.sandbox.train(
-                path, lab.task, settings, seed, device, trusted(architecture), run_dir=run_dir, job_id=run.id
+                vetted, lab.task, settings, seed, device, run_dir=run_dir, job_id=run.id
             ),
         )  # fmt: skip
     except OutOfBudget:
@@ -375,9 +349,11 @@ def baseline_at_full_fidelity(lab: Lab, seeds: list[int]) -> tuple[str, list[flo
             for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
             if arch.id == architecture.id and run.status == "succeeded"
         }
+        candidate = None  # vetted once, for all its seeds
         for seed in seeds:
             if seed not in done:
-                run = train(lab, architecture, "full", seed)
+                candidate = candidate or vet_architecture(lab, architecture)
+                run = train(lab, architecture, "full", seed, candidate)
                 if run is None:
                     break
                 if run.status == "succeeded":
@@ -435,8 +411,8 @@ def _after_novelty(state: ExperimentState) -> str:
 def _after_probe(lab: Lab, state: ExperimentState) -> str:
     if state.get("verdict", {}).get("passed"):
         return "screen"
-    repairable = lab.llm is not None and state.get("status") == "rejected"
-    return "write_code" if repairable and state["repairs"] <= lab.config.llm.repair_attempts else "record"
+    repairable = state.get("status") == "rejected" and state["repairs"] <= lab.proposer.repair_attempts
+    return "write_code" if repairable else "record"
 
 
 def _after_write_code(state: ExperimentState) -> str:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from discover.budget.ledger import Budget
+
 if TYPE_CHECKING:
     from discover.knowledge_base.store import KnowledgeBase
 
@@ -22,7 +24,7 @@ class StudyRecord(BaseModel):
     study_id: str
     heldout_seed: int  # never passed to a job: MQAR's test set is drawn from it
     created_at: str
-    budget: str | None = None  # of the latest `discover run` (a resume may raise it)
+    budget: Budget | None = None  # of the latest `discover run` (a resume may raise it); as text on file
     task: str = "mqar"
 
 

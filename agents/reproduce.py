@@ -14,19 +14,18 @@ from pathlib import Path
 from pydantic import BaseModel
 from sqlmodel import select
 
+from discover.agents.compose import choose_sandbox, study_sandbox
 from discover.agents.config import load_config
 from discover.agents.graph import trusted
 from discover.agents.lab import candidate_file
 from discover.agents.record import StudyError, StudyRecord
 from discover.agents.status import open_study
-from discover.agents.study import job_limits
 from discover.experiments.contract import code_hash
 from discover.experiments.harness import TrainResult, versions
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Architecture, Run
-from discover.sandbox.pool import DevicePool
-from discover.sandbox.runner import JobFailed, Sandbox
-from discover.sandbox.select import choose_backend
+from discover.sandbox.runner import JobFailed
+from discover.vetting.candidate import vet
 
 
 class Reproduction(BaseModel):
@@ -83,7 +82,7 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
     """Train the run again in `sandbox` (default: the one it ran in, here rather than on a cluster)."""
     record, architecture, run = find_run(folder, reference)
     recorded_in = (run.sandbox or "auto").removeprefix("ray+")
-    backend = choose_backend(sandbox or recorded_in).backend  # type: ignore[arg-type]
+    backend = choose_sandbox(sandbox or recorded_in).backend
     if code_hash(architecture.code) != architecture.code_hash:
         raise StudyError(f"{architecture.name}'s stored code no longer matches its recorded hash")
     recorded = TrainResult.model_validate(run.result)
@@ -107,17 +106,16 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
     if run.sandbox and run.sandbox.removeprefix("ray+") != backend.name:
         warnings.append(f"trained in the {run.sandbox} sandbox, reproduced in {backend.name}")
 
-    candidate = candidate_file(folder, architecture)
-    pool = DevicePool.detect(cpu_slots=config.workers or 1)  # the study's thread share, for equal sums
-    limits = job_limits(config, pool)
-    sandbox = Sandbox(backend, folder / "jobs", limits, record.study_id, heldout_seed=record.heldout_seed)
+    candidate = vet(candidate_file(folder, architecture), trusted(architecture))
+    pool = backend.pool(cpu_slots=config.workers or 1)  # the study's thread share, for equal sums
+    sandbox = study_sandbox(folder, config, backend, record, pool)
     run_dir = folder / "runs" / architecture.name / f"reproduce-{run.fidelity}-seed{run.seed}"
     started = time.monotonic()
     with pool.lease() as lease:
         device = lease.devices[0] if lease.kind == "cuda" else "cpu"
         try:
             result = sandbox.train(
-                candidate, run.task, settings, run.seed, device, trusted(architecture),
+                candidate, run.task, settings, run.seed, device,
                 run_dir=run_dir, job_id=f"reproduce-{run.id[:12]}",
             )  # fmt: skip
         except JobFailed as exc:

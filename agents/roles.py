@@ -9,23 +9,26 @@
                 qualitative term, which the metric cannot see
 
 Every answer is validated against its schema (one repair re-ask, in `LLM.ask`); a role that still
-fails raises LLMError, which the graph records as the experiment's ending.
+fails raises LLMError, which the llm proposer (`proposers/llm.py`) turns into the experiment's ending.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from discover.agents.lab import Lab
+from discover.agents.llm import LLM
 from discover.experiments.contract import CONTRACT
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.parents import make_policy
 from discover.knowledge_base.schema import Architecture, Finding, Run
 from discover.prompts.templates import render
+
+if TYPE_CHECKING:
+    from discover.agents.lab import Lab
 
 PARENTS = 2
 ELITES = 5
@@ -68,15 +71,10 @@ def task_info(lab: Lab) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def prompts_dir(lab: Lab) -> Path | None:
-    folder = lab.config.llm.prompts_dir
-    return None if folder is None else (lab.folder / folder)
-
-
-def ask(lab: Lab, role: str, context: dict[str, Any], schema: type[BaseModel]):
-    assert lab.llm is not None
-    prompt = render(role, context, prompts_dir(lab))
-    return lab.llm.ask(role, [{"role": "user", "content": prompt}], schema)
+def ask(llm: LLM, prompts: Path | None, role: str, context: dict[str, Any], schema: type[BaseModel]):
+    """The role's answer to its template (from `prompts` where that folder overrides it)."""
+    prompt = render(role, context, prompts)
+    return llm.ask(role, [{"role": "user", "content": prompt}], schema)
 
 
 # ----------------------------------------------------------------------------- what roles are shown
@@ -144,13 +142,14 @@ def research_context(lab: Lab, parent_ids: list[str]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the roles
 
 
-def research(lab: Lab, context: dict[str, Any]) -> ResearchPlan:
-    return ask(lab, "researcher", context, ResearchPlan)
+def research(llm: LLM, prompts: Path | None, context: dict[str, Any]) -> ResearchPlan:
+    return ask(llm, prompts, "researcher", context, ResearchPlan)
 
 
 def write_candidate(
-    lab: Lab, plan: dict[str, Any], parent_id: str | None, previous: str | None, failures: list[dict]
-) -> str:
+    lab: Lab, llm: LLM, prompts: Path | None, plan: dict[str, Any], parent_id: str | None,
+    previous: str | None, failures: list[dict],
+) -> str:  # fmt: skip
     parent = lab.kb.get(Architecture, parent_id) if parent_id else None
     context = {
         "task": task_info(lab),
@@ -160,11 +159,13 @@ def write_candidate(
         "verdict": {"failures": failures} if previous is not None else None,
         "previous_code": previous or "",
     }
-    answer: CandidateCode = ask(lab, "coder", context, CandidateCode)
+    answer: CandidateCode = ask(llm, prompts, "coder", context, CandidateCode)
     return answer.code
 
 
-def analyze(lab: Lab, architecture: Architecture, hypothesis: str, run: Run | None) -> list[Finding]:
+def analyze(
+    lab: Lab, llm: LLM, prompts: Path | None, architecture: Architecture, hypothesis: str, run: Run | None
+) -> list[Finding]:
     ranked = scored(lab)
     parents = {pid: None for pid in architecture.parent_ids}
     baselines = {}
@@ -186,7 +187,7 @@ def analyze(lab: Lab, architecture: Architecture, hypothesis: str, run: Run | No
         "parents": [parent for parent in parents.values() if parent is not None],
         "baselines": list(baselines.values()),
     }
-    report: AnalystReport = ask(lab, "analyst", context, AnalystReport)
+    report: AnalystReport = ask(llm, prompts, "analyst", context, AnalystReport)
     evidence = [run.id] if run else []
     common = {"evidence_run_ids": evidence, "task": lab.task, "study_id": lab.study_id}
     return [
@@ -195,7 +196,9 @@ def analyze(lab: Lab, architecture: Architecture, hypothesis: str, run: Run | No
     ]
 
 
-def judge(lab: Lab, architecture: Architecture, hypothesis: str, run: Run) -> JudgeScore:
+def judge(
+    lab: Lab, llm: LLM, prompts: Path | None, architecture: Architecture, hypothesis: str, run: Run
+) -> JudgeScore:
     baselines = {}
     for arch, arch_run in scored(lab):
         if arch.origin == "baseline":
@@ -206,4 +209,4 @@ def judge(lab: Lab, architecture: Architecture, hypothesis: str, run: Run) -> Ju
         "run": {"value": run.result.get("value", math.nan)},
         "baselines": list(baselines.values()),
     }
-    return ask(lab, "judge", context, JudgeScore)
+    return ask(llm, prompts, "judge", context, JudgeScore)

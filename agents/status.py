@@ -12,10 +12,10 @@ from sqlmodel import select
 
 from discover.agents.leaderboard import leaderboard
 from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
-from discover.knowledge_base.ledger import DatabaseLedgerStore
+from discover.budget.ledger import replay
+from discover.budget.store import DatabaseLedgerStore
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Study
 from discover.knowledge_base.store import KnowledgeBase
-from discover.sandbox.budget import parse_budget
 
 
 class StudyStatus(BaseModel):
@@ -26,6 +26,7 @@ class StudyStatus(BaseModel):
     budget_s: float | None
     spent_s: float
     reserved_s: float  # held by jobs running now
+    left_s: float | None  # budget_s - spent_s - reserved_s: what new jobs may still reserve
     designs: dict[str, int]  # latest screening status of each proposed design -> count
     running: list[str]  # designs with a run in progress
     llm_usd: float
@@ -48,10 +49,7 @@ def study_status(folder: Path) -> StudyStatus:
         study = kb.get(Study, record.study_id)
         if study is None:
             raise StudyError(f"knowledge.db lacks study {record.study_id} named by {RECORD_FILE}")
-        entries = DatabaseLedgerStore(kb, record.study_id).entries()
-        charged = {entry.job_id: entry.seconds for entry in entries if entry.op == "charge"}
-        reserved = {entry.job_id: entry.seconds for entry in entries if entry.op == "reserve"}
-        settled = {entry.job_id for entry in entries if entry.op != "reserve"}
+        accounts = replay(DatabaseLedgerStore(kb, record.study_id).entries())  # as the ledger sees it
         latest: dict[str, str] = {}
         running = []
         for architecture, run in kb.study_runs(record.study_id, "screen"):
@@ -66,12 +64,14 @@ def study_status(folder: Path) -> StudyStatus:
             calls = session.exec(select(LLMCall.cost_usd).where(LLMCall.study_id == record.study_id)).all()
         designs = Counter(latest.get(architecture_id, "not trained") for architecture_id in proposed)
         rows, correlation = leaderboard(kb, record.study_id)
-        budget = record.budget or study.budget
+        if record.budget is None and study.budget:  # a study.json older than the record's budget
+            record = StudyRecord.model_validate(record.model_dump() | {"budget": study.budget})
+        budget = record.budget
         return StudyStatus(
-            name=study.name, study_id=study.id, task=record.task, budget=budget,
-            budget_s=parse_budget(budget).device_seconds if budget else None,
-            spent_s=math.fsum(charged.values()),
-            reserved_s=math.fsum(seconds for job, seconds in reserved.items() if job not in settled),
+            name=study.name, study_id=study.id, task=record.task, budget=budget.text if budget else None,
+            budget_s=budget.device_seconds if budget else None,
+            spent_s=accounts.spent, reserved_s=accounts.reserved,
+            left_s=accounts.left(budget) if budget else None,
             designs=dict(designs), running=running, llm_usd=math.fsum(calls), llm_calls=len(calls),
             leaderboard=rows, rank_correlation=correlation,
         )  # fmt: skip

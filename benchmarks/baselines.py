@@ -17,8 +17,8 @@ import torch
 from benchmarks.results import machine, write_section
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
-from discover.experiments.scoring import fitness
 from discover.experiments.tasks import get_task
+from discover.vetting.scoring import fitness
 
 GPU_SCALE = {"n_layers": 8, "d_model": 256, "num_heads": 8, "seq_len": 2048, "batch_size": 8}
 

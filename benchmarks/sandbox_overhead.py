@@ -31,7 +31,7 @@ SETTINGS = {"steps": 1, "log_every": 1, "batch_size": 4}
 
 
 def overheads(backend, jobs: int, workdir: Path, hidden_paths: list[str] | None = None) -> list[float]:
-    candidate = builtin_baselines()["linear_attention"]
+    source = builtin_baselines()["linear_attention"].read_text()
     seconds = []
     for index in range(jobs + 1):  # the first job warms caches and is dropped
         job = Job(
@@ -43,7 +43,7 @@ def overheads(backend, jobs: int, workdir: Path, hidden_paths: list[str] | None 
             hidden_paths=hidden_paths or [],
             limits=Limits(timeout_s=300),
         )
-        job_dir, out_dir = prepare_job_dir(job, candidate, workdir)
+        job_dir, out_dir = prepare_job_dir(job, source, workdir)
         started = time.perf_counter()
         outcome = backend.execute(job, job_dir, out_dir)
         wall = time.perf_counter() - started

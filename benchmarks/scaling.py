@@ -1,7 +1,7 @@
 """How discover's scheduler scales: the device pool, the budget ledger (in the study's SQLite
 knowledge base) and the Ray executor, with jobs of known duration.
 
-- real: a local Ray cluster; `workers` threads each run jobs through `Lab.job` (lease a slot,
+- real: a local Ray cluster; `workers` threads each run jobs through `BudgetedJobs.run` (lease a slot,
   reserve in the ledger, run, charge), where a job is a Ray task that sleeps `--job-s` seconds.
   Throughput at 1, 2 and 8 workers, the speed-up over 1 (target: 8 workers >= 7.6x) and the
   scheduler's overhead per job: (workers x wall - jobs x job time) / jobs.
@@ -28,29 +28,25 @@ from itertools import count
 from pathlib import Path
 
 from benchmarks.results import machine, write_section
-from discover.agents.config import StudyConfig
-from discover.agents.lab import Lab
-from discover.knowledge_base.ledger import DatabaseLedgerStore
+from discover.budget.estimate import CostEstimator
+from discover.budget.jobs import BudgetedJobs
+from discover.budget.ledger import Budget, Ledger
+from discover.budget.store import DatabaseLedgerStore
 from discover.knowledge_base.store import KnowledgeBase
-from discover.sandbox.budget import Budget, CostEstimator, Ledger
 from discover.sandbox.pool import DevicePool
 
 UNLIMITED = Budget(text="1000000gpuh", device_seconds=3.6e9)
 
 
-def scheduler(folder: Path, slots: list[str], default_s: float) -> tuple[KnowledgeBase, Lab]:
-    """A Lab with its real pool, ledger and estimator; nothing else of a study is needed here."""
+def scheduler(folder: Path, slots: list[str], default_s: float) -> tuple[KnowledgeBase, BudgetedJobs]:
+    """A study's budgeted jobs with their real pool, ledger and estimator; nothing else is needed."""
     kb = KnowledgeBase(folder / "knowledge.db", starter=None)
-    lab = Lab(
-        config=StudyConfig(), study_id="bench", folder=folder, kb=kb, sandbox=None,  # type: ignore[arg-type]
-        ledger=Ledger(UNLIMITED, DatabaseLedgerStore(kb, "bench")),
-        estimator=CostEstimator(default_seconds=default_s), pool=DevicePool(slots),
-    )  # fmt: skip
-    return kb, lab
+    ledger = Ledger(UNLIMITED, DatabaseLedgerStore(kb, "bench"))
+    return kb, BudgetedJobs(ledger, CostEstimator(default_seconds=default_s), DevicePool(slots))
 
 
 def real_throughput(workers: int, jobs_per_worker: int, job_s: float) -> tuple[float, float]:
-    """(jobs per hour, scheduler overhead per job in seconds) through Lab.job and Ray."""
+    """(jobs per hour, scheduler overhead per job in seconds) through BudgetedJobs.run and Ray."""
     import ray
 
     @ray.remote(num_cpus=1)
@@ -61,18 +57,18 @@ def real_throughput(workers: int, jobs_per_worker: int, job_s: float) -> tuple[f
     jobs = workers * jobs_per_worker
     numbers = count()
     with tempfile.TemporaryDirectory() as folder:
-        kb, lab = scheduler(Path(folder), [f"cpu:{index}" for index in range(workers)], job_s)
+        kb, budgeted = scheduler(Path(folder), [f"cpu:{index}" for index in range(workers)], job_s)
 
         def worker() -> None:
             while (number := next(numbers)) < jobs:
-                lab.job(f"job-{number}", "sleep", 0, lambda device: ray.get(sleep.remote(job_s)))
+                budgeted.run(f"job-{number}", "sleep", 0, lambda device: ray.get(sleep.remote(job_s)))
 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for future in [pool.submit(worker) for _ in range(workers)]:
                 future.result()
         wall = time.perf_counter() - started
-        assert math.isclose(lab.ledger.spent, sum(seconds for _, seconds in lab.ledger.costs()))
+        assert math.isclose(budgeted.ledger.spent, sum(seconds for _, seconds in budgeted.ledger.costs()))
         kb.close()
     return jobs / wall * 3600, (workers * wall - jobs * job_s) / jobs
 
@@ -81,22 +77,22 @@ def simulate(gpus: int, jobs: int, mean_s: float, seed: int = 0) -> dict[str, fl
     """Discrete-event run of the real pool, ledger and estimator on a simulated clock."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as folder:
-        kb, lab = scheduler(Path(folder), [f"cuda:{index}" for index in range(gpus)], mean_s)
+        kb, budgeted = scheduler(Path(folder), [f"cuda:{index}" for index in range(gpus)], mean_s)
         clock, busy, scheduler_s = 0.0, 0.0, 0.0
         running: list[tuple[float, str, object, float]] = []
         started = done = 0
         while done < jobs:
             tick = time.perf_counter()
-            while started < jobs and (lease := lab.pool.acquire(timeout=0)) is not None:
+            while started < jobs and (lease := budgeted.pool.acquire(timeout=0)) is not None:
                 job_id = f"job-{started}"
-                assert lab.ledger.reserve(job_id, lab.estimator.estimate("job", mean_s), "job")
+                assert budgeted.ledger.reserve(job_id, budgeted.estimator.estimate("job", mean_s), "job")
                 duration = rng.lognormvariate(math.log(mean_s), 0.3)
                 heapq.heappush(running, (clock + duration, job_id, lease, duration))
                 started += 1
             scheduler_s += time.perf_counter() - tick
             clock, job_id, lease, duration = heapq.heappop(running)
             tick = time.perf_counter()
-            lab.estimator.observe("job", lab.ledger.charge(job_id, duration, devices=1))
+            budgeted.estimator.observe("job", budgeted.ledger.charge(job_id, duration, devices=1))
             lease.release()  # type: ignore[attr-defined]
             scheduler_s += time.perf_counter() - tick
             busy += duration
@@ -135,12 +131,12 @@ def main() -> None:
         print(f"simulated, {gpus} GPUs: {simulated[gpus]}")
 
     lines = [
-        "## Scheduler scaling (`Lab.job`: device pool, SQLite budget ledger, Ray executor)",
+        "## Scheduler scaling (`BudgetedJobs.run`: device pool, SQLite budget ledger, Ray executor)",
         "",
         f"Machine: {machine()}. `python -m benchmarks.scaling` (medians of {args.repeats} repeats).",
         "",
         f"Real: a local Ray cluster (8 CPU slots); each job is a Ray task sleeping {args.job_s:g} s, run",
-        f"through `Lab.job` by `workers` threads, {args.jobs_per_worker} jobs per worker.",
+        f"through `BudgetedJobs.run` by `workers` threads, {args.jobs_per_worker} jobs per worker.",
         "",
         "| workers | jobs/hour | speed-up over 1 | scheduler overhead per job |",
         "|---|---|---|---|",

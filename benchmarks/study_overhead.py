@@ -28,12 +28,12 @@ from pathlib import Path
 
 from benchmarks.results import machine, write_section
 from discover.agents.config import StudyConfig
-from discover.agents.lab import CHECK_KEY
 from discover.agents.study import run_study
+from discover.budget.jobs import CHECK_KEY
+from discover.budget.ledger import replay
+from discover.budget.store import DatabaseLedgerStore
 from discover.experiments.tasks import get_task
-from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.store import KnowledgeBase
-from discover.sandbox.budget import Ledger, parse_budget
 from discover.sandbox.select import choose_backend
 
 
@@ -68,9 +68,9 @@ def device_time(folder: Path) -> DeviceTime:
     study_id = json.loads((folder / "study.json").read_text())["study_id"]
     split = DeviceTime()
     with KnowledgeBase(folder / "knowledge.db", starter=None) as kb:
-        ledger = Ledger(parse_budget("1h"), DatabaseLedgerStore(kb, study_id))  # read only: the total is moot
-        split.charged = ledger.spent
-        split.check_seconds = [seconds for key, seconds in ledger.costs() if key == CHECK_KEY]
+        accounts = replay(DatabaseLedgerStore(kb, study_id).entries())
+        split.charged = accounts.spent
+        split.check_seconds = [seconds for key, seconds in accounts.costs() if key == CHECK_KEY]
         for _, run in kb.study_runs(study_id):
             if run.cost_device_seconds is None:
                 continue

@@ -1,3 +1,5 @@
 """discover: autonomous neural-architecture discovery."""
 
-__version__ = "0.1.0"
+from discover.experiments.version import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -10,27 +10,33 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast, get_args
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from discover.console import UsageError, fail, stderr, stdout
+from discover.experiments.tasks import DEFAULT_TASK, TASKS
+from discover.sandbox.backends import BACKENDS
 
 if TYPE_CHECKING:
     from discover.sandbox.base import Limits
     from discover.sandbox.runner import Sandbox
+    from discover.vetting.candidate import VettedCandidate
 
 CandidateArg = Annotated[str, typer.Argument(help="A candidate .py file, or a built-in baseline's name.")]
-TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task name: mqar (default) or lm.")]
+TaskOpt = Annotated[
+    str | None, typer.Option("--task", "-t", help=f"Task name: {TASKS.help()} (default {DEFAULT_TASK}).")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a task setting, e.g. --set steps=200 (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 SandboxOpt = Annotated[
-    str, typer.Option("--sandbox", help="auto, docker, bwrap or process (auto: the strongest available).")
+    str,
+    typer.Option("--sandbox", help=f"{BACKENDS.help(('auto',))} (auto: the strongest available)."),
 ]
 UntrustedOpt = Annotated[
     bool,
@@ -46,18 +52,20 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Wall-clock limit p
 MemoryOpt = Annotated[int, typer.Option("--memory", help="Memory limit per job, MB.")]
 
 
-def resolve_candidate(candidate: str) -> tuple[Path, bool]:
-    """The candidate's file, and whether it is trusted (a built-in baseline)."""
-    from discover.experiments.baselines import BASELINE_DIR, builtin_baselines
+def resolve_candidate(candidate: str) -> VettedCandidate:
+    """The candidate's file (a path, or a built-in baseline's name), vetted once for all its jobs.
+    Whether it is trusted is the trust policy's call on its code (`discover.vetting.trust`)."""
+    from discover.experiments.baselines import builtin_baselines
+    from discover.vetting.candidate import vet
 
     path = Path(candidate)
     if path.is_file():
-        return path, path.resolve().parent == BASELINE_DIR.resolve()
+        return vet(path)
     if path.suffix == ".py" or "/" in candidate:
         raise UsageError(f"candidate file {candidate} does not exist")
     baselines = builtin_baselines()
     if candidate in baselines:
-        return baselines[candidate], True
+        return vet(baselines[candidate])
     raise UsageError(f"no file or built-in baseline named '{candidate}'; built-ins: {', '.join(baselines)}")
 
 
@@ -83,12 +91,12 @@ def check(
     memory: MemoryOpt = 8192,
 ):
     """Probe a candidate in the sandbox: contract, causality, batch independence, complexity."""
-    from discover.experiments.tasks import DEFAULT_TASK, get_task
+    from discover.experiments.tasks import get_task
     from discover.sandbox.base import Limits
 
     task = task or DEFAULT_TASK
     with user_errors():
-        path, trusted = resolve_candidate(candidate)
+        vetted = resolve_candidate(candidate)
         the_task = get_task(task)
         overrides = parse_settings(settings)
         the_task.config(overrides)
@@ -98,7 +106,7 @@ def check(
     (stderr if json else stdout).print(f"[dim]sandbox: {why}[/dim]")
     with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
         runner.workdir = Path(workdir)
-        verdict = runner.check(path, task, overrides, trusted=trusted)
+        verdict = runner.check(vetted, task, overrides)
     if json:
         stdout.print_json(verdict.model_dump_json())
     else:
@@ -139,13 +147,13 @@ def train(
 ):
     """Probe, then train a candidate in the sandbox; write metrics.jsonl and result.json."""
     from discover.experiments.harness import StepLog
-    from discover.experiments.tasks import DEFAULT_TASK, get_task
+    from discover.experiments.tasks import get_task
     from discover.sandbox.base import Limits
 
     task = task or DEFAULT_TASK
     progress = stderr if json else stdout
     with user_errors():
-        path, trusted = resolve_candidate(candidate)
+        vetted = resolve_candidate(candidate)
         the_task = get_task(task)
         overrides = parse_settings(settings)
         cfg = the_task.config(overrides)
@@ -155,7 +163,7 @@ def train(
         )
     the_device = pick_device_name(device)
     progress.print(f"[dim]sandbox: {why}[/dim]")
-    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}-{task}-seed{seed}"
+    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{vetted.name}-{task}-seed{seed}"
 
     def log(step: StepLog) -> None:
         progress.print(
@@ -165,14 +173,14 @@ def train(
 
     with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
         runner.workdir = Path(workdir)
-        verdict = runner.check(path, task, overrides, trusted=trusted)
+        verdict = runner.check(vetted, task, overrides)
         if not verdict.passed:
             first = verdict.failures()[0]
-            fail(f"{path.name} failed the {first.name} probe: {first.reason}", code=1)
+            fail(f"{vetted.path.name} failed the {first.name} probe: {first.reason}", code=1)
         progress.print(
-            f"training {path.stem} on {task} ({cfg.steps} steps, seed {seed}, {the_device}) -> {out}"
+            f"training {vetted.name} on {task} ({cfg.steps} steps, seed {seed}, {the_device}) -> {out}"
         )
-        result = runner.train(path, task, overrides, seed, the_device, trusted, run_dir=out, on_log=log)
+        result = runner.train(vetted, task, overrides, seed, the_device, run_dir=out, on_log=log)
     if json:
         stdout.print_json(result.model_dump_json())
         return
@@ -222,17 +230,10 @@ def reap(study: Annotated[str | None, typer.Option(help="Only this study's conta
 
 
 def open_sandbox(name: str, image: str | None, allow_untrusted: bool, limits: Limits) -> tuple[Sandbox, str]:
-    from discover.sandbox.docker import OFFLINE_IMAGE
-    from discover.sandbox.runner import Sandbox
-    from discover.sandbox.select import BackendName, choose_backend
+    from discover.agents.compose import adhoc_sandbox, choose_sandbox
 
-    image = image or OFFLINE_IMAGE
-    if name not in get_args(BackendName):
-        raise UsageError(f"--sandbox takes auto, docker, bwrap or process, not '{name}'")
-    # The offline image borrows the host's Python; any other image brings its own.
-    host_runtime = image == OFFLINE_IMAGE
-    choice = choose_backend(cast(BackendName, name), image, host_runtime, allow_untrusted)
-    return Sandbox(choice.backend, Path(tempfile.gettempdir()), limits), choice.why
+    choice = choose_sandbox(name, untrusted=False, image=image, allow_untrusted_process=allow_untrusted)
+    return adhoc_sandbox(choice.backend, limits), choice.why
 
 
 def pick_device_name(name: str) -> str:

@@ -43,21 +43,22 @@ def gpus() -> Check:
 
 
 def sandboxes(config: StudyConfig) -> list[Check]:
-    from discover.sandbox.bwrap import bwrap_available
-    from discover.sandbox.docker import docker_available
+    """Every registered backend's availability, and whether the study's choice can run."""
+    from discover.agents.proposers import PROPOSERS
+    from discover.sandbox.backends import BACKENDS, BackendOptions
 
-    docker_ok, docker_why = docker_available()
-    bwrap_ok, bwrap_why = bwrap_available()
-    checks = [
-        Check("docker", "ok" if docker_ok else "warn", docker_why),
-        Check("bwrap", "ok" if bwrap_ok else "warn", bwrap_why),
-    ]
+    options = BackendOptions()
+    available = {name: kind.available(options) for name, kind in BACKENDS.items()}
+    checks = [Check(name, "ok" if ok else "warn", why) for name, (ok, why) in available.items()]
+    isolating = [name for name, kind in BACKENDS.items() if kind.isolates]
     wanted = config.sandbox
-    if (wanted == "docker" and not docker_ok) or (wanted == "bwrap" and not bwrap_ok):
+    untrusted = config.proposer != "auto" and not PROPOSERS.get(config.proposer).trusted
+    if wanted != "auto" and not available[wanted][0]:
         checks.append(Check("sandbox", "fail", f"discover.toml asks for {wanted}, which cannot run here"))
-    elif config.proposer == "llm" and not (docker_ok or bwrap_ok):
-        checks.append(Check("sandbox", "fail", "LLM-written code needs docker or bwrap; neither works here"))
-    if docker_ok:
+    elif untrusted and not any(available[name][0] for name in isolating):
+        detail = f"{config.proposer}-written code needs {' or '.join(isolating)}; none works here"
+        checks.append(Check("sandbox", "fail", detail))
+    if available.get("docker", (False, ""))[0]:
         checks.append(nvidia_runtime())
     return checks
 

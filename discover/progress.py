@@ -67,14 +67,14 @@ class Progress:
             return None
         elapsed = time.monotonic() - self.started
         rate = (status.spent_s - self.spent_at_start) / elapsed if elapsed > 0 else 0.0
-        if not status.budget_s or rate <= 0:
+        if status.left_s is None or rate <= 0:
             return None
-        return max(0.0, status.budget_s - status.spent_s - status.reserved_s) / rate
+        return max(0.0, status.left_s) / rate
 
 
 def status_panel(status: StudyStatus, eta_s: float | None) -> RenderableType:
     budget = status.budget_s or 0.0
-    left = max(0.0, budget - status.spent_s)
+    left = max(0.0, status.left_s or 0.0)  # the ledger's own `left`: reservations held are not left
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated
 
 import typer
 
 from discover.console import fail, stdout
+from discover.sandbox.backends import BACKENDS
 from discover.study_cli import FolderOpt
 
 
@@ -40,7 +41,7 @@ def reproduce_command(
     ],
     folder: FolderOpt = Path("."),
     sandbox: Annotated[
-        str | None, typer.Option(help="auto, docker, bwrap or process (default: the one it ran in).")
+        str | None, typer.Option(help=f"{BACKENDS.help(('auto',))} (default: the one it ran in).")
     ] = None,
     tolerance: Annotated[float, typer.Option(help="Largest metric difference called a match.")] = 1e-4,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -52,10 +53,10 @@ def reproduce_command(
 
     from discover.agents.record import StudyError
     from discover.agents.reproduce import reproduce
-    from discover.sandbox.select import BackendName, SandboxUnavailable
+    from discover.sandbox.select import SandboxUnavailable
 
-    if sandbox is not None and sandbox not in get_args(BackendName):
-        fail(f"--sandbox {sandbox} is not one of {', '.join(get_args(BackendName))}")
+    if sandbox is not None and sandbox != "auto" and sandbox not in BACKENDS:
+        fail(f"--sandbox {sandbox} is not one of {BACKENDS.help(('auto',))}")
     try:
         outcome = reproduce(folder, reference, sandbox, tolerance)
     except (StudyError, SandboxUnavailable) as exc:

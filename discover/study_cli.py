@@ -11,7 +11,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from discover.agents.proposers import PROPOSERS
 from discover.console import UsageError, fail, stdout
+from discover.experiments.tasks import TASKS
+from discover.sandbox.backends import BACKENDS
 
 FolderOpt = Annotated[Path, typer.Option("--dir", "-C", help="The study folder (default: here).")]
 
@@ -34,9 +37,9 @@ def run_command(
         str | None, typer.Option(help="Device-time to spend: 200gpuh, 90gpum, 2h, 30m.")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Experiments in flight at once.")] = None,
-    proposer: Annotated[str | None, typer.Option(help="auto, llm, evolution or random.")] = None,
-    sandbox: Annotated[str | None, typer.Option(help="auto, docker, bwrap or process.")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help="mqar or lm.")] = None,
+    proposer: Annotated[str | None, typer.Option(help=f"{PROPOSERS.help(('auto',))}.")] = None,
+    sandbox: Annotated[str | None, typer.Option(help=f"{BACKENDS.help(('auto',))}.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{TASKS.help()}.")] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the stopped or crashed study in the folder.")
     ] = False,
@@ -52,12 +55,13 @@ def run_command(
 ):
     """Research until the budget is spent: propose, probe, train, score, verify, record; then print
     the leaderboard. Ctrl-C finishes the running experiments; twice stops at once."""
+    from discover.agents.compose import choose_sandbox
     from discover.agents.config import ConfigError, load_config
     from discover.agents.record import StudyError
     from discover.agents.study import run_study
     from discover.experiments.tasks import TaskConfigError, get_task
     from discover.progress import Progress
-    from discover.sandbox.select import SandboxUnavailable, choose_backend
+    from discover.sandbox.select import SandboxUnavailable
 
     try:
         config = load_config(folder).with_overrides(
@@ -69,11 +73,12 @@ def run_command(
             settings = config.settings | (config.screen.settings if fidelity == "screen" else {})
             the_task.config(settings)
         config = config.with_overrides(proposer=resolve_proposer(config.proposer, config.llm.base_url))
-        choice = choose_backend(config.sandbox, allow_untrusted=False)
+        untrusted = (
+            None if PROPOSERS.get(config.proposer).trusted else f"what the {config.proposer} proposer writes"
+        )
+        choice = choose_sandbox(config.sandbox, untrusted)
     except (ConfigError, TaskConfigError, SandboxUnavailable, UsageError) as exc:
         fail(str(exc))
-    if config.proposer == "llm" and choice.backend.name == "process":
-        fail("the llm proposer writes untrusted code, which needs --sandbox docker or bwrap; " + choice.why)
     where = f"on the Ray cluster at {config.ray_address or 'auto'}, " if config.executor == "ray" else ""
     stdout.print(
         f"[dim]study in {folder.resolve()}: task {config.task}, budget {config.budget}, "
@@ -232,14 +237,16 @@ def baseline_add(
         str, typer.Option(help="The baseline's name (list it under baselines in discover.toml).")
     ],
     folder: FolderOpt = Path("."),
-    sandbox: Annotated[str, typer.Option(help="auto, docker or bwrap.")] = "auto",
+    sandbox: Annotated[str, typer.Option(help=f"{BACKENDS.help(('auto',))} (one that isolates).")] = "auto",
 ):
     """Probe FILE in the sandbox and store it as a baseline of the study in the folder."""
+    from discover.agents.compose import adhoc_sandbox, choose_sandbox
     from discover.agents.record import StudyError, open_knowledge_base
     from discover.experiments.tasks import get_task
     from discover.knowledge_base.store import StoreError
-    from discover.sandbox.runner import JobFailed, Sandbox
-    from discover.sandbox.select import SandboxUnavailable, choose_backend
+    from discover.sandbox.runner import JobFailed
+    from discover.sandbox.select import SandboxUnavailable
+    from discover.vetting.candidate import vet
 
     if not file.is_file():
         fail(f"{file} does not exist")
@@ -249,16 +256,14 @@ def baseline_add(
 
     try:
         config = load_config(folder)
-        choice = choose_backend(sandbox)  # type: ignore[arg-type]
+        choice = choose_sandbox(sandbox, untrusted="a baseline file")
     except (ConfigError, SandboxUnavailable) as exc:
         fail(str(exc))
-    if choice.backend.name == "process":
-        fail(f"a baseline file is untrusted code and needs docker or bwrap; {choice.why}")
     get_task(config.task)
     with tempfile.TemporaryDirectory(prefix="discover-baseline-") as workdir:
-        runner = Sandbox(choice.backend, Path(workdir), config.limits)
+        runner = adhoc_sandbox(choice.backend, config.limits, Path(workdir))
         try:
-            verdict = runner.check(file, config.task, config.settings)
+            verdict = runner.check(vet(file, trusted=False), config.task, config.settings)
         except JobFailed as exc:
             fail(f"{file.name}: the check job failed: {exc.outcome.reason}", code=1)
     if not verdict.passed:

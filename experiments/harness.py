@@ -8,7 +8,6 @@ streams `metrics.jsonl` (one line per logged step) and writes one `result.json`.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import resource
@@ -22,10 +21,11 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-import discover
 from discover.experiments.contract import code_hash, load_mixer_class
+from discover.experiments.files import write_json_atomic
 from discover.experiments.measure import matmul_flops
 from discover.experiments.tasks import Task, TaskConfig
+from discover.experiments.version import VERSION
 
 
 class StepLog(BaseModel):
@@ -232,11 +232,4 @@ def device_name(device: torch.device) -> str:
 
 
 def versions() -> dict[str, str]:
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "discover": discover.__version__}
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Readers never see a half-written file: write beside it, then rename over it."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "discover": VERSION}

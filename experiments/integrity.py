@@ -1,9 +1,9 @@
 """Runtime guard for every job: notice when candidate code replaced a function a result depends on.
 
-The static check (`static_check.py`) rejects files that patch modules; this is the second line.
-Before the candidate is imported, the job records the identity of every function that computes
-what it reports (torch, builtins, json, the harness and probes); before it writes any output it
-verifies none was swapped out.
+The static check (`discover.vetting.static_check`, on the host) rejects files that patch modules;
+this is the second line. Before the candidate is imported, the job records the identity of every
+function that computes what it reports (torch, builtins, json, the harness and probes); before it
+writes any output it verifies none was swapped out.
 """
 
 from __future__ import annotations

@@ -26,32 +26,21 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel
 
+import discover.experiments.files as files
 import discover.experiments.harness as harness
 import discover.experiments.probes as probes
 import discover.experiments.tasks.base as task_base
 from discover.experiments.contract import CandidateError, describe_error, load_mixer_class
-from discover.experiments.harness import fit, pick_device, write_json_atomic
+from discover.experiments.files import write_json_atomic
+from discover.experiments.harness import fit, pick_device
 from discover.experiments.integrity import IntegrityError, IntegrityGuard
+from discover.experiments.jobspec import JobError, JobFile
 from discover.experiments.probes import load_and_check
 from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import predict
-
-
-class JobFile(BaseModel):
-    action: Literal["check", "fit", "predict"]
-    task: str
-    settings: dict[str, Any] = {}
-    seed: int = 0
-    device: str = "cpu"
-
-
-class JobError(BaseModel):
-    reason: str
 
 
 def run(job_dir: Path, out_dir: Path) -> None:
@@ -65,7 +54,13 @@ def run(job_dir: Path, out_dir: Path) -> None:
         # snapshot, not after (check and predict build no optimizer and skip the 1 s import).
         importlib.import_module("torch._dynamo")
     guard = IntegrityGuard(
-        {"harness": harness, "probes": probes, "tasks.base": task_base, "job": sys.modules[__name__]}
+        {
+            "harness": harness,
+            "probes": probes,
+            "tasks.base": task_base,
+            "files": files,
+            "job": sys.modules[__name__],
+        }
     )  # taken before the candidate is imported
 
     if job.action == "check":

@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-ORIGINS = ("baseline", "llm", "evolution", "random", "human")
+# Who made a design: "baseline", "human", or the origin of the proposer that proposed it (each
+# proposer declares its own, see discover.agents.proposers), so an origin is a short lowercase word.
+ORIGIN_PATTERN = r"[a-z][a-z0-9_]{0,31}"
 RUN_STATUSES = ("pending", "running", "succeeded", "failed", "rejected")
 VERDICTS = ("supports", "refutes", "inconclusive")
 SEARCH_KINDS = ("finding", "chunk", "architecture")
@@ -64,7 +66,7 @@ class Architecture(SQLModel, table=True):
     functional_hash: str | None = Field(default=None, index=True)  # from the probes
     parent_ids: list[str] = json_list_column()
     motivation: str = text_column()
-    origin: str  # one of ORIGINS
+    origin: str  # matches ORIGIN_PATTERN
     experiment_id: str | None = None  # the study's experiment that proposed it (schema 2)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -136,7 +138,7 @@ class Chunk(SQLModel, table=True):
 
 
 class BudgetEntry(SQLModel, table=True):
-    """A line of the budget ledger (see `discover.sandbox.budget`); `seq` orders the entries."""
+    """A line of the budget ledger (see `discover.budget.ledger`); `seq` orders the entries."""
 
     seq: int | None = Field(default=None, primary_key=True)
     ledger: str = Field(index=True)  # the study id, or another name for a ledger

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from discover.knowledge_base.ingest import DocumentInput, chunk_text, read_docum
 from discover.knowledge_base.migrations import upgrade
 from discover.knowledge_base.parents import Scored
 from discover.knowledge_base.schema import (
-    ORIGINS,
+    ORIGIN_PATTERN,
     RUN_STATUSES,
     VERDICTS,
     Architecture,
@@ -207,7 +208,8 @@ class KnowledgeBase:
         functional_hash: str | None = None,
         experiment_id: str | None = None,
     ) -> Architecture:
-        require_one_of("origin", origin, ORIGINS)
+        if not re.fullmatch(ORIGIN_PATTERN, origin):
+            raise StoreError(f"origin {origin!r} is not a short lowercase word")
         architecture = Architecture(
             name=name, code=code, code_hash=code_hash(code), origin=origin, motivation=motivation,
             parent_ids=list(parent_ids), study_id=study_id, functional_hash=functional_hash,

@@ -7,14 +7,18 @@ OUT_DIR writable, within `Limits`, and reports a `JobOutcome`. Everything else
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from discover.experiments.jobspec import JobError, JobFile
+
+if TYPE_CHECKING:
+    from discover.sandbox.pool import DevicePool
 
 EMPTY_FILE = "empty"  # beside a job's job/ and out/ folders
 
@@ -31,19 +35,17 @@ class Limits(BaseModel):
     log_kb: int = 256  # the last this-many KB of stdout/stderr are kept
 
 
-class Job(BaseModel):
+class Job(JobFile):
+    """A job as the host sees it: what the job reads (`JobFile`, the only part written into the job
+    folder) and what only the host needs to run it."""
+
     job_id: str
     study_id: str = "adhoc"
-    action: Literal["check", "fit", "predict"]
-    task: str
-    settings: dict[str, Any] = {}
-    seed: int = 0
-    device: str = "cpu"  # "cpu" or "cuda:N"; the pool hands these out
-    trusted: bool = False  # built-in baseline or template-generated code
-    read_only_paths: list[str] = []  # host data the job reads, e.g. a corpus folder
+    trusted: bool = False  # built-in baseline or template-generated code (`discover.vetting.trust`)
+    read_only_paths: list[str] = Field(default_factory=list)  # host data the job reads, e.g. a corpus folder
     # Host files holding held-out data inside folders the job sees (an lm corpus's validation
     # files, the standard library's among them): every backend shows them to the job as empty files.
-    hidden_paths: list[str] = []
+    hidden_paths: list[str] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -60,17 +62,34 @@ class JobOutcome(BaseModel):
 
 
 class Backend(Protocol):
+    """A way to run jobs. Registered in `discover.sandbox.backends`; `local.LocalBackend` has the
+    defaults for backends that run jobs as children of this process."""
+
     name: str
+    isolates: bool  # whether it may run untrusted code
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
         """Run the entry point over the two folders, isolated and within `job.limits`."""
         ...
 
+    def reap(self, study_id: str | None = None, job_id: str | None = None) -> int:
+        """Remove what killed jobs of a study (or one job) left behind; returns how many."""
+        ...
+
+    def kill_all(self) -> None:
+        """Kill every job this process started that is still running (a study told to stop now)."""
+        ...
+
+    def pool(self, cpu_slots: int) -> DevicePool:
+        """The device slots jobs of this backend run on: the GPUs, else `cpu_slots` CPU slots."""
+        ...
+
 
 def prepare_job_dir(
-    job: Job, candidate: Path, workdir: Path, inputs: dict[str, Path] | None = None
+    job: Job, source: str, workdir: Path, inputs: dict[str, Path] | None = None
 ) -> tuple[Path, Path]:
-    """Write /job (spec, candidate, extra inputs such as weights) and an empty /out for one job."""
+    """Write /job (spec, the candidate's `source` as vetted, extra inputs such as weights) and an
+    empty /out for one job."""
     root = workdir / job.job_id
     if root.exists():
         shutil.rmtree(root)
@@ -82,17 +101,11 @@ def prepare_job_dir(
     job_dir.mkdir()
     out_dir.mkdir()
     out_dir.chmod(0o777)  # the sandbox runs as an unprivileged user
-    spec = {
-        "action": job.action,
-        "task": job.task,
-        "settings": job.settings,
-        "seed": job.seed,
-        "device": job.device,
-    }
-    (job_dir / "job.json").write_text(json.dumps(spec))
+    spec = JobFile.model_validate(job.model_dump(include=set(JobFile.model_fields)))
+    (job_dir / "job.json").write_text(spec.model_dump_json())
     if job.hidden_paths:  # what backends mount over each hidden file; outside /job, so unseen
         (root / EMPTY_FILE).touch(mode=0o444)
-    shutil.copyfile(candidate, job_dir / "candidate.py")
+    (job_dir / "candidate.py").write_text(source, encoding="utf-8")
     for name, path in (inputs or {}).items():
         shutil.copyfile(path, job_dir / name)
     for path in job_dir.iterdir():
@@ -146,8 +159,6 @@ def read_output(out_dir: Path, name: str, schema: type[Schema], max_bytes: int =
 
 def failure_reason(out_dir: Path, log_tail: str, exit_code: int | None) -> str:
     """The job's own error.json if it wrote one, else the last line of its log."""
-    from discover.experiments.job import JobError
-
     try:
         return read_output(out_dir, "error.json", JobError, max_bytes=16_384).reason
     except OutputError:

@@ -20,9 +20,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from discover.sandbox.backends import BackendOptions
 from discover.sandbox.base import Job, JobOutcome, hidden_mounts
 from discover.sandbox.cgroup import JobCgroup, remove_leftovers
-from discover.sandbox.local import job_environment, python_command, run_local
+from discover.sandbox.local import LocalBackend, job_environment, python_command, run_local
 from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
 from discover.sandbox.watchdog import read_peak_memory, watched
@@ -58,8 +59,17 @@ def bwrap_available() -> tuple[bool, str]:
     return True, f"bwrap at {path}"
 
 
-class BwrapBackend:
+class BwrapBackend(LocalBackend):
     name = "bwrap"
+    isolates = True
+
+    @classmethod
+    def available(cls, options: BackendOptions) -> tuple[bool, str]:
+        return bwrap_available()
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> BwrapBackend:
+        return cls()
 
     def command(self, job: Job, job_dir: Path, out_dir: Path) -> list[str]:
         if os.geteuid() == 0:

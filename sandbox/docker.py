@@ -28,12 +28,12 @@ import docker
 import requests
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
+from discover.sandbox.backends import OFFLINE_IMAGE, BackendOptions
 from discover.sandbox.base import Job, JobOutcome, failure_reason, hidden_mounts
-from discover.sandbox.local import job_environment, python_command
+from discover.sandbox.local import LocalBackend, job_environment, python_command
 from discover.sandbox.runtime import host_runtime_paths
 from discover.sandbox.watchdog import read_peak_memory, watched
 
-OFFLINE_IMAGE = "discover-sandbox:local"
 LABEL_STUDY = "discover.study"
 LABEL_JOB = "discover.job"
 HOST_SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
@@ -99,13 +99,22 @@ def watchdog_peak_memory(container: docker.models.containers.Container) -> float
     return read_peak_memory(container.logs(stdout=True, stderr=False, tail=1).decode(errors="replace"))[1]
 
 
-class DockerBackend:
+class DockerBackend(LocalBackend):
     name = "docker"
+    isolates = True
 
     def __init__(self, image: str = OFFLINE_IMAGE, host_runtime: bool = True) -> None:
         self.image = image
         self.host_runtime = host_runtime
         self.client = docker.from_env()
+
+    @classmethod
+    def available(cls, options: BackendOptions) -> tuple[bool, str]:
+        return docker_available(options.image)
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> DockerBackend:
+        return cls(options.image, options.host_runtime)
 
     def shared_paths(self, job: Job) -> list[Path]:
         """Host folders the container sees read-only at their own paths."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from discover.sandbox.base import Job
+from discover.sandbox.pool import DevicePool
 from discover.sandbox.waiting import wait_for_exit
 
 
@@ -89,6 +90,20 @@ class LogTail:
 
 
 RUNNING: set[int] = set()  # process groups of the jobs running now, for `kill_running_jobs`
+
+
+class LocalBackend:
+    """What backends that run jobs as children of this process share: the host's devices, and
+    killing the jobs still running when a study must stop now."""
+
+    def reap(self, study_id: str | None = None, job_id: str | None = None) -> int:
+        return 0  # local jobs die with the run that started them
+
+    def kill_all(self) -> None:
+        kill_running_jobs()
+
+    def pool(self, cpu_slots: int) -> DevicePool:
+        return DevicePool.detect(cpu_slots=cpu_slots)
 
 
 def kill_running_jobs() -> None:

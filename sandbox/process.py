@@ -7,8 +7,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from discover.sandbox.backends import BackendOptions
 from discover.sandbox.base import Job, JobOutcome, failure_reason
-from discover.sandbox.local import LocalExit, job_environment, python_command, run_local
+from discover.sandbox.local import LocalBackend, LocalExit, job_environment, python_command, run_local
 
 REFUSAL = (
     "the process backend runs only trusted code (built-in baselines, generated templates); "
@@ -16,11 +17,22 @@ REFUSAL = (
 )
 
 
-class ProcessBackend:
+class ProcessBackend(LocalBackend):
     name = "process"
+    isolates = False
 
     def __init__(self, allow_untrusted: bool = False) -> None:
         self.allow_untrusted = allow_untrusted
+
+    @classmethod
+    def available(cls, options: BackendOptions) -> tuple[bool, str]:
+        return True, "trusted code only" + (
+            ", untrusted allowed by the user" if options.allow_untrusted else ""
+        )
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> ProcessBackend:
+        return cls(options.allow_untrusted)
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
         if not job.trusted and not self.allow_untrusted:

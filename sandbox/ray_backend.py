@@ -7,7 +7,7 @@ memory and GPU; on the node, `run_on_node` rebuilds the folders, runs the inner 
 enforces every limit there), and returns the output folder's regular files, bounded in total.
 
 A worker or node that dies mid-job is reported as status "lost": the orchestrator releases that
-attempt's reservation and tries once more (`agents.lab.Lab.job`). Whatever the dead attempt left
+attempt's reservation and tries once more (`budget.jobs.BudgetedJobs.run`). Whatever the dead attempt left
 on a node (a container keeps running when the Ray worker that started it dies) is reaped on every
 node by the job's label.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from discover.sandbox import quota
+from discover.sandbox.backends import BACKENDS, OFFLINE_IMAGE, BackendOptions, make_backend
 from discover.sandbox.base import Backend, Job, JobOutcome, strip_special_bits
 from discover.sandbox.pool import DevicePool
 from discover.sandbox.select import SandboxUnavailable
@@ -33,18 +34,8 @@ INFRASTRUCTURE_ERRORS = (
 
 
 def inner_backend(name: str, image: str | None = None) -> Backend:
-    """The sandbox a node runs jobs in."""
-    if name == "docker":
-        from discover.sandbox.docker import OFFLINE_IMAGE, DockerBackend
-
-        return DockerBackend(image or OFFLINE_IMAGE)
-    if name == "bwrap":
-        from discover.sandbox.bwrap import BwrapBackend
-
-        return BwrapBackend()
-    from discover.sandbox.process import ProcessBackend
-
-    return ProcessBackend()
+    """The sandbox a node runs jobs in: the registered backend of that name."""
+    return make_backend(name, BackendOptions(image=image or OFFLINE_IMAGE))
 
 
 def read_files(folder: Path, limit_bytes: int) -> dict[str, bytes]:
@@ -98,13 +89,12 @@ def run_on_node(backend_name: str, image: str | None, job_data: dict, files: dic
     return {"outcome": outcome.model_dump(), "files": output}
 
 
-def reap_on_node(study_id: str | None, job_id: str | None) -> int:
-    """Remove this node's discover containers of a study or job (bwrap and process jobs die with
-    the worker that ran them)."""
-    from discover.sandbox.docker import DockerBackend, docker_available
-
-    ok, _ = docker_available()
-    return DockerBackend().reap(study_id, job_id) if ok else 0
+def reap_on_node(backend_name: str, image: str | None, study_id: str | None, job_id: str | None) -> int:
+    """Remove what jobs of a study or job left on this node (a container keeps running when the
+    Ray worker that started it dies; bwrap and process jobs die with it)."""
+    options = BackendOptions(image=image or OFFLINE_IMAGE)
+    kind = BACKENDS.get(backend_name)
+    return kind.create(options).reap(study_id, job_id) if kind.available(options)[0] else 0
 
 
 def use_ray_token() -> None:
@@ -125,6 +115,7 @@ class RayBackend:
 
         self.inner, self.image = inner, image
         self.name = f"ray+{inner}"
+        self.isolates = BACKENDS.get(inner).isolates
         if not ray.is_initialized():
             # Jobs import discover on the nodes: every node needs the same discover installed.
             try:
@@ -189,7 +180,7 @@ class RayBackend:
         refs = [
             self._reaper.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            ).remote(study_id, job_id)
+            ).remote(self.inner, self.image, study_id, job_id)
             for node in ray.nodes()
             if node["Alive"]
         ]

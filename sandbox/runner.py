@@ -1,16 +1,17 @@
 """The only way discover executes candidate code: probes and training, each in a sandbox job.
 
     sandbox = Sandbox(choose_backend("auto").backend, workdir=Path("study/jobs"))
-    verdict = sandbox.check(Path("cand.py"), "mqar", {})
-    result = sandbox.train(Path("cand.py"), "mqar", {"steps": 500}, seed=0, run_dir=Path("runs/x"))
+    candidate = vet(Path("cand.py"))  # once; see `discover.vetting.candidate`
+    verdict = sandbox.check(candidate, "mqar", {})
+    result = sandbox.train(candidate, "mqar", {"steps": 500}, seed=0, run_dir=Path("runs/x"))
 
 Training is three jobs: `fit` (no held-out data) writes weights; `predict`, a fresh sandboxed
 process, loads them and writes logits for the held-out inputs; a second `predict` on the same
-inputs with their futures scrambled audits that those logits are causal (`heldout.py`). The
-metric is computed here, from the logits and targets that never entered a sandbox. Before any
-job, the static check rejects files that import or patch what a candidate has no business
-touching. Every output is read back with size limits and validated; nothing a job writes is
-trusted as-is.
+inputs with their futures scrambled audits that those logits are causal
+(`discover.vetting.heldout`). The metric is computed here, from the logits and targets that never
+entered a sandbox. A candidate comes vetted (`discover.vetting.candidate`): a file the static check
+refused gets no job at all, and every job runs the source that was vetted. Every output is read
+back with size limits and validated; nothing a job writes is trusted as-is.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from discover.experiments.harness import FitSummary, StepLog, TrainResult, combine, write_json_atomic
+from discover.experiments.files import write_json_atomic
+from discover.experiments.harness import FitSummary, StepLog, TrainResult, combine
 from discover.experiments.probes import ProbeResult, Verdict
-from discover.experiments.static_check import static_check
 from discover.experiments.tasks import get_task
 from discover.sandbox import quota
 from discover.sandbox.base import (
@@ -44,7 +45,8 @@ from discover.sandbox.base import (
     read_output,
     strip_special_bits,
 )
-from discover.sandbox.heldout import (
+from discover.vetting.candidate import VettedCandidate
+from discover.vetting.heldout import (
     HeldoutError,
     audit_inputs,
     audit_violation,
@@ -73,7 +75,7 @@ class Sandbox:
         workdir: Path,
         limits: Limits | None = None,
         study_id: str = "adhoc",
-        static_check: bool = True,  # off only in tests that prove the sandbox itself holds
+        static_check: bool = True,  # False: ignore the violations (tests that prove the sandbox holds)
         heldout_seed: int | None = None,
     ):
         self.backend = backend
@@ -85,20 +87,23 @@ class Sandbox:
         # regenerate the answers with the task's own code. A study keeps one seed for all its runs.
         self.heldout_seed = secrets.randbelow(2**62) if heldout_seed is None else heldout_seed
 
+    def refuses(self, candidate: VettedCandidate) -> bool:
+        """Whether the candidate's vetting forbids running it at all (the static check refused it)."""
+        return self.static_check and candidate.refused
+
     def check(
         self,
-        candidate: Path,
+        candidate: VettedCandidate,
         task: str,
         settings: dict[str, Any],
-        trusted: bool = False,
         job_id: str | None = None,
     ) -> Verdict:
-        if self.static_check and not trusted and (violations := static_check(_source(candidate))):
+        if self.refuses(candidate):
             # Refused before anything runs; still a verdict, so people and the coder agent see why.
-            reason = "; ".join(str(v) for v in violations[:3])
+            reason = "; ".join(str(v) for v in candidate.violations[:3])
             probe = ProbeResult(name="static_check", passed=False, reason=reason)
-            return Verdict(candidate=candidate.stem, task=task, passed=False, probes=[probe])
-        job = self._job("check", task, settings, 0, "cpu", trusted, job_id)
+            return Verdict(candidate=candidate.name, task=task, passed=False, probes=[probe])
+        job = self._job("check", task, settings, 0, "cpu", candidate.trusted, job_id)
         job.limits = job.limits.model_copy(update={"timeout_s": min(job.limits.timeout_s, CHECK_TIMEOUT_S)})
         the_task = get_task(task)
         cfg = the_task.config(settings)
@@ -106,7 +111,7 @@ class Sandbox:
         audit, judge = check_audit_inputs(sample, secrets.randbelow(2**62))
         out_dir, _ = self._run_on(job, candidate, audit)
         verdict = self._read(job, out_dir, "verdict.json", Verdict)
-        verdict.candidate = candidate.stem  # inside the sandbox every file is named candidate.py
+        verdict.candidate = candidate.name  # inside the sandbox every file is named candidate.py
         if verdict.passed:  # the probes ran in the candidate's process: confirm causality here
             verdict.probes.append(self._audit_probe(out_dir, audit.shape, judge))
             verdict.passed = not verdict.failures()
@@ -128,17 +133,19 @@ class Sandbox:
 
     def train(
         self,
-        candidate: Path,
+        candidate: VettedCandidate,
         task: str,
         settings: dict[str, Any],
         seed: int = 0,
         device: str = "cpu",
-        trusted: bool = False,
         run_dir: Path | None = None,
         job_id: str | None = None,
         on_log: Callable[[StepLog], None] | None = None,
     ) -> TrainResult:
-        fit_job = self._job("fit", task, settings, seed, device, trusted, job_id)
+        fit_job = self._job("fit", task, settings, seed, device, candidate.trusted, job_id)
+        if self.refuses(candidate):  # before any job folder is written
+            reason = f"static check: {candidate.violations[0]}"
+            raise JobFailed(JobOutcome(job_id=fit_job.job_id, status="refused", reason=reason))
         with MetricsTail(self.workdir / fit_job.job_id / "out" / "metrics.jsonl", on_log):
             fit_out, fit_outcome = self._run(fit_job, candidate)
         summary = self._read(fit_job, fit_out, "fit.json", FitSummary)
@@ -154,7 +161,7 @@ class Sandbox:
         # (start-up included, so it is a lower bound, the same for every candidate), and on the CPU
         # peak memory from the kernel's account of the job (a GPU's peak is the job's own report).
         measured = {
-            "candidate": candidate.stem,
+            "candidate": candidate.name,
             "params": params,
             "tokens_per_s": cfg.steps * the_task.tokens_per_batch(cfg) / fit_outcome.wall_time_s,
             "wall_time_s": fit_outcome.wall_time_s,
@@ -181,7 +188,7 @@ class Sandbox:
         return result
 
     def _predict(
-        self, fit_job: Job, name: str, candidate: Path, weights: Path, inputs: torch.Tensor
+        self, fit_job: Job, name: str, candidate: VettedCandidate, weights: Path, inputs: torch.Tensor
     ) -> torch.Tensor:
         """Run a predict job on `inputs` and return its validated logits."""
         job_id = f"{fit_job.job_id}-{name}"
@@ -221,7 +228,7 @@ class Sandbox:
         )
 
     def _run_on(
-        self, job: Job, candidate: Path, inputs: torch.Tensor, files: dict[str, Path] | None = None
+        self, job: Job, candidate: VettedCandidate, inputs: torch.Tensor, files: dict[str, Path] | None = None
     ) -> tuple[Path, JobOutcome]:
         """`_run` with `inputs` in the job folder as inputs.pt."""
         staged = self.workdir / f"{job.job_id}-inputs.pt"
@@ -233,14 +240,9 @@ class Sandbox:
             staged.unlink(missing_ok=True)
 
     def _run(
-        self, job: Job, candidate: Path, inputs: dict[str, Path] | None = None
+        self, job: Job, candidate: VettedCandidate, inputs: dict[str, Path] | None = None
     ) -> tuple[Path, JobOutcome]:
-        if self.static_check and not job.trusted:
-            violations = static_check(_source(candidate))
-            if violations:
-                reason = f"static check: {violations[0]}"
-                raise JobFailed(JobOutcome(job_id=job.job_id, status="refused", reason=reason))
-        job_dir, out_dir = prepare_job_dir(job, candidate, self.workdir, inputs)
+        job_dir, out_dir = prepare_job_dir(job, candidate.source, self.workdir, inputs)
         bounded = quota.bound(out_dir, self.limits.output_mb)  # the folder's total, not just each file
         try:
             outcome = self.backend.execute(job, job_dir, out_dir)
@@ -257,10 +259,6 @@ class Sandbox:
             return read_output(out_dir, name, schema)
         except OutputError as exc:
             raise JobFailed(JobOutcome(job_id=job.job_id, status="failed", reason=str(exc))) from None
-
-
-def _source(candidate: Path) -> str:
-    return candidate.read_text(errors="replace")
 
 
 class MetricsTail:

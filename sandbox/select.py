@@ -1,16 +1,11 @@
-"""`--sandbox auto|docker|bwrap|process`: pick a backend and say which and why."""
+"""`--sandbox auto|NAME`: pick a registered backend and say which and why."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from discover.sandbox.backends import BACKENDS, OFFLINE_IMAGE, BackendOptions
 from discover.sandbox.base import Backend
-from discover.sandbox.bwrap import BwrapBackend, bwrap_available
-from discover.sandbox.docker import OFFLINE_IMAGE, DockerBackend, docker_available
-from discover.sandbox.process import ProcessBackend
-
-BackendName = Literal["auto", "docker", "bwrap", "process"]
 
 
 class SandboxUnavailable(Exception):
@@ -24,31 +19,32 @@ class Choice:
 
 
 def choose_backend(
-    name: BackendName = "auto",
+    name: str = "auto",
     image: str = OFFLINE_IMAGE,
     host_runtime: bool = True,
     allow_untrusted: bool = False,
 ) -> Choice:
-    """docker when an engine answers (and has the image), else bwrap when it works, else process."""
-    if name in ("auto", "docker"):
-        ok, why = docker_available(image)
+    """The backend `name`, or for "auto" the first available isolating backend in the registry's
+    order (docker, then bwrap), else the first non-isolating one (process: trusted code only)."""
+    options = BackendOptions(image, host_runtime, allow_untrusted)
+    if name != "auto":
+        if name not in BACKENDS:
+            raise SandboxUnavailable(f"--sandbox takes {BACKENDS.help(('auto',))}, not '{name}'")
+        kind = BACKENDS.get(name)
+        ok, why = kind.available(options)
+        if not ok:
+            raise SandboxUnavailable(f"--sandbox {name}: {why}")
+        return Choice(kind.create(options), f"{name}: {why}")
+    passed_over = []
+    for candidate, kind in BACKENDS.items():
+        if not kind.isolates:
+            continue
+        ok, why = kind.available(options)
         if ok:
-            return Choice(DockerBackend(image, host_runtime), f"docker: {why}")
-        if name == "docker":
-            raise SandboxUnavailable(f"--sandbox docker: {why}")
-        docker_why = why
-    if name in ("auto", "bwrap"):
-        ok, why = bwrap_available()
-        if ok:
-            prefix = f"bwrap ({docker_why}): " if name == "auto" else "bwrap: "
-            return Choice(BwrapBackend(), prefix + why)
-        if name == "bwrap":
-            raise SandboxUnavailable(f"--sandbox bwrap: {why}")
-        bwrap_why = why
-    if name == "auto":
-        why = f"process ({docker_why}; {bwrap_why}): trusted code only"
-    else:
-        why = "process: trusted code only" + (
-            "" if not allow_untrusted else ", untrusted allowed by the user"
-        )
-    return Choice(ProcessBackend(allow_untrusted), why)
+            prefix = f"{candidate} ({'; '.join(passed_over)}): " if passed_over else f"{candidate}: "
+            return Choice(kind.create(options), prefix + why)
+        passed_over.append(why)
+    for candidate, kind in BACKENDS.items():
+        if not kind.isolates and kind.available(options)[0]:
+            return Choice(kind.create(options), f"{candidate} ({'; '.join(passed_over)}): trusted code only")
+    raise SandboxUnavailable(f"no sandbox backend can run here: {'; '.join(passed_over)}")

@@ -8,7 +8,6 @@ import random
 import pytest
 import torch
 
-from discover.agents.config import EvolutionConfig
 from discover.agents.grammar import (
     CLASSICS,
     SLOTS,
@@ -20,19 +19,15 @@ from discover.agents.grammar import (
     sample,
     space,
 )
-from discover.agents.proposers import (
-    EvolutionProposer,
-    Member,
-    RandomProposer,
-    genome_by_name,
-    motif_estimates,
-    name_of,
-)
+from discover.agents.proposers.base import Member
+from discover.agents.proposers.evolution import EvolutionConfig, EvolutionProposer, motif_estimates
+from discover.agents.proposers.grammar_search import genome_by_name, name_of
+from discover.agents.proposers.random_search import RandomProposer
 from discover.agents.statistics import difference_interval, mean_interval, rank_correlation
 from discover.experiments.contract import load_mixer_class
 from discover.experiments.probes import check
-from discover.experiments.static_check import static_check
 from discover.experiments.tasks import get_task
+from discover.vetting.static_check import static_check
 
 
 def test_the_space_holds_thousands_of_distinct_designs():
@@ -90,7 +85,7 @@ def test_evolution_starts_from_the_classic_designs_then_random_ones():
     proposer = EvolutionProposer(EvolutionConfig(population=10, tournament=10, initial=7))
     rng, members, tried, proposals = random.Random(0), [], set(), []
     for _ in range(7):
-        proposal = proposer.propose(members, tried, rng)
+        proposal = proposer.search(members, tried, rng)
         assert proposal is not None and proposal.parent_ids == []
         proposals.append(proposal)
         tried.add(proposal.name)
@@ -98,7 +93,7 @@ def test_evolution_starts_from_the_classic_designs_then_random_ones():
     assert [p.name for p in proposals[:5]] == [name_of(genome) for genome in CLASSICS.values()]
     assert "the classic DeltaNet" in proposals[3].motivation
     assert all(p.motivation.startswith("Initial population: ") for p in proposals[5:])  # random fill
-    child = proposer.propose(members, tried, rng)
+    child = proposer.search(members, tried, rng)
     assert child is not None and len(child.parent_ids) == 1  # 7 screened: evolution proper
 
 
@@ -106,12 +101,12 @@ def test_evolution_starts_at_random_then_mutates_a_tournament_winner():
     config = EvolutionConfig(population=10, tournament=10, initial=3, classics=False)
     proposer = EvolutionProposer(config)
     rng = random.Random(1)
-    first = proposer.propose([], set(), rng)
+    first = proposer.search([], set(), rng)
     assert first is not None and first.origin == "evolution" and first.parent_ids == []
 
     designs = [sample(random.Random(seed)) for seed in range(5)]
     population = _members({genome: 0.1 * index for index, genome in enumerate(designs)})
-    child = proposer.propose(population, {name_of(genome) for genome in designs}, rng)
+    child = proposer.search(population, {name_of(genome) for genome in designs}, rng)
     assert child is not None
     best = designs[-1]  # the tournament covers the whole population: the fittest wins
     assert child.parent_ids == [f"id-{best.key()}"]
@@ -123,7 +118,7 @@ def test_evolution_ignores_failed_members_and_ages_out_the_oldest():
     config = EvolutionConfig(population=2, tournament=2, initial=1, classics=False)
     designs = [sample(random.Random(seed)) for seed in range(3)]
     population = _members({designs[0]: 0.9, designs[1]: math.nan, designs[2]: 0.2})
-    child = EvolutionProposer(config).propose(population, set(), random.Random(0))
+    child = EvolutionProposer(config).search(population, set(), random.Random(0))
     assert child is not None
     # designs[0] aged out (population 2), designs[1] failed: the parent is designs[2].
     assert child.parent_ids == [f"id-{designs[2].key()}"]
@@ -152,7 +147,7 @@ def test_guided_mutation_keeps_what_sets_the_parent_apart_from_poor_designs():
             EvolutionConfig(population=10, tournament=3, initial=1, guided=guided, classics=False)
         )
         for seed in range(30):
-            child = proposer.propose(population, tried, random.Random(seed))
+            child = proposer.search(population, tried, random.Random(seed))
             assert child is not None and child.parent_ids == [f"id-{parent.key()}"]
             changed = difference(parent, genome_by_name()[child.name])
             kept[guided] += not {"heads", "output_norm"} & set(changed)
@@ -162,9 +157,9 @@ def test_guided_mutation_keeps_what_sets_the_parent_apart_from_poor_designs():
 
 def test_proposers_never_repeat_a_design_and_say_when_they_run_dry():
     tried = {name_of(genome) for genome in space()[1:]}
-    last = RandomProposer().propose([], tried, random.Random(0))
+    last = RandomProposer().search([], tried, random.Random(0))
     assert last is None or last.name == name_of(space()[0])  # a few hundred draws may miss it
-    assert RandomProposer().propose([], {name_of(genome) for genome in space()}, random.Random(0)) is None
+    assert RandomProposer().search([], {name_of(genome) for genome in space()}, random.Random(0)) is None
 
 
 def test_bootstrap_intervals_and_rank_correlation():

@@ -9,7 +9,7 @@ from discover.experiments.baselines import builtin_baselines
 from discover.experiments.contract import load_mixer_class
 from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import predict
-from discover.sandbox.heldout import (
+from discover.vetting.heldout import (
     HeldoutError,
     audit_inputs,
     audit_violation,

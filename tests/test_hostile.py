@@ -39,12 +39,13 @@ import discover.sandbox
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import StepLog, TrainResult
 from discover.experiments.probes import Verdict
-from discover.experiments.static_check import static_check
 from discover.experiments.tasks import get_task
 from discover.sandbox.base import JobOutcome, Limits
 from discover.sandbox.cgroup import PREFIX, own_memory_cgroup
 from discover.sandbox.process import ProcessBackend
 from discover.sandbox.runner import JobFailed, Sandbox
+from discover.vetting.candidate import vet
+from discover.vetting.static_check import static_check
 
 HOSTILE = Path(__file__).parent / "hostile"
 NAMES = sorted(path.stem for path in HOSTILE.glob("*.py"))
@@ -164,7 +165,7 @@ def train(
     started = time.perf_counter()
     try:
         run.result = sandbox.train(
-            HOSTILE / f"{name}.py",
+            vet(HOSTILE / f"{name}.py", trusted=False),
             task,
             settings or SETTINGS,
             job_id=run.job_id,
@@ -237,7 +238,9 @@ class Study:
             started = time.perf_counter()
             job_id = new_job_id(name, sandbox)
             try:
-                verdict = sandbox.check(HOSTILE / f"{name}.py", "mqar", {}, job_id=f"{job_id}-check")
+                verdict = sandbox.check(
+                    vet(HOSTILE / f"{name}.py", trusted=False), "mqar", {}, job_id=f"{job_id}-check"
+                )
             except JobFailed:
                 verdict = None
             run = train(sandbox, name, job_id=job_id)
@@ -676,7 +679,7 @@ def test_hostile_candidate(name, isolating_backend, study, listener, secret, cor
 def test_the_study_goes_on(isolating_backend, study):
     """After every hostile file above, the very same sandbox still trains an honest candidate."""
     sandbox = study.sandbox(isolating_backend)
-    result = sandbox.train(builtin_baselines()["gated_deltanet"], "mqar", SETTINGS)
+    result = sandbox.train(vet(builtin_baselines()["gated_deltanet"], trusted=False), "mqar", SETTINGS)
     assert result.status == "ok" and 0.0 <= result.value <= 1.0
     assert leftover_containers() == []
     assert host_markers() == []
@@ -686,7 +689,7 @@ def test_the_study_goes_on(isolating_backend, study):
 def test_process_backend_refuses_hostile_files(name, tmp_path):
     sandbox = Sandbox(ProcessBackend(), tmp_path / "jobs", LIMITS, static_check=False)
     with pytest.raises(JobFailed) as failure:
-        sandbox.train(HOSTILE / f"{name}.py", "mqar", SETTINGS)
+        sandbox.train(vet(HOSTILE / f"{name}.py", trusted=False), "mqar", SETTINGS)
     assert failure.value.outcome.status == "refused"
     assert "trusted code" in failure.value.outcome.reason
     assert not list((tmp_path / "jobs").glob("*/out/*"))  # nothing ran
@@ -713,10 +716,11 @@ def test_static_check_cannot_see_pure_tensor_tricks():
 def test_static_check_refuses_hostile_files(name, tmp_path):
     # The process backend refuses untrusted code, so a file the check let through still never runs.
     sandbox = Sandbox(ProcessBackend(), tmp_path / "jobs", LIMITS)
+    candidate = vet(HOSTILE / f"{name}.py", trusted=False)
     with pytest.raises(JobFailed) as failure:
-        sandbox.train(HOSTILE / f"{name}.py", "mqar", SETTINGS)
+        sandbox.train(candidate, "mqar", SETTINGS)
     assert failure.value.outcome.status == "refused"
     assert failure.value.outcome.reason.startswith("static check"), failure.value.outcome.reason
     assert not (tmp_path / "jobs").exists()  # refused before a job folder was written
-    verdict = sandbox.check(HOSTILE / f"{name}.py", "mqar", {})
+    verdict = sandbox.check(candidate, "mqar", {})
     assert not verdict.passed and verdict.probes[0].name == "static_check"

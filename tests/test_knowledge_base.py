@@ -14,8 +14,9 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Column, Text, inspect, text
 
+from discover.budget.ledger import Budget, Ledger
+from discover.budget.store import DatabaseLedgerStore
 from discover.knowledge_base.embeddings import OpenAIEmbedder
-from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.migrations import SCHEMA_VERSION, SchemaError, upgrade
 from discover.knowledge_base.novelty import is_duplicate
 from discover.knowledge_base.schema import (
@@ -33,7 +34,6 @@ from discover.knowledge_base.schema import (
 from discover.knowledge_base.search import SearchFilters, create_index
 from discover.knowledge_base.store import STARTER_COGNITION, KnowledgeBase, StoreError
 from discover.knowledge_base.transfer import export, import_file
-from discover.sandbox.budget import Budget, Ledger
 
 FORK = multiprocessing.get_context("fork")
 MIXER = "import torch\n\nclass Mixer(torch.nn.Module):\n    pass\n"
@@ -88,7 +88,7 @@ def test_records_survive_reopening(kb_location):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda kb: kb.add_architecture("x", MIXER, origin="alien"), "origin 'alien' is not one of"),
+        (lambda kb: kb.add_architecture("x", MIXER, origin="Alien origin!"), "is not a short lowercase word"),
         (lambda kb: kb.add_finding("claim", verdict="maybe"), "verdict 'maybe' is not one of"),
         (lambda kb: kb.add_finding("  ", verdict="supports"), "needs a statement"),
         (lambda kb: kb.add_finding("claim", verdict="supports", confidence=1.5), "between 0 and 1"),

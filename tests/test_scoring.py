@@ -1,8 +1,8 @@
 """Fitness: relative to the reference, weights from config, the too-good-to-be-true gate."""
 
 from discover.experiments.harness import TrainResult
-from discover.experiments.scoring import ScoringConfig, fitness
 from discover.experiments.tasks import get_task
+from discover.vetting.scoring import ScoringConfig, fitness
 
 LM, MQAR = get_task("lm"), get_task("mqar")
 

@@ -6,7 +6,7 @@ from textwrap import dedent
 import pytest
 
 from discover.experiments.baselines import builtin_baselines
-from discover.experiments.static_check import Violation, static_check
+from discover.vetting.static_check import Violation, static_check
 
 CANDIDATES = Path(__file__).parent / "candidates"
 # Four lines, so a snippet's first own line is line 5.

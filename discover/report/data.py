@@ -4,10 +4,12 @@ design (baselines included). Everything here is plain data; `plots` draws it and
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -16,8 +18,9 @@ from sqlmodel import select
 
 from discover.agents.statistics import mean_interval
 from discover.agents.status import RunSummary, StudyStatus, open_study, study_status
+from discover.budget.ledger import replay
+from discover.budget.store import DatabaseLedgerStore
 from discover.experiments.tasks import get_task
-from discover.knowledge_base.ledger import DatabaseLedgerStore
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Run
 
 EFFICIENCY = ("params", "flops_per_token", "tokens_per_s", "peak_memory_mb")
@@ -141,7 +144,7 @@ def load_study(folder: Path) -> StudyView:
             if missing:  # parents from another study of the same knowledge base
                 outside = select(Architecture).where(Architecture.id.in_(missing))
                 known |= {architecture.id: architecture for architecture in session.exec(outside)}
-        entries = DatabaseLedgerStore(kb, record.study_id).entries()
+        charged = replay(DatabaseLedgerStore(kb, record.study_id).entries()).charged  # in charge order
 
     runs_by_design: dict[str, list[Run]] = defaultdict(list)
     for architecture, run in pairs:
@@ -184,8 +187,8 @@ def load_study(folder: Path) -> StudyView:
     return StudyView(
         folder=str(folder.resolve()), status=status, metric=task.metric,
         higher_is_better=task.higher_is_better, designs=sorted(designs.values(), key=place),
-        discovery=discovery_curve(pairs, entries, task.higher_is_better),
-        spend_s=spend_by_kind(pairs, entries), llm_by_role=llm_by_role(calls),
+        discovery=discovery_curve(pairs, charged, task.better),
+        spend_s=spend_by_kind(pairs, charged), llm_by_role=llm_by_role(calls),
         findings=[{key: value for key, value in row.items() if key != "runs"} for row in finding_rows],
         origins=sorted({a.origin for a in known.values() if a.study_id == record.study_id}),
     )  # fmt: skip
@@ -245,10 +248,11 @@ def design_view(
 
 
 def discovery_curve(
-    pairs: list[tuple[Architecture, Run]], entries: list, higher_is_better: bool
+    pairs: list[tuple[Architecture, Run]], charged: dict[str, float], better: Callable[[float, float], bool]
 ) -> list[DiscoveryPoint]:
-    """Best screening fitness and the number of designs beating the best baseline, against the
-    device-hours charged when each result came in (the ledger's order is the order of events)."""
+    """Best screening fitness and the number of designs beating the best baseline (by the task's
+    `better`), against the device-hours charged when each result came in. `charged` is the ledger
+    replay's job id -> charge, in the order charged: the order of events."""
     screens = {run.id: (architecture, run) for architecture, run in pairs if run.fidelity == "screen"}
     baseline_values = [
         run.result["value"]
@@ -257,18 +261,18 @@ def discovery_curve(
     ]
     if not baseline_values:
         return []
-    best_baseline = max(baseline_values) if higher_is_better else min(baseline_values)
+    best_baseline = functools.reduce(
+        lambda best, value: value if better(value, best) else best, baseline_values
+    )
     spent, best, beating = 0.0, -math.inf, set()
     points = []
-    for entry in entries:
-        if entry.op != "charge":
-            continue
-        spent += entry.seconds
-        architecture, run = screens.get(entry.job_id, (None, None))
+    for job_id, seconds in charged.items():
+        spent += seconds
+        architecture, run = screens.get(job_id, (None, None))
         if architecture is None or architecture.origin == "baseline" or run.status != "succeeded":
             continue
         value = run.result["value"]
-        if (value > best_baseline) if higher_is_better else (value < best_baseline):
+        if better(value, best_baseline):
             beating.add(architecture.id)
         best = max(best, run.fitness or 0.0)
         points.append(
@@ -277,18 +281,18 @@ def discovery_curve(
     return points
 
 
-def spend_by_kind(pairs: list[tuple[Architecture, Run]], entries: list) -> dict[str, float]:
-    """Charged device-seconds split into baselines, screening, full-fidelity verification and probes."""
+def spend_by_kind(pairs: list[tuple[Architecture, Run]], charged: dict[str, float]) -> dict[str, float]:
+    """Charged device-seconds (the ledger replay's job id -> charge) split into baselines, screening,
+    full-fidelity verification and probes."""
     kinds = {
         run.id: "baselines" if architecture.origin == "baseline" else
         ("screening" if run.fidelity == "screen" else "verification")
         for architecture, run in pairs
     }  # fmt: skip
-    spend: dict[str, float] = defaultdict(float)
-    for entry in entries:
-        if entry.op == "charge":
-            spend[kinds.get(entry.job_id, "probes")] += entry.seconds
-    return dict(spend)
+    spend: dict[str, list[float]] = defaultdict(list)
+    for job_id, seconds in charged.items():
+        spend[kinds.get(job_id, "probes")].append(seconds)
+    return {kind: math.fsum(seconds) for kind, seconds in spend.items()}
 
 
 def llm_by_role(calls: list[LLMCall]) -> dict[str, dict[str, float]]:

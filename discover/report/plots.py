@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 from matplotlib.ticker import EngFormatter
 
+from discover.experiments.tasks import get_task
 from discover.report.data import DesignView, StudyView
 
 plt.rcParams.update({
@@ -53,11 +55,14 @@ def discovery_curve(view: StudyView, path: Path) -> bool:
     return True
 
 
-def pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> list[tuple[float, float]]:
-    """Points (cost-free quantity x, quality y) not dominated by another: more x and better y."""
+def pareto_front(
+    points: list[tuple[float, float]], better: Callable[[float, float], bool]
+) -> list[tuple[float, float]]:
+    """Points (cost-free quantity x, quality y) not dominated by another: more x and better y (by
+    the task's `better`)."""
     front = []
     for x, y in sorted(points, key=lambda point: -point[0]):
-        if not front or (y > front[-1][1] if higher_is_better else y < front[-1][1]):
+        if not front or better(y, front[-1][1]):
             front.append((x, y))
     return front
 
@@ -87,7 +92,7 @@ def pareto(view: StudyView, path: Path) -> bool:
             )  # fmt: skip
         if key == "tokens_per_s":
             front = pareto_front(
-                [(d.screen[key], d.screen["value"]) for d in screened], view.higher_is_better
+                [(d.screen[key], d.screen["value"]) for d in screened], get_task(view.status.task).better
             )
             axis.plot(*zip(*front, strict=True), color="tab:red", lw=1, alpha=0.6, label="Pareto front")
         axis.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, 1.5M: no mathtext needed

@@ -1,18 +1,44 @@
-"""The task registry: each task owns its data, backbone, recipe, metric and reference baselines."""
+"""The task registry: each task owns its data, backbone, recipe, metric and reference baselines.
 
-from discover.experiments.tasks.base import Batch, Task, TaskConfig, TaskConfigError
-from discover.experiments.tasks.lm import LMTask
-from discover.experiments.tasks.mqar import MQARTask
+A new task is one file in this folder (a `Task` subclass) and one `TASKS.register` line below.
+Jobs look their task up here by name inside the sandbox too, so a task must live in this package.
+Listing the names imports nothing heavy (help texts); torch comes with the first `get_task`.
+"""
 
-TASKS: dict[str, Task] = {task.name: task for task in (MQARTask(), LMTask())}
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from discover.experiments.registry import Registry, UnknownEntry
+
+if TYPE_CHECKING:
+    from discover.experiments.tasks.base import Batch, Task, TaskConfig, TaskConfigError
+
+TASKS: Registry[type[Task]] = Registry("task")
+TASKS.register("mqar", "discover.experiments.tasks.mqar:MQARTask", "associative recall")
+TASKS.register("lm", "discover.experiments.tasks.lm:LMTask", "byte-level language modelling")
 DEFAULT_TASK = "mqar"
 
 
+@cache
 def get_task(name: str) -> Task:
+    """The task named `name` (one instance per process; tasks hold no per-run state)."""
+    from discover.experiments.tasks.base import TaskConfigError
+
     try:
-        return TASKS[name]
-    except KeyError:
-        raise TaskConfigError(f"unknown task '{name}'; known: {', '.join(TASKS)}") from None
+        return TASKS.get(name)()
+    except UnknownEntry as exc:
+        raise TaskConfigError(str(exc)) from None
+
+
+def __getattr__(name: str) -> Any:
+    """`Task`, `TaskConfig`, `Batch` and `TaskConfigError`, imported (with torch) on first use."""
+    if name in ("Batch", "Task", "TaskConfig", "TaskConfigError"):
+        from discover.experiments.tasks import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DEFAULT_TASK", "TASKS", "Batch", "Task", "TaskConfig", "TaskConfigError", "get_task"]

@@ -7,6 +7,7 @@ sequence tasks share `SequenceTask`, whose slot is the `Mixer` of the candidate 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, ClassVar, NamedTuple
@@ -61,6 +62,15 @@ class Task(ABC):
     metric_worst: ClassVar[float | None] = None  # the other bound, for a bounded metric (accuracy: 0)
     quality_scale: ClassVar[float]  # the log quality ratio that lifts fitness's quality to 0.73
     reference_baselines: ClassVar[tuple[str, ...]]  # built-in baselines a candidate is scored against
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether metric value `a` is better than `b` on this task: the one place that decides it.
+        A non-finite `a` (a diverged run) is never better; any finite `a` beats a non-finite `b`."""
+        if not math.isfinite(a):
+            return False
+        if not math.isfinite(b):
+            return True
+        return a > b if self.higher_is_better else a < b
 
     def config(self, overrides: dict[str, Any] | None = None) -> TaskConfig:
         """The task's default configuration with `overrides` applied and validated."""

@@ -1,26 +1,28 @@
-"""The budget ledger kept in the knowledge base: the `LedgerStore` of `discover.sandbox.budget` over
-the `budgetentry` table, so a study's accounts live beside its runs and reach every worker that
-shares the database.
+"""The ledger's store: its entries in the knowledge base's `budgetentry` table, so a study's
+accounts live beside its runs and reach every worker that shares the database.
 
 `transact` reads the entries added since its last read and appends the decision inside one write
 transaction that excludes other writers to this ledger: SQLite's BEGIN IMMEDIATE locks the
 database file; on PostgreSQL a transaction-scoped advisory lock keyed by the ledger name serialises
-its writers.
+its writers. A committed entry survives kill -9 of the process that wrote it.
 """
 
 from __future__ import annotations
 
 import threading
 
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from discover.budget.ledger import Decide, LedgerEntry, LedgerError
 from discover.knowledge_base.schema import BudgetEntry
 from discover.knowledge_base.store import KnowledgeBase
-from discover.sandbox.budget import Decide, LedgerEntry
 
 
 class DatabaseLedgerStore:
+    """The `LedgerStore` of one ledger (named by its study id) in a knowledge base."""
+
     def __init__(self, kb: KnowledgeBase, ledger: str):
         self.kb = kb
         self.ledger = ledger
@@ -65,6 +67,16 @@ class DatabaseLedgerStore:
             .where(BudgetEntry.ledger == self.ledger, BudgetEntry.seq > self._last_seq)
             .order_by(BudgetEntry.seq)
         ).all()
+        parsed = []  # kept only once every new row has parsed: a damaged row stays reported
         for row in rows:
-            self._entries.append(LedgerEntry.model_validate(row.model_dump(exclude={"seq", "ledger"})))
-            self._last_seq = row.seq
+            try:
+                parsed.append(LedgerEntry.model_validate(row.model_dump(exclude={"seq", "ledger"})))
+            except ValidationError as error:
+                detail = error.errors()[0]
+                field = ".".join(str(part) for part in detail["loc"])
+                raise LedgerError(
+                    f"ledger {self.ledger!r} entry {row.seq} is damaged: {field}: {detail['msg']}"
+                ) from None
+        self._entries += parsed
+        if rows:
+            self._last_seq = rows[-1].seq

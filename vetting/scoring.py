@@ -49,8 +49,10 @@ class Fitness(BaseModel):
     needs_verification: bool
 
 
-def relative_improvement(value: float, reference: float, higher_is_better: bool) -> float:
-    gain = value - reference if higher_is_better else reference - value
+def relative_improvement(value: float, reference: float, task: Task) -> float:
+    """How much better `value` is than `reference`, relative to it: > 0 when the task calls it better."""
+    distance = abs(value - reference)
+    gain = -distance if task.better(reference, value) else distance
     return gain / max(abs(reference), 1e-9)
 
 
@@ -78,7 +80,7 @@ def fitness(
     judge_score: float | None = None,
 ) -> Fitness:
     cfg = cfg or ScoringConfig()
-    improvement = relative_improvement(result.value, reference.value, task.higher_is_better)
+    improvement = relative_improvement(result.value, reference.value, task)
     if result.status != "ok" or not math.isfinite(improvement):
         return Fitness(
             value=0.0, quality=0.0, efficiency=0.0, judge=judge_score,

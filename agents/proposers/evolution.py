@@ -1,10 +1,4 @@
-"""The offline proposers: regularized evolution over the motif grammar, and its random control.
-
-Both read the study's screened designs from the knowledge base, so they hold no state of their own
-and a resumed study picks up exactly where it stopped. (The llm proposer is the agent graph's
-researcher and coder; see `graph.py`.)
-
-Regularized evolution (Real et al., "Regularized Evolution for Image Classifier Architecture
+"""Regularized evolution (Real et al., "Regularized Evolution for Image Classifier Architecture
 Search", 2019): the population is the most recent `population` screened designs; a parent is the
 fittest of `tournament` members drawn at random; the child changes one motif. Ageing out the
 oldest, rather than the worst, keeps a lucky early score from ruling the search forever.
@@ -28,116 +22,58 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from functools import cache
-from typing import Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import Field
 
-from discover.agents.config import EvolutionConfig
-from discover.agents.grammar import CLASSICS, SLOTS, Genome, difference, neighbours, render, sample, space
-from discover.knowledge_base.schema import Architecture, Run
-
-NAME_PREFIX = "motif-"
-MAX_TRIES = 200  # draws before giving up on finding a design the study has not tried
+from discover.agents.grammar import CLASSICS, SLOTS, Genome, difference, neighbours
+from discover.agents.proposers.base import Member, Proposal, ProposerSetup, fitness_value
+from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer, name_of
+from discover.agents.proposers.random_search import RandomProposer
+from discover.agents.section import Section
 
 
-class Proposal(BaseModel):
-    name: str
-    motivation: str
-    code: str
-    origin: Literal["evolution", "random", "llm"]
-    parent_ids: list[str] = []
-    hypothesis: str = ""
-    design_plan: str = ""  # the researcher's plan, for the coder (llm proposals)
+class EvolutionConfig(Section):
+    population: int = Field(default=24, ge=2)
+    tournament: int = Field(default=4, ge=1)
+    initial: int = Field(default=8, ge=1)
+    guided: bool = True  # change the motif the study's measurements favour, not a random one
+    classics: bool = True  # start from the grammar's classic designs, then random ones
 
 
-@dataclass(frozen=True)
-class Member:
-    """A screened design of the study."""
-
-    architecture_id: str
-    genome: Genome | None  # None for designs outside the grammar (baselines, llm designs)
-    fitness: float  # NaN counts as the worst
-
-
-class Proposer(Protocol):
-    name: str
-
-    def propose(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
-        """The next design, or None when no untried design could be found. `tried` holds the
-        names of every design the study has already proposed."""
-        ...
-
-
-@cache
-def genome_by_name() -> dict[str, Genome]:
-    return {NAME_PREFIX + genome.key(): genome for genome in space()}
-
-
-def name_of(genome: Genome) -> str:
-    return NAME_PREFIX + genome.key()
-
-
-def members(screened: list[tuple[Architecture, Run]]) -> list[Member]:
-    """One member per architecture, oldest first, with its best screening fitness."""
-    best: dict[str, Member] = {}
-    for architecture, run in screened:
-        fitness = run.fitness if run.fitness is not None and run.status == "succeeded" else math.nan
-        previous = best.get(architecture.id)
-        if previous is None or _value(fitness) > _value(previous.fitness):
-            best[architecture.id] = Member(architecture.id, genome_by_name().get(architecture.name), fitness)
-    return list(best.values())
-
-
-def _value(fitness: float) -> float:
-    return fitness if math.isfinite(fitness) else -math.inf
-
-
-def _grammar_proposal(
-    genome: Genome, origin: Literal["evolution", "random"], motivation: str, parents: list[str]
-) -> Proposal:
-    return Proposal(
-        name=name_of(genome), motivation=motivation, code=render(genome), origin=origin, parent_ids=parents
-    )
-
-
-class RandomProposer:
-    """Uniform samples of the grammar: the control every claim of search efficiency is measured against."""
-
-    name = "random"
-
-    def propose(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
-        for _ in range(MAX_TRIES):
-            genome = sample(rng)
-            if name_of(genome) not in tried:
-                return _grammar_proposal(genome, "random", f"Random sample: {genome.describe()}.", [])
-        return None
-
-
-class EvolutionProposer:
+class EvolutionProposer(GrammarProposer):
     name = "evolution"
+    origin = "evolution"
+    config_section = "evolution"
+    config_class = EvolutionConfig
 
-    def __init__(self, config: EvolutionConfig) -> None:
-        self.config = config
+    def __init__(self, config: EvolutionConfig | None = None) -> None:
+        self.config = config or EvolutionConfig()
 
-    def propose(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
+    @classmethod
+    def create(cls, setup: ProposerSetup) -> EvolutionProposer:
+        assert isinstance(setup.section, EvolutionConfig)
+        return cls(setup.section)
+
+    def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         grammar_members = [member for member in members if member.genome is not None]
         if self.config.classics:
             for classic, genome in CLASSICS.items():
                 if name_of(genome) not in tried:
                     motivation = f"Initial population, the classic {classic}: {genome.describe()}."
-                    return _grammar_proposal(genome, "evolution", motivation, [])
+                    return self.proposal(genome, motivation, [])
         if len(grammar_members) < self.config.initial:
-            proposal = RandomProposer().propose(members, tried, rng)
+            proposal = RandomProposer().search(members, tried, rng)
             if proposal is not None:
-                proposal.origin = "evolution"
+                proposal.origin = self.origin
                 proposal.motivation = f"Initial population: {proposal.motivation[len('Random sample: ') :]}"
             return proposal
         population = grammar_members[-self.config.population :]
         estimate = motif_estimates(grammar_members)
         for _ in range(MAX_TRIES):
             contestants = rng.sample(population, min(self.config.tournament, len(population)))
-            parent = max(contestants, key=lambda member: (_value(member.fitness), member.architecture_id))
+            parent = max(
+                contestants, key=lambda member: (fitness_value(member.fitness), member.architecture_id)
+            )
             assert parent.genome is not None
             children = [child for child in neighbours(parent.genome) if name_of(child) not in tried]
             if not children:
@@ -159,7 +95,7 @@ class EvolutionProposer:
                 f"{len(contestants)} drawn from the last {len(population)} designs. Changed {changes}.{why} "
                 f"Result: {child.describe()}."
             )
-            return _grammar_proposal(child, "evolution", motivation, [parent.architecture_id])
+            return self.proposal(child, motivation, [parent.architecture_id])
         return None
 
 
@@ -198,11 +134,3 @@ def estimated_gain(parent: Genome, child: Genome, estimate: MotifEstimates) -> f
         estimate(slot, after) - estimate(slot, before)
         for slot, (before, after) in difference(parent, child).items()
     )
-
-
-def make_proposer(name: str, evolution: EvolutionConfig) -> Proposer:
-    if name == "random":
-        return RandomProposer()
-    if name == "evolution":
-        return EvolutionProposer(evolution)
-    raise ValueError(f"no offline proposer named {name!r}; use evolution or random")

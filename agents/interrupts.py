@@ -1,0 +1,53 @@
+"""Stopping a study from the keyboard, and waiting in a way that lets the stop be heard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+
+from discover.sandbox.base import Backend
+
+Say = Callable[[str], None]
+
+
+class interrupts:
+    """Ctrl-C once: start no new job; the running jobs finish and their experiments pause at the next
+    step. Twice: stop now (the running jobs are killed). Either way --resume continues every
+    experiment from its last finished step."""
+
+    def __init__(self, stopping: threading.Event, say: Say, backend: Backend, study_id: str) -> None:
+        self.stopping, self.say, self.backend, self.study_id = stopping, say, backend, study_id
+        self.previous = None
+
+    def __enter__(self) -> interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.say("interrupted: finishing the running jobs (Ctrl-C again to stop now)")
+            return
+        self.say("stopping now; continue later with `discover run --resume`")
+        self.backend.kill_all()
+        self.backend.reap(self.study_id)
+        os._exit(130)
+
+
+def wait_interruptibly(futures: list[Future]) -> None:
+    """Wait for the futures, raising the first error. Python runs signal handlers in the main thread
+    only, and a Ctrl-C the kernel hands to another thread does not wake a blocked future.result():
+    short timed waits let the handler run within a fraction of a second."""
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=0.2)
+    for future in futures:
+        future.result()

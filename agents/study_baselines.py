@@ -1,0 +1,55 @@
+"""A study's baselines: stored on first use, screened once, and the reference every fitness is
+measured against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlmodel import select
+
+from discover.agents.graph import train
+from discover.agents.lab import Lab
+from discover.agents.record import StudyError
+from discover.experiments.baselines import builtin_baselines
+from discover.experiments.harness import TrainResult
+from discover.knowledge_base.schema import Architecture, Baseline
+from discover.knowledge_base.store import KnowledgeBase
+
+
+def baseline_architecture(kb: KnowledgeBase, name: str) -> Architecture:
+    """The stored baseline `name`; a built-in one is stored on first use."""
+    with kb.reading() as session:
+        baseline = session.exec(select(Baseline).where(Baseline.name == name)).first()
+    if baseline is None:
+        builtins = builtin_baselines()
+        if name not in builtins:
+            raise StudyError(
+                f"no baseline named {name!r}: built-ins are {', '.join(builtins)}; add your own "
+                "with `discover baseline add FILE --name NAME`"
+            )
+        baseline = kb.add_baseline(name, builtins[name].read_text(), "builtin")
+    architecture = kb.get(Architecture, baseline.architecture_id)
+    assert architecture is not None
+    return architecture
+
+
+def train_baselines(lab: Lab, say: Callable[[str], None]) -> None:
+    """Screen the configured baselines once per study, then score them against the best of them."""
+    for name in lab.config.baselines:
+        architecture = baseline_architecture(lab.kb, name)
+        runs = [run for arch, run in lab.kb.study_runs(lab.study_id, "screen") if arch.id == architecture.id]
+        if any(run.status == "succeeded" for run in runs):
+            continue
+        say(f"training baseline {name} at screening fidelity")
+        run = train(lab, architecture, "screen", lab.config.seed)
+        if run is None:
+            raise StudyError(f"the budget cannot cover training baseline {name}; raise --budget")
+        if run.status != "succeeded":
+            say(f"baseline {name} failed: {run.failure_reason}")
+    reference = lab.reference("screen")
+    if reference is None:
+        raise StudyError("no baseline could be trained, so nothing can be scored; see the messages above")
+    for arch, run in lab.kb.study_runs(lab.study_id, "screen"):
+        if arch.origin == "baseline" and run.status == "succeeded":
+            score = lab.score(TrainResult.model_validate(run.result), reference[1]).value
+            lab.kb.update_run(run.id, fitness=score)

@@ -1,0 +1,45 @@
+"""Cost estimates: what a job is expected to cost before it runs, learned from what jobs of the
+same kind cost, so that the ledger reserves about the right amount."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+
+class CostEstimator:
+    """Expected device-seconds of a job: the running mean of measured costs of jobs with the same
+    key (e.g. "mqar/train"), or the task's default before any was measured, times a safety margin
+    so that estimates err towards reserving too much."""
+
+    def __init__(self, default_seconds: float, margin: float = 1.2):
+        if not (math.isfinite(default_seconds) and default_seconds > 0):
+            raise ValueError(f"default cost must be a positive number of seconds, got {default_seconds}")
+        if not (math.isfinite(margin) and margin > 0):
+            raise ValueError(f"safety margin must be a positive number, got {margin}")
+        self.default_seconds = default_seconds
+        self.margin = margin
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def observe(self, key: str, device_seconds: float) -> None:
+        if not (math.isfinite(device_seconds) and device_seconds >= 0):
+            raise ValueError(f"measured cost must be a number of seconds >= 0, got {device_seconds}")
+        self._sums[key] = self._sums.get(key, 0.0) + device_seconds
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def observe_all(self, costs: Iterable[tuple[str, float]]) -> None:
+        """Learn from (key, measured seconds) pairs, e.g. `Ledger.costs()` when a study resumes."""
+        for key, seconds in costs:
+            self.observe(key, seconds)
+
+    def mean(self, key: str) -> float | None:
+        count = self._counts.get(key, 0)
+        return self._sums[key] / count if count else None
+
+    def estimate(self, key: str, default: float | None = None) -> float:
+        """`default` overrides the constructor's default for this key's first jobs."""
+        mean = self.mean(key)
+        if mean is None:
+            mean = self.default_seconds if default is None else default
+        return mean * self.margin
