@@ -13,11 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from discover.agents.context import StudyContext
 from discover.agents.grammar import difference
-from discover.agents.lab import Lab
 from discover.agents.proposers.grammar_search import genome_by_name
 from discover.agents.statistics import mean_interval
-from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Architecture, Finding, Run
 
 
@@ -54,21 +53,21 @@ def motif_pairs(screened: list[tuple[Architecture, Run]]) -> list[Pair]:
 
 
 def analyze(
-    lab: Lab, architecture_id: str, run: Run | None, reference_name: str, reference_value: float
+    study: StudyContext, architecture_id: str, run: Run | None, reference_name: str, reference_value: float
 ) -> Finding:
     """The finding for one experiment whose screening run is `run` (None: it never trained)."""
-    task = lab.task
-    architecture = lab.kb.get(Architecture, architecture_id)
+    task = study.task.name
+    architecture = study.kb.get(Architecture, architecture_id)
     assert architecture is not None
-    common = {"task": task, "study_id": lab.study_id}
+    common = {"task": task, "study_id": study.study_id}
     if run is None or run.status != "succeeded":
         reason = (run.failure_reason if run else None) or "it was not trained"
-        return lab.kb.add_finding(
+        return study.kb.add_finding(
             f"{architecture.name} failed on {task}: {reason}", "refutes",
             evidence_run_ids=[run.id] if run else [], tags=["failure"], **common,
         )  # fmt: skip
 
-    screened = lab.kb.study_runs(lab.study_id, fidelity="screen")
+    screened = study.kb.study_runs(study.study_id, fidelity="screen")
     pairs = motif_pairs(screened)
     mine = [pair for pair in pairs if pair.run_ids[1] == run.id]
     if mine:
@@ -76,8 +75,8 @@ def analyze(
         same = [pair for pair in pairs if pair.change == change]
         deltas = [pair.delta for pair in same]
         mean = sum(deltas) / len(deltas)
-        confidence = lab.config.promotion.confidence
-        interval = mean_interval(deltas, confidence, seed=lab.config.seed)
+        confidence = study.config.promotion.confidence
+        interval = mean_interval(deltas, confidence, seed=study.config.seed)
         slot, before, after = change
         if interval is None:
             verdict, spread = "inconclusive", "no interval yet"
@@ -90,19 +89,19 @@ def analyze(
             f"this time {architecture.name} scored {run.fitness:.3f}."
         )
         evidence = sorted({run_id for pair in same for run_id in pair.run_ids})
-        return lab.kb.add_finding(
+        return study.kb.add_finding(
             statement, verdict, evidence_run_ids=evidence, effect_size=mean, effect_interval=interval,
             confidence=confidence if interval else None, tags=["motif", slot, f"{slot}={after}"], **common,
         )  # fmt: skip
 
     value = run.result.get("value", math.nan)
-    better = get_task(lab.task).better(value, reference_value)
+    better = study.task.better(value, reference_value)
     metric = run.result.get("metric", "metric")
     statement = (
         f"{architecture.name} reached {metric} {value:.4f} on {task} at screening, "
         f"{'above' if better else 'not above'} the best baseline {reference_name} ({reference_value:.4f})."
     )
-    return lab.kb.add_finding(
+    return study.kb.add_finding(
         statement, "supports" if better else "refutes", evidence_run_ids=[run.id],
         effect_size=value - reference_value, tags=["screen", "baseline"], **common,
     )  # fmt: skip

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from discover.agents.config import StudyConfig
-from discover.agents.lab import Lab
+from discover.agents.context import StudyContext, fidelity_specs
 from discover.agents.proposers import PROPOSERS
 from discover.agents.proposers.base import Proposer, ProposerSetup
 from discover.agents.record import StudyError, StudyRecord
@@ -80,14 +80,14 @@ def executor_backend(config: StudyConfig, backend: Backend) -> Backend:
     from discover.sandbox.ray_backend import RayBackend
 
     try:
-        return RayBackend(backend.name, config.ray_address, getattr(backend, "image", None))
+        return RayBackend(backend.name, config.ray_address)  # nodes run the offline image
     except SandboxUnavailable as exc:
         raise StudyError(str(exc)) from None
 
 
 def compose_study(
     folder: Path, config: StudyConfig, backend: Backend, kb: KnowledgeBase, record: StudyRecord
-) -> Lab:
+) -> StudyContext:
     """Everything a study's experiments share, from its configuration and record."""
     ledger = Ledger(config.budget, DatabaseLedgerStore(kb, record.study_id))
     estimator = CostEstimator(default_seconds=60.0)
@@ -97,9 +97,10 @@ def compose_study(
     # Concurrency follows the devices unless the user chose it: one experiment per GPU slot.
     workers = config.workers or (pool.total if pool.kind == "cuda" else 1)
     config = config.model_copy(update={"workers": workers})
-    return Lab(
+    return StudyContext(
         config=config, study_id=record.study_id, folder=folder, kb=kb,
         sandbox=study_sandbox(folder, config, backend, record, pool),
         jobs=BudgetedJobs(ledger, estimator, pool),
         proposer=make_proposer(config, kb, record.study_id, folder),
+        specs=fidelity_specs(config),
     )  # fmt: skip

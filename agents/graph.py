@@ -6,7 +6,7 @@ the promising ones, and record what was learned.
 
 A duplicate, a design that fails its probes (after the coder's repairs, for llm designs), or a
 budget that cannot cover the next job ends the experiment early at `record`. Every node is a
-plain function of (lab, state) that returns the fields it changes; edges are declared in
+plain function of (study, state) that returns the fields it changes; edges are declared in
 `build_graph` only. The graph is checkpointed after every node, so a study that crashes resumes
 each unfinished experiment at its last finished node (`discover run --resume`).
 """
@@ -23,13 +23,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from discover.agents import analyst
-from discover.agents.lab import Lab
+from discover.agents.context import StudyContext
 from discover.agents.proposers import trusted_origins
 from discover.agents.proposers.base import Proposal, ProposerStop
 from discover.agents.statistics import difference_interval
 from discover.budget.jobs import CHECK_KEY, OutOfBudget, Paused, run_key
 from discover.experiments.harness import TrainResult
-from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Architecture, Run
 from discover.vetting.candidate import VettedCandidate, Vetting, revet, vet
 from discover.vetting.trust import is_trusted
@@ -71,63 +70,61 @@ ENDINGS = {
 # ----------------------------------------------------------------------------- nodes
 
 
-def select_parents(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    return {"parent_ids": lab.proposer.select_parents(lab, state["number"])}
+def select_parents(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    return {"parent_ids": study.proposer.select_parents(study, state["number"])}
 
 
-def retrieve(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    return {"context": lab.proposer.context(lab, state["parent_ids"])}
+def retrieve(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    return {"context": study.proposer.context(study, state["parent_ids"])}
 
 
-def propose(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def propose(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     try:
-        proposal = lab.proposer.propose(lab, state["number"], state["parent_ids"], state["context"])
+        proposal = study.proposer.propose(study, state["number"], state["parent_ids"], state["context"])
     except ProposerStop as stop:
         return {"status": stop.status, "reason": str(stop)}
     return {"proposal": proposal.model_dump()}
 
 
-def check_novelty(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def check_novelty(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """Before any device time: the proposer says how a duplicate is recognised (the same code, or
     for planned designs the same idea, before any code is written)."""
-    duplicate = lab.proposer.duplicate_of(lab, Proposal.model_validate(state["proposal"]))
+    duplicate = study.proposer.duplicate_of(study, Proposal.model_validate(state["proposal"]))
     return {} if duplicate is None else {"status": "duplicate", "reason": duplicate}
 
 
-def write_code(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def write_code(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """The candidate file: on a repair, rewritten from its last version and the probes it failed."""
     proposal = Proposal.model_validate(state["proposal"])
     repairs = state.get("repairs", 0)
-    previous = _architecture(lab, state).code if repairs else None
+    previous = _architecture(study, state).code if repairs else None
     failures = state.get("verdict", {}).get("failures", []) if repairs else []
     try:
-        code = lab.proposer.write_code(lab, proposal, previous, failures)
+        code = study.proposer.write_code(study, proposal, previous, failures)
     except ProposerStop as stop:
         return {"status": stop.status, "reason": str(stop)}
     name = f"{proposal.name}-r{repairs}" if repairs else proposal.name
-    architecture = lab.kb.find_architecture(lab.study_id, code)  # a resumed node stored it already
+    architecture = study.kb.find_architecture(study.study_id, code)  # a resumed node stored it already
     if architecture is None:
-        architecture = lab.kb.add_architecture(
-            name, code, proposal.origin, proposal.motivation, proposal.parent_ids, study_id=lab.study_id,
+        architecture = study.kb.add_architecture(
+            name, code, proposal.origin, proposal.motivation, proposal.parent_ids, study_id=study.study_id,
             experiment_id=state["experiment_id"],
         )  # fmt: skip
-    lab.candidate_file(architecture)
+    study.candidate_file(architecture)
     return {"architecture_id": architecture.id}
 
 
-def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    architecture = _architecture(lab, state)
-    candidate = vet_architecture(lab, architecture)  # the one static check of this candidate
+def probe(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    architecture = _architecture(study, state)
+    candidate = vet_architecture(study, architecture)  # the one static check of this candidate
     first = f"{state['experiment_id']}-check-{state.get('repairs', 0)}"
     # A resumed experiment whose check job a crash cut short: that id is charged, use a fresh one.
     retries = (f"{first}-again{n}" for n in itertools.count(1))
-    job_id = next(job for job in itertools.chain([first], retries) if not lab.ledger.used(job))
-    settings = lab.settings("screen")
+    job_id = next(job for job in itertools.chain([first], retries) if not study.ledger.used(job))
     try:
-        charged = lab.jobs.run(
-            job_id, CHECK_KEY, 0,
-            lambda device: lab.sandbox.check(candidate, lab.task, settings, job_id),
-        )  # fmt: skip
+        charged = study.jobs.run(
+            job_id, CHECK_KEY, 0, lambda device: study.sandbox.check(candidate, study.spec("screen"), job_id)
+        )
     except OutOfBudget as exc:
         return {"status": "out_of_budget", "reason": str(exc)}
     if charged.failure is not None:
@@ -140,22 +137,23 @@ def probe(lab: Lab, state: ExperimentState) -> dict[str, Any]:
         verdict = {"passed": charged.value.passed, "failures": failures, "probes": probes}
     if not verdict["passed"]:
         reason = "; ".join(f"{failure['name']}: {failure['reason']}" for failure in failures)[:2000]
-        lab.kb.add_run(
-            architecture.id, lab.task, study_id=lab.study_id, fidelity="screen", seed=lab.config.seed,
-            status="rejected", sandbox=lab.sandbox.backend.name, failure_reason=reason,
-            result={"probes": verdict.get("probes", [])},
+        study.kb.add_run(
+            architecture.id, study.task.name, study_id=study.study_id, fidelity="screen",
+            seed=study.config.seed, status="rejected", sandbox=study.sandbox.backend.name,
+            failure_reason=reason, result={"probes": verdict.get("probes", [])},
         )  # fmt: skip
         repairs = state.get("repairs", 0) + 1
         return {"verdict": verdict, "status": "rejected", "reason": reason[:300], "repairs": repairs}
     return {"verdict": verdict, "vetting": candidate.vetting().model_dump(mode="json")}
 
 
-def screen(lab: Lab, state: ExperimentState) -> dict[str, Any]:
-    architecture = _architecture(lab, state)
-    run = train(lab, architecture, "screen", lab.config.seed, probed(lab, state, architecture))
+def screen(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    architecture = _architecture(study, state)
+    candidate = probed(study, state, architecture)
+    run = train_and_record(study, architecture, "screen", study.config.seed, candidate)
     if run is None:
         return {"status": "out_of_budget", "reason": "the budget cannot cover the screening run"}
-    run = lab.kb.update_run(
+    run = study.kb.update_run(
         run.id, result=run.result | {"probes": state.get("verdict", {}).get("probes", [])}
     )
     if run.status != "succeeded":
@@ -163,33 +161,33 @@ def screen(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     return {"screen_run_id": run.id, "fitness": run.fitness, "status": "screened"}
 
 
-def judge(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def judge(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """The proposer's optional judge: its score fills fitness's qualitative term. A judge that fails
     leaves the fitness as the metric made it."""
-    run = lab.kb.get(Run, state["screen_run_id"])
+    run = study.kb.get(Run, state["screen_run_id"])
     assert run is not None
     proposal = Proposal.model_validate(state["proposal"])
     try:
-        verdict = lab.proposer.judge(lab, _architecture(lab, state), proposal, run)
+        verdict = study.proposer.judge(study, _architecture(study, state), proposal, run)
     except ProposerStop as stop:
-        lab.report(state["experiment_id"], {**state, "status": stop.status, "reason": str(stop)})
+        study.report(state["experiment_id"], {**state, "status": stop.status, "reason": str(stop)})
         return {}
     if verdict is None:
         return {}
-    reference = lab.reference("screen", run.seed)
+    reference = study.reference("screen", run.seed)
     assert reference is not None
     result = TrainResult.model_validate(run.result)
-    fitness = lab.score(result, reference[1], judge_score=verdict.score).value
-    lab.kb.update_run(run.id, fitness=fitness, result=run.result | {"judge": verdict.model_dump()})
+    fitness = study.score(result, reference[1], judge_score=verdict.score).value
+    study.kb.update_run(run.id, fitness=fitness, result=run.result | {"judge": verdict.model_dump()})
     return {"fitness": fitness}
 
 
-def decide_promotion(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def decide_promotion(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """Promote when the design is in the top `fraction` of the study's screened designs so far."""
-    rule = lab.config.promotion
+    rule = study.config.promotion
     scores = [
         run.fitness
-        for architecture, run in lab.kb.study_runs(lab.study_id, fidelity="screen")
+        for architecture, run in study.kb.study_runs(study.study_id, fidelity="screen")
         if architecture.origin != "baseline" and run.status == "succeeded" and run.fitness is not None
     ]
     if len(scores) < rule.min_screened:
@@ -198,29 +196,29 @@ def decide_promotion(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     return {"promoted": rank < max(1, math.floor(rule.fraction * len(scores)))}
 
 
-def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def verify(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """Full fidelity, several seeds, for the design and (once per study) the best baseline; a bootstrap
     interval of the difference in mean metric decides whether the design beats the baseline."""
-    seeds = [lab.config.seed + 1 + index for index in range(lab.config.promotion.seeds)]
-    baseline_name, baseline_values = baseline_at_full_fidelity(lab, seeds)
-    architecture = _architecture(lab, state)
-    candidate = probed(lab, state, architecture)
+    seeds = [study.config.seed + 1 + index for index in range(study.config.promotion.seeds)]
+    baseline_name, baseline_values = baseline_at_full_fidelity(study, seeds)
+    architecture = _architecture(study, state)
+    candidate = probed(study, state, architecture)
     done = {  # a resumed verification keeps the runs it finished
         run.seed: run
-        for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
+        for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
         if arch.id == architecture.id and run.status in ("succeeded", "failed")
     }
     for seed in seeds:
         if seed not in done:
-            run = train(lab, architecture, "full", seed, candidate)
+            run = train_and_record(study, architecture, "full", seed, candidate)
             if run is None:
                 return {"status": "out_of_budget", "reason": "the budget cannot cover the verification runs"}
             done[seed] = run
     values = [done[seed].result["value"] for seed in seeds if done[seed].status == "succeeded"]
-    sign = 1.0 if get_task(lab.task).better(1.0, 0.0) else -1.0  # > 0 means better than the baseline
+    sign = 1.0 if study.task.better(1.0, 0.0) else -1.0  # > 0 means better than the baseline
     gains = [sign * value for value in values]
     references = [sign * value for value in baseline_values]
-    interval = difference_interval(gains, references, lab.config.promotion.confidence, lab.config.seed)
+    interval = difference_interval(gains, references, study.config.promotion.confidence, study.config.seed)
     verification = {
         "seeds": seeds,
         "values": values,
@@ -233,30 +231,30 @@ def verify(lab: Lab, state: ExperimentState) -> dict[str, Any]:
     return {"verification": verification, "status": "verified"}
 
 
-def analyze(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def analyze(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """The proposer's findings (the rule-based analyst's when it has none, or fails), and the
     verification's finding."""
-    run = lab.kb.get(Run, state["screen_run_id"]) if state.get("screen_run_id") else None
+    run = study.kb.get(Run, state["screen_run_id"]) if state.get("screen_run_id") else None
     proposal = Proposal.model_validate(state["proposal"])
     findings = []
     try:
-        findings = lab.proposer.analyze(lab, _architecture(lab, state), proposal, run)
+        findings = study.proposer.analyze(study, _architecture(study, state), proposal, run)
     except ProposerStop as stop:
-        lab.report(state["experiment_id"], {**state, "status": stop.status, "reason": str(stop)})
+        study.report(state["experiment_id"], {**state, "status": stop.status, "reason": str(stop)})
     if not findings:
-        reference = lab.reference("screen")
+        reference = study.reference("screen")
         assert reference is not None  # the study trains its baselines before any experiment
-        findings = [analyst.analyze(lab, state["architecture_id"], run, reference[0], reference[1].value)]
+        findings = [analyst.analyze(study, state["architecture_id"], run, reference[0], reference[1].value)]
     finding_ids = [finding.id for finding in findings]
     verification = state.get("verification")
     if verification and verification["values"]:
-        finding_ids.append(record_verification(lab, state, verification).id)
+        finding_ids.append(record_verification(study, state, verification).id)
     return {"finding_ids": finding_ids}
 
 
-def record(lab: Lab, state: ExperimentState) -> dict[str, Any]:
+def record(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     status = state.get("status", "failed")
-    lab.report(state["experiment_id"], state)
+    study.report(state["experiment_id"], state)
     return {"status": status}
 
 
@@ -269,91 +267,94 @@ def trusted(architecture: Architecture) -> bool:
     return is_trusted(architecture.code, architecture.origin, trusted_origins())
 
 
-def vet_architecture(lab: Lab, architecture: Architecture) -> VettedCandidate:
-    return vet(lab.candidate_file(architecture), trusted(architecture))
+def vet_architecture(study: StudyContext, architecture: Architecture) -> VettedCandidate:
+    return vet(study.candidate_file(architecture), trusted(architecture))
 
 
-def probed(lab: Lab, state: ExperimentState, architecture: Architecture) -> VettedCandidate:
+def probed(study: StudyContext, state: ExperimentState, architecture: Architecture) -> VettedCandidate:
     """The experiment's candidate as its probe vetted it, without checking it again. (A state
     checkpointed before probes stored their vetting gets it now.)"""
     if "vetting" not in state:
-        return vet_architecture(lab, architecture)
-    return revet(lab.candidate_file(architecture), Vetting.model_validate(state["vetting"]))
+        return vet_architecture(study, architecture)
+    return revet(study.candidate_file(architecture), Vetting.model_validate(state["vetting"]))
 
 
-def _architecture(lab: Lab, state: ExperimentState) -> Architecture:
-    architecture = lab.kb.get(Architecture, state["architecture_id"])
+def _architecture(study: StudyContext, state: ExperimentState) -> Architecture:
+    architecture = study.kb.get(Architecture, state["architecture_id"])
     assert architecture is not None
     return architecture
 
 
-def train(
-    lab: Lab, architecture: Architecture, fidelity: str, seed: int, candidate: VettedCandidate | None = None
+def train_and_record(
+    study: StudyContext,
+    architecture: Architecture,
+    fidelity: str,
+    seed: int,
+    candidate: VettedCandidate | None = None,
 ) -> Run | None:
     """One budgeted training run of `candidate` (the architecture's file, vetted; vetted here when
     not given), recorded in the knowledge base from start to end; None when the budget cannot cover it."""
-    settings = lab.settings(fidelity)
-    steps = get_task(lab.task).config(settings).steps
-    if not lab.affordable(fidelity, with_check=False):
+    spec = study.spec(fidelity, seed)
+    if not study.affordable(fidelity, with_check=False):
         return None  # checked before the run is recorded; a race with another worker is caught below
-    run = lab.kb.add_run(
-        architecture.id, lab.task, study_id=lab.study_id, fidelity=fidelity, seed=seed, status="running",
-        sandbox=lab.sandbox.backend.name, started_at=datetime.now(UTC),
+    run = study.kb.add_run(
+        architecture.id, study.task.name, study_id=study.study_id, fidelity=fidelity, seed=seed,
+        status="running", sandbox=study.sandbox.backend.name, started_at=datetime.now(UTC),
     )  # fmt: skip
-    run_dir = lab.folder / "runs" / architecture.name / f"{fidelity}-seed{seed}"
-    vetted = candidate or vet_architecture(lab, architecture)
+    run_dir = study.folder / "runs" / architecture.name / f"{fidelity}-seed{seed}"
+    vetted = candidate or vet_architecture(study, architecture)
     try:
-        charged = lab.jobs.run(
-            run.id, run_key(lab.task, fidelity), steps,
-            lambda device: lab.sandbox.train(
-                vetted, lab.task, settings, seed, device, run_dir=run_dir, job_id=run.id
-            ),
+        charged = study.jobs.run(
+            run.id, run_key(study.task.name, fidelity), spec.steps,
+            lambda device: study.sandbox.train(vetted, spec, device, run_dir=run_dir, job_id=run.id),
         )  # fmt: skip
     except OutOfBudget:
-        lab.kb.update_run(run.id, status="rejected", failure_reason="not run: the budget could not cover it")
+        study.kb.update_run(
+            run.id, status="rejected", failure_reason="not run: the budget could not cover it"
+        )
         return None
     except Paused:
-        lab.kb.update_run(run.id, status="rejected", failure_reason="not run: the study was stopping")
+        study.kb.update_run(run.id, status="rejected", failure_reason="not run: the study was stopping")
         raise
     ended = {"ended_at": datetime.now(UTC), "cost_device_seconds": charged.cost, "metrics_path": str(run_dir)}
     if charged.failure is not None:
         reason = charged.failure.reason
         if charged.failure.status == "lost":  # failed by the infrastructure, every attempt
             reason = f"infrastructure: {len(charged.lost)} attempts lost with their machine; {reason}"
-        return lab.kb.update_run(run.id, status="failed", failure_reason=reason, **ended)
+        return study.kb.update_run(run.id, status="failed", failure_reason=reason, **ended)
     result = charged.value
     assert result is not None
-    reference = lab.reference(fidelity, seed)  # None while the study's baselines are being trained
-    fitness = lab.score(result, reference[1]).value if reference else None
+    reference = study.reference(fidelity, seed)  # None while the study's baselines are being trained
+    fitness = study.score(result, reference[1]).value if reference else None
     status = "succeeded" if result.status == "ok" else "failed"
     reason = None if status == "succeeded" else "training diverged (non-finite loss or metric)"
     recorded = result.model_dump() | ({"lost_attempts": charged.lost} if charged.lost else {})
-    return lab.kb.update_run(
+    return study.kb.update_run(
         run.id, status=status, result=recorded, fitness=fitness, failure_reason=reason, **ended
     )
 
 
-def baseline_at_full_fidelity(lab: Lab, seeds: list[int]) -> tuple[str, list[float]]:
+def baseline_at_full_fidelity(study: StudyContext, seeds: list[int]) -> tuple[str, list[float]]:
     """The best screening baseline's metric at full fidelity on `seeds`, trained once per study."""
-    with lab.lock:
-        reference = lab.reference("screen")
+    with study.lock:
+        reference = study.reference("screen")
         assert reference is not None
         name = reference[0]
         architecture = next(
             arch
-            for arch, _ in lab.kb.study_runs(lab.study_id, "screen")
+            for arch, _ in study.kb.study_runs(study.study_id, "screen")
             if arch.origin == "baseline" and arch.name == name
         )
         done = {
             run.seed: run
-            for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
+            for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
             if arch.id == architecture.id and run.status == "succeeded"
         }
         candidate = None  # vetted once, for all its seeds
         for seed in seeds:
             if seed not in done:
-                candidate = candidate or vet_architecture(lab, architecture)
-                run = train(lab, architecture, "full", seed, candidate)
+                candidate = candidate or vet_architecture(study, architecture)
+                run = train_and_record(study, architecture, "full", seed, candidate)
                 if run is None:
                     break
                 if run.status == "succeeded":
@@ -361,11 +362,11 @@ def baseline_at_full_fidelity(lab: Lab, seeds: list[int]) -> tuple[str, list[flo
         return name, [done[seed].result["value"] for seed in seeds if seed in done]
 
 
-def record_verification(lab: Lab, state: ExperimentState, verification: dict[str, Any]):
-    architecture = _architecture(lab, state)
+def record_verification(study: StudyContext, state: ExperimentState, verification: dict[str, Any]):
+    architecture = _architecture(study, state)
     interval = verification["interval"]
-    confidence = lab.config.promotion.confidence
-    metric = get_task(lab.task).metric
+    confidence = study.config.promotion.confidence
+    metric = study.task.metric
     if interval is None:
         verdict, claim = "inconclusive", "no interval (too few successful runs)"
     elif interval[0] > 0:
@@ -379,17 +380,17 @@ def record_verification(lab: Lab, state: ExperimentState, verification: dict[str
     )
     baseline_mean = _mean(verification["baseline_values"])
     statement = (
-        f"At full fidelity over seeds {verification['seeds']}, {architecture.name} {claim} on {lab.task}: "
-        f"mean {metric} {verification['mean']:.4f} against {baseline_mean:.4f}{spread}."
+        f"At full fidelity over seeds {verification['seeds']}, {architecture.name} {claim} on "
+        f"{study.task.name}: mean {metric} {verification['mean']:.4f} against {baseline_mean:.4f}{spread}."
     )
     runs = [
         run.id
-        for arch, run in lab.kb.study_runs(lab.study_id, fidelity="full")
+        for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
         if arch.id == architecture.id or arch.name == verification["baseline"]
     ]
-    return lab.kb.add_finding(
-        statement, verdict, evidence_run_ids=runs, effect_interval=interval, task=lab.task,
-        confidence=confidence if interval else None, tags=["verification"], study_id=lab.study_id,
+    return study.kb.add_finding(
+        statement, verdict, evidence_run_ids=runs, effect_interval=interval, task=study.task.name,
+        confidence=confidence if interval else None, tags=["verification"], study_id=study.study_id,
     )  # fmt: skip
 
 
@@ -408,10 +409,10 @@ def _after_novelty(state: ExperimentState) -> str:
     return "record" if state.get("status") == "duplicate" else "write_code"
 
 
-def _after_probe(lab: Lab, state: ExperimentState) -> str:
+def _after_probe(study: StudyContext, state: ExperimentState) -> str:
     if state.get("verdict", {}).get("passed"):
         return "screen"
-    repairable = state.get("status") == "rejected" and state["repairs"] <= lab.proposer.repair_attempts
+    repairable = state.get("status") == "rejected" and state["repairs"] <= study.proposer.repair_attempts
     return "write_code" if repairable else "record"
 
 
@@ -430,20 +431,20 @@ def _after_promotion(state: ExperimentState) -> str:
     return "verify" if state.get("promoted") else "analyze"
 
 
-def build_graph(lab: Lab, checkpointer: BaseCheckpointSaver | None = None):
+def build_graph(study: StudyContext, checkpointer: BaseCheckpointSaver | None = None):
     graph = StateGraph(ExperimentState)
     for node in (
         select_parents, retrieve, propose, check_novelty, write_code, probe,
         screen, judge, decide_promotion, verify, analyze, record,
     ):  # fmt: skip
-        graph.add_node(node.__name__, partial(node, lab))
+        graph.add_node(node.__name__, partial(node, study))
     graph.add_edge(START, "select_parents")
     graph.add_edge("select_parents", "retrieve")
     graph.add_edge("retrieve", "propose")
     graph.add_conditional_edges("propose", _after_propose, ["check_novelty", "record"])
     graph.add_conditional_edges("check_novelty", _after_novelty, ["write_code", "record"])
     graph.add_conditional_edges("write_code", _after_write_code, ["probe", "record"])
-    graph.add_conditional_edges("probe", partial(_after_probe, lab), ["screen", "write_code", "record"])
+    graph.add_conditional_edges("probe", partial(_after_probe, study), ["screen", "write_code", "record"])
     graph.add_conditional_edges("screen", _after_screen, ["judge", "analyze", "record"])
     graph.add_edge("judge", "decide_promotion")
     graph.add_conditional_edges("decide_promotion", _after_promotion, ["verify", "analyze"])

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from discover.agents.context import StudyContext
 from discover.agents.graph import ExperimentState
 from discover.agents.interrupts import interrupts, wait_interruptibly
-from discover.agents.lab import Lab
 from discover.agents.leaderboard import leaderboard, leaderboard_markdown
 from discover.agents.proposers.llm import CURRENT_EXPERIMENT
 from discover.budget.jobs import Paused
@@ -41,8 +41,10 @@ class Outcome:
 
 
 class StudyLoop:
-    def __init__(self, lab: Lab, graph, saver: SqliteSaver, max_experiments: int | None, say: Say) -> None:
-        self.lab, self.graph, self.saver, self.say = lab, graph, saver, say
+    def __init__(
+        self, study: StudyContext, graph, saver: SqliteSaver, max_experiments: int | None, say: Say
+    ) -> None:
+        self.study, self.graph, self.saver, self.say = study, graph, saver, say
         self.max_experiments = max_experiments
         self.outcome = Outcome(stopped_because="")
         self.admit_lock = threading.Lock()
@@ -50,17 +52,19 @@ class StudyLoop:
         self.internal_errors = 0
         self.exhausted = False
         self.llm_capped = False
-        lab.on_record = self.on_record
+        study.on_record = self.on_record
 
     def run(self) -> Outcome:
-        lab = self.lab
-        with interrupts(lab.stopping, self.say, lab.sandbox.backend, lab.study_id):
+        study = self.study
+        with interrupts(study.stopping, self.say, study.sandbox.backend, study.study_id):
             unfinished = self.unfinished()
             if unfinished:
                 self.say(f"resuming {len(unfinished)} unfinished experiment(s): {', '.join(unfinished)}")
-            with ThreadPoolExecutor(max_workers=lab.config.workers, thread_name_prefix="experiment") as pool:
+            with ThreadPoolExecutor(
+                max_workers=study.config.workers, thread_name_prefix="experiment"
+            ) as pool:
                 wait_interruptibly([pool.submit(self.resume_one, thread) for thread in unfinished])
-                wait_interruptibly([pool.submit(self.work) for _ in range(lab.config.workers)])
+                wait_interruptibly([pool.submit(self.work) for _ in range(study.config.workers)])
         return self.finish()
 
     # -- experiments
@@ -103,7 +107,7 @@ class StudyLoop:
         """The next experiment's number, or None when the study should stop starting new ones."""
         with self.admit_lock:
             why = None
-            if self.lab.stopping.is_set():
+            if self.study.stopping.is_set():
                 why = "interrupted"
             elif self.exhausted:
                 why = "the proposer found no untried design"
@@ -113,7 +117,7 @@ class StudyLoop:
                 why = f"{MAX_INTERNAL_ERRORS} experiments in a row failed inside discover"
             elif self.max_experiments is not None and self.started >= self.max_experiments:
                 why = f"{self.max_experiments} experiment(s) run"
-            elif not self.lab.affordable():
+            elif not self.study.affordable():
                 why = "the budget is spent"
             if why is not None:
                 self.outcome.stopped_because = self.outcome.stopped_because or why
@@ -144,21 +148,21 @@ class StudyLoop:
         verification = state.get("verification")
         if verification and verification.get("beats_baseline"):
             detail += f"; beats {verification['baseline']} at full fidelity"
-        left = self.lab.ledger.left
+        left = self.study.ledger.left
         self.say(f"{experiment_id} {name}: {status} ({detail[:160]}) [{left / 60:.1f} device-min left]")
 
     # -- the end
 
     def finish(self) -> Outcome:
-        lab = self.lab
+        study = self.study
         self.outcome.stopped_because = self.outcome.stopped_because or "done"
-        self.outcome.spent_s = lab.ledger.spent
-        self.outcome.budget_s = lab.ledger.total.device_seconds
-        self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(lab.kb, lab.study_id)
-        heading = f"Stopped because {self.outcome.stopped_because}. Proposer: {lab.config.proposer}."
+        self.outcome.spent_s = study.ledger.spent
+        self.outcome.budget_s = study.ledger.total.device_seconds
+        self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(study.kb, study.study_id)
+        heading = f"Stopped because {self.outcome.stopped_because}. Proposer: {study.config.proposer}."
         text = leaderboard_markdown(
-            f"{lab.config.name}: leaderboard on {lab.task}", heading, self.outcome.spent_s,
+            f"{study.config.name}: leaderboard on {study.task.name}", heading, self.outcome.spent_s,
             self.outcome.budget_s, self.outcome.leaderboard, self.outcome.rank_correlation,
         )  # fmt: skip
-        write_atomic(lab.folder / "leaderboard.md", text)
+        write_atomic(study.folder / "leaderboard.md", text)
         return self.outcome

@@ -16,12 +16,13 @@ from sqlmodel import select
 
 from discover.agents.compose import choose_sandbox, study_sandbox
 from discover.agents.config import load_config
+from discover.agents.context import candidate_file
 from discover.agents.graph import trusted
-from discover.agents.lab import candidate_file
 from discover.agents.record import StudyError, StudyRecord
 from discover.agents.status import open_study
 from discover.experiments.contract import code_hash
 from discover.experiments.harness import TrainResult, versions
+from discover.experiments.runspec import RunSpec
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Architecture, Run
 from discover.sandbox.runner import JobFailed
@@ -56,8 +57,7 @@ def find_run(folder: Path, reference: str) -> tuple[StudyRecord, Architecture, R
         if len(by_id) > 1:
             raise StudyError(f"{reference!r} is the start of {len(by_id)} run ids; give more of it")
         if not by_id:
-            named = (Architecture.name == reference) | (Architecture.id == reference)
-            architecture = session.exec(select(Architecture).where(named)).first()
+            architecture = kb.find_design(record.study_id, reference)
             if architecture is None:
                 raise StudyError(f"no run or design {reference!r} in this study; see `discover status`")
             screened = [
@@ -100,9 +100,9 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
     settings = {
         key: value for key, value in recorded.config.items() if key in given or defaults.get(key) != value
     }
-    cfg = task.config(settings)
-    if task.data_version(cfg) != recorded.data_version:
-        warnings.append(f"{run.task}'s data was {recorded.data_version}, is {task.data_version(cfg)}")
+    spec = RunSpec.resolve(task, settings, run.seed)
+    if (data_version := task.data_version(spec.config)) != recorded.data_version:
+        warnings.append(f"{run.task}'s data was {recorded.data_version}, is {data_version}")
     if run.sandbox and run.sandbox.removeprefix("ray+") != backend.name:
         warnings.append(f"trained in the {run.sandbox} sandbox, reproduced in {backend.name}")
 
@@ -115,9 +115,8 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
         device = lease.devices[0] if lease.kind == "cuda" else "cpu"
         try:
             result = sandbox.train(
-                candidate, run.task, settings, run.seed, device,
-                run_dir=run_dir, job_id=f"reproduce-{run.id[:12]}",
-            )  # fmt: skip
+                candidate, spec, device, run_dir=run_dir, job_id=f"reproduce-{run.id[:12]}"
+            )
         except JobFailed as exc:
             raise StudyError(f"the reproduction failed: {exc}") from exc
     difference = result.value - recorded.value

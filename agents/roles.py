@@ -22,13 +22,12 @@ from pydantic import BaseModel, Field
 
 from discover.agents.llm import LLM
 from discover.experiments.contract import CONTRACT
-from discover.experiments.tasks import get_task
 from discover.knowledge_base.parents import make_policy
 from discover.knowledge_base.schema import Architecture, Finding, Run
 from discover.prompts.templates import render
 
 if TYPE_CHECKING:
-    from discover.agents.lab import Lab
+    from discover.agents.context import StudyContext
 
 PARENTS = 2
 ELITES = 5
@@ -63,8 +62,8 @@ class AnalystReport(BaseModel):
     findings: list[FindingDraft] = Field(min_length=1, max_length=5)
 
 
-def task_info(lab: Lab) -> dict[str, Any]:
-    task = get_task(lab.task)
+def task_info(study: StudyContext) -> dict[str, Any]:
+    task = study.task
     return {
         "name": task.name, "description": task.description, "metric": task.metric,
         "higher_is_better": task.higher_is_better,
@@ -80,11 +79,11 @@ def ask(llm: LLM, prompts: Path | None, role: str, context: dict[str, Any], sche
 # ----------------------------------------------------------------------------- what roles are shown
 
 
-def scored(lab: Lab) -> list[tuple[Architecture, Run]]:
+def scored(study: StudyContext) -> list[tuple[Architecture, Run]]:
     """The study's successful screening runs, best first."""
     runs = [
         (architecture, run)
-        for architecture, run in lab.kb.study_runs(lab.study_id, fidelity="screen")
+        for architecture, run in study.kb.study_runs(study.study_id, fidelity="screen")
         if run.status == "succeeded" and run.fitness is not None and math.isfinite(run.fitness)
     ]
     return sorted(runs, key=lambda pair: -pair[1].fitness)
@@ -100,31 +99,31 @@ def describe(architecture: Architecture, run: Run | None, code: bool = False) ->
     }
 
 
-def select_parents(lab: Lab, number: int) -> list[str]:
+def select_parents(study: StudyContext, number: int) -> list[str]:
     """Parents by UCT over the study's scored designs (baselines included): strong designs, and
     now and then a rarely expanded one."""
-    population = lab.kb.population(lab.task, lab.study_id)
+    population = study.kb.population(study.task.name, study.study_id)
     if not population:
         return []
     return list(dict.fromkeys(make_policy("uct").select(population, PARENTS, seed=number)))
 
 
-def research_context(lab: Lab, parent_ids: list[str]) -> dict[str, Any]:
-    ranked = scored(lab)
+def research_context(study: StudyContext, parent_ids: list[str]) -> dict[str, Any]:
+    ranked = scored(study)
     best_run = {}
     for architecture, run in ranked:
         best_run.setdefault(architecture.id, (architecture, run))
     parents = [describe(*best_run[pid], code=True) for pid in parent_ids if pid in best_run]
-    query = " ".join([get_task(lab.task).description] + [parent["motivation"] for parent in parents])
-    hits = lab.kb.search(query[:2000], k=RETRIEVED)
+    query = " ".join([study.task.description] + [parent["motivation"] for parent in parents])
+    hits = study.kb.search(query[:2000], k=RETRIEVED)
     failures = [
         f"{architecture.name}: {run.failure_reason}"
-        for architecture, run in reversed(lab.kb.study_runs(lab.study_id))
+        for architecture, run in reversed(study.kb.study_runs(study.study_id))
         if run.status in ("failed", "rejected") and run.failure_reason
     ][:RECENT_FAILURES]
     refuted = [hit.text for hit in hits if hit.kind == "finding" and hit.verdict == "refutes"]
     return {
-        "task": task_info(lab),
+        "task": task_info(study),
         "contract": CONTRACT,
         "baselines": [describe(a, r) for a, r in best_run.values() if a.origin == "baseline"],
         "parents": parents,
@@ -147,12 +146,12 @@ def research(llm: LLM, prompts: Path | None, context: dict[str, Any]) -> Researc
 
 
 def write_candidate(
-    lab: Lab, llm: LLM, prompts: Path | None, plan: dict[str, Any], parent_id: str | None,
+    study: StudyContext, llm: LLM, prompts: Path | None, plan: dict[str, Any], parent_id: str | None,
     previous: str | None, failures: list[dict],
 ) -> str:  # fmt: skip
-    parent = lab.kb.get(Architecture, parent_id) if parent_id else None
+    parent = study.kb.get(Architecture, parent_id) if parent_id else None
     context = {
-        "task": task_info(lab),
+        "task": task_info(study),
         "contract": CONTRACT,
         "proposal": plan,
         "parent": {"name": parent.name, "code": parent.code[:CODE_CHARS]} if parent else None,
@@ -164,9 +163,14 @@ def write_candidate(
 
 
 def analyze(
-    lab: Lab, llm: LLM, prompts: Path | None, architecture: Architecture, hypothesis: str, run: Run | None
+    study: StudyContext,
+    llm: LLM,
+    prompts: Path | None,
+    architecture: Architecture,
+    hypothesis: str,
+    run: Run | None,
 ) -> list[Finding]:
-    ranked = scored(lab)
+    ranked = scored(study)
     parents = {pid: None for pid in architecture.parent_ids}
     baselines = {}
     for arch, arch_run in ranked:
@@ -175,7 +179,7 @@ def analyze(
         if arch.origin == "baseline":
             baselines.setdefault(arch.id, describe(arch, arch_run))
     context = {
-        "task": task_info(lab),
+        "task": task_info(study),
         "candidate": {"name": architecture.name, "hypothesis": hypothesis},
         "run": {
             "status": run.status if run else "not trained",
@@ -189,22 +193,22 @@ def analyze(
     }
     report: AnalystReport = ask(llm, prompts, "analyst", context, AnalystReport)
     evidence = [run.id] if run else []
-    common = {"evidence_run_ids": evidence, "task": lab.task, "study_id": lab.study_id}
+    common = {"evidence_run_ids": evidence, "task": study.task.name, "study_id": study.study_id}
     return [
-        lab.kb.add_finding(draft.statement, draft.verdict, tags=["analyst", *draft.tags], **common)
+        study.kb.add_finding(draft.statement, draft.verdict, tags=["analyst", *draft.tags], **common)
         for draft in report.findings
     ]
 
 
 def judge(
-    lab: Lab, llm: LLM, prompts: Path | None, architecture: Architecture, hypothesis: str, run: Run
+    study: StudyContext, llm: LLM, prompts: Path | None, architecture: Architecture, hypothesis: str, run: Run
 ) -> JudgeScore:
     baselines = {}
-    for arch, arch_run in scored(lab):
+    for arch, arch_run in scored(study):
         if arch.origin == "baseline":
             baselines.setdefault(arch.id, describe(arch, arch_run))
     context = {
-        "task": task_info(lab),
+        "task": task_info(study),
         "candidate": {**describe(architecture, run, code=True), "hypothesis": hypothesis},
         "run": {"value": run.result.get("value", math.nan)},
         "baselines": list(baselines.values()),

@@ -103,12 +103,11 @@ def design_detail(folder: Path, name_or_id: str) -> DesignDetail:
     """One design of the study: its motivation, lineage, code, every run and the findings about it."""
     record, kb = open_study(folder)
     with kb:
-        pairs = [pair for pair in kb.study_runs(record.study_id) if name_or_id in (pair[0].name, pair[0].id)]
+        architecture = kb.find_design(record.study_id, name_or_id)
+        if architecture is None:
+            raise StudyError(f"no design named {name_or_id!r} in this study; see `discover status`")
+        pairs = [pair for pair in kb.study_runs(record.study_id) if pair[0].id == architecture.id]
         with kb.reading() as session:
-            named = (Architecture.name == name_or_id) | (Architecture.id == name_or_id)
-            architecture = session.exec(select(Architecture).where(named)).first()
-            if architecture is None:
-                raise StudyError(f"no design named {name_or_id!r} in this study; see `discover status`")
             lineage = select(Architecture).where(Architecture.id.in_(architecture.parent_ids))
             parents = [parent.name for parent in session.exec(lineage)]
             run_ids = {run.id for _, run in pairs}

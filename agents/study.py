@@ -77,9 +77,9 @@ def run_study(
     kb = open_knowledge_base(folder)
     try:
         if record is None:
-            study = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
+            row = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
             record = StudyRecord(
-                study_id=study.id,
+                study_id=row.id,
                 heldout_seed=secrets.randbelow(2**62),
                 created_at=datetime.now(UTC).isoformat(),
             )
@@ -91,17 +91,17 @@ def run_study(
             raise StudyError(f"this study is on {record.task}; a resumed study cannot change its task")
         record = record.model_copy(update={"budget": config.budget, "task": config.task})
         write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
-        lab = compose_study(folder, config, backend, kb, record)
-        lab.sandbox.backend.reap(lab.study_id)  # what a crashed run of this study left behind
+        study = compose_study(folder, config, backend, kb, record)
+        study.sandbox.backend.reap(study.study_id)  # what a crashed run of this study left behind
         if resume:
             # reads the jobs' file times: before the release
-            settle_interrupted_jobs(lab.ledger, lab.kb, lab.study_id, lab.folder / "jobs", say)
-            quota.release_leftovers(lab.folder / "jobs")  # output folders a killed run left mounted
-        train_baselines(lab, say)
+            settle_interrupted_jobs(study.ledger, study.kb, study.study_id, study.folder / "jobs", say)
+            quota.release_leftovers(study.folder / "jobs")  # output folders a killed run left mounted
+        train_baselines(study, say)
         connection = sqlite3.connect(folder / "checkpoints.db", check_same_thread=False)
         try:
             saver = SqliteSaver(connection)
-            return StudyLoop(lab, build_graph(lab, saver), saver, max_experiments, say).run()
+            return StudyLoop(study, build_graph(study, saver), saver, max_experiments, say).run()
         finally:
             connection.close()
     finally:

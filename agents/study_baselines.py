@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from sqlmodel import select
 
-from discover.agents.graph import train
-from discover.agents.lab import Lab
+from discover.agents.context import StudyContext
+from discover.agents.graph import train_and_record
 from discover.agents.record import StudyError
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult
@@ -33,23 +33,25 @@ def baseline_architecture(kb: KnowledgeBase, name: str) -> Architecture:
     return architecture
 
 
-def train_baselines(lab: Lab, say: Callable[[str], None]) -> None:
+def train_baselines(study: StudyContext, say: Callable[[str], None]) -> None:
     """Screen the configured baselines once per study, then score them against the best of them."""
-    for name in lab.config.baselines:
-        architecture = baseline_architecture(lab.kb, name)
-        runs = [run for arch, run in lab.kb.study_runs(lab.study_id, "screen") if arch.id == architecture.id]
+    for name in study.config.baselines:
+        architecture = baseline_architecture(study.kb, name)
+        runs = [
+            run for arch, run in study.kb.study_runs(study.study_id, "screen") if arch.id == architecture.id
+        ]
         if any(run.status == "succeeded" for run in runs):
             continue
         say(f"training baseline {name} at screening fidelity")
-        run = train(lab, architecture, "screen", lab.config.seed)
+        run = train_and_record(study, architecture, "screen", study.config.seed)
         if run is None:
             raise StudyError(f"the budget cannot cover training baseline {name}; raise --budget")
         if run.status != "succeeded":
             say(f"baseline {name} failed: {run.failure_reason}")
-    reference = lab.reference("screen")
+    reference = study.reference("screen")
     if reference is None:
         raise StudyError("no baseline could be trained, so nothing can be scored; see the messages above")
-    for arch, run in lab.kb.study_runs(lab.study_id, "screen"):
+    for arch, run in study.kb.study_runs(study.study_id, "screen"):
         if arch.origin == "baseline" and run.status == "succeeded":
-            score = lab.score(TrainResult.model_validate(run.result), reference[1]).value
-            lab.kb.update_run(run.id, fitness=score)
+            score = study.score(TrainResult.model_validate(run.result), reference[1]).value
+            study.kb.update_run(run.id, fitness=score)

@@ -21,6 +21,7 @@ from discover.experiments.tasks import DEFAULT_TASK, TASKS
 from discover.sandbox.backends import BACKENDS
 
 if TYPE_CHECKING:
+    from discover.experiments.runspec import RunSpec
     from discover.sandbox.base import Limits
     from discover.sandbox.runner import Sandbox
     from discover.vetting.candidate import VettedCandidate
@@ -69,6 +70,31 @@ def resolve_candidate(candidate: str) -> VettedCandidate:
     raise UsageError(f"no file or built-in baseline named '{candidate}'; built-ins: {', '.join(baselines)}")
 
 
+def prepare(
+    candidate: str,
+    task: str | None,
+    settings: list[str] | None,
+    seed: int,
+    sandbox: str,
+    image: str | None,
+    allow_untrusted_process: bool,
+    timeout: float,
+    memory: int,
+) -> tuple[VettedCandidate, RunSpec, Sandbox, str]:
+    """What `check` and `train` start from, every user error one line: the candidate vetted, the
+    run resolved (a missing corpus fails here, before anything is written), the sandbox and why."""
+    from discover.experiments.runspec import RunSpec
+    from discover.sandbox.base import Limits
+
+    with user_errors():
+        vetted = resolve_candidate(candidate)
+        spec = RunSpec.resolve(task or DEFAULT_TASK, parse_settings(settings), seed)
+        spec.task.data_version(spec.config)
+        limits = Limits(timeout_s=timeout, memory_mb=memory)
+        runner, why = open_sandbox(sandbox, image, allow_untrusted_process, limits)
+    return vetted, spec, runner, why
+
+
 def parse_settings(settings: list[str] | None) -> dict[str, str]:
     overrides = {}
     for item in settings or []:
@@ -91,22 +117,13 @@ def check(
     memory: MemoryOpt = 8192,
 ):
     """Probe a candidate in the sandbox: contract, causality, batch independence, complexity."""
-    from discover.experiments.tasks import get_task
-    from discover.sandbox.base import Limits
-
-    task = task or DEFAULT_TASK
-    with user_errors():
-        vetted = resolve_candidate(candidate)
-        the_task = get_task(task)
-        overrides = parse_settings(settings)
-        the_task.config(overrides)
-        runner, why = open_sandbox(
-            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
-        )
+    vetted, spec, runner, why = prepare(
+        candidate, task, settings, 0, sandbox, image, allow_untrusted_process, timeout, memory
+    )
     (stderr if json else stdout).print(f"[dim]sandbox: {why}[/dim]")
     with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
         runner.workdir = Path(workdir)
-        verdict = runner.check(vetted, task, overrides)
+        verdict = runner.check(vetted, spec)
     if json:
         stdout.print_json(verdict.model_dump_json())
     else:
@@ -147,40 +164,33 @@ def train(
 ):
     """Probe, then train a candidate in the sandbox; write metrics.jsonl and result.json."""
     from discover.experiments.harness import StepLog
-    from discover.experiments.tasks import get_task
-    from discover.sandbox.base import Limits
 
-    task = task or DEFAULT_TASK
     progress = stderr if json else stdout
-    with user_errors():
-        vetted = resolve_candidate(candidate)
-        the_task = get_task(task)
-        overrides = parse_settings(settings)
-        cfg = the_task.config(overrides)
-        the_task.data_version(cfg)  # a missing corpus fails here, before anything is written
-        runner, why = open_sandbox(
-            sandbox, image, allow_untrusted_process, Limits(timeout_s=timeout, memory_mb=memory)
-        )
+    vetted, spec, runner, why = prepare(
+        candidate, task, settings, seed, sandbox, image, allow_untrusted_process, timeout, memory
+    )
     the_device = pick_device_name(device)
     progress.print(f"[dim]sandbox: {why}[/dim]")
-    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{vetted.name}-{task}-seed{seed}"
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{vetted.name}-{spec.task.name}-seed{seed}"
+    out = out or Path("runs") / name
 
     def log(step: StepLog) -> None:
         progress.print(
-            f"step {step.step:>6}/{cfg.steps}  loss {step.train_loss:7.4f}  lr {step.lr:.2e}  "
+            f"step {step.step:>6}/{spec.steps}  loss {step.train_loss:7.4f}  lr {step.lr:.2e}  "
             f"{step.tokens_per_s:>9,.0f} tok/s  {step.elapsed_s:6.1f}s"
         )
 
     with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
         runner.workdir = Path(workdir)
-        verdict = runner.check(vetted, task, overrides)
+        verdict = runner.check(vetted, spec.with_seed(0))
         if not verdict.passed:
             first = verdict.failures()[0]
             fail(f"{vetted.path.name} failed the {first.name} probe: {first.reason}", code=1)
         progress.print(
-            f"training {vetted.name} on {task} ({cfg.steps} steps, seed {seed}, {the_device}) -> {out}"
+            f"training {vetted.name} on {spec.task.name} ({spec.steps} steps, seed {seed}, "
+            f"{the_device}) -> {out}"
         )
-        result = runner.train(vetted, task, overrides, seed, the_device, run_dir=out, on_log=log)
+        result = runner.train(vetted, spec, the_device, run_dir=out, on_log=log)
     if json:
         stdout.print_json(result.model_dump_json())
         return

@@ -57,9 +57,10 @@ def run_command(
     the leaderboard. Ctrl-C finishes the running experiments; twice stops at once."""
     from discover.agents.compose import choose_sandbox
     from discover.agents.config import ConfigError, load_config
+    from discover.agents.context import fidelity_specs
     from discover.agents.record import StudyError
     from discover.agents.study import run_study
-    from discover.experiments.tasks import TaskConfigError, get_task
+    from discover.experiments.tasks import TaskConfigError
     from discover.progress import Progress
     from discover.sandbox.select import SandboxUnavailable
 
@@ -68,10 +69,7 @@ def run_command(
             budget=budget, workers=workers, proposer=proposer, sandbox=sandbox, task=task,
             executor=executor, ray_address=ray_address,
         )  # fmt: skip
-        the_task = get_task(config.task)
-        for fidelity in ("screen", "full"):
-            settings = config.settings | (config.screen.settings if fidelity == "screen" else {})
-            the_task.config(settings)
+        fidelity_specs(config)  # a bad task or setting fails here, before anything is written
         config = config.with_overrides(proposer=resolve_proposer(config.proposer, config.llm.base_url))
         untrusted = (
             None if PROPOSERS.get(config.proposer).trusted else f"what the {config.proposer} proposer writes"
@@ -242,7 +240,8 @@ def baseline_add(
     """Probe FILE in the sandbox and store it as a baseline of the study in the folder."""
     from discover.agents.compose import adhoc_sandbox, choose_sandbox
     from discover.agents.record import StudyError, open_knowledge_base
-    from discover.experiments.tasks import get_task
+    from discover.experiments.runspec import RunSpec
+    from discover.experiments.tasks import TaskConfigError
     from discover.knowledge_base.store import StoreError
     from discover.sandbox.runner import JobFailed
     from discover.sandbox.select import SandboxUnavailable
@@ -257,13 +256,13 @@ def baseline_add(
     try:
         config = load_config(folder)
         choice = choose_sandbox(sandbox, untrusted="a baseline file")
-    except (ConfigError, SandboxUnavailable) as exc:
+        spec = RunSpec.resolve(config.task, config.settings)
+    except (ConfigError, SandboxUnavailable, TaskConfigError) as exc:
         fail(str(exc))
-    get_task(config.task)
     with tempfile.TemporaryDirectory(prefix="discover-baseline-") as workdir:
         runner = adhoc_sandbox(choice.backend, config.limits, Path(workdir))
         try:
-            verdict = runner.check(vet(file, trusted=False), config.task, config.settings)
+            verdict = runner.check(vet(file, trusted=False), spec)
         except JobFailed as exc:
             fail(f"{file.name}: the check job failed: {exc.outcome.reason}", code=1)
     if not verdict.passed:

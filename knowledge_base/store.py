@@ -275,6 +275,18 @@ class KnowledgeBase:
         with self.reading() as session:
             return set(session.exec(select(Architecture.name).where(Architecture.study_id == study_id)).all())
 
+    def find_design(self, study_id: str, name_or_id: str) -> Architecture | None:
+        """A design of this study, by name or id: one it proposed, or one it trained (a baseline).
+        A design of another study of the same knowledge base is not found."""
+        named = (Architecture.name == name_or_id) | (Architecture.id == name_or_id)
+        with self.reading() as session:
+            matches = session.exec(select(Architecture).where(named)).all()
+            trained = select(Run.architecture_id).where(Run.study_id == study_id)
+            in_study = set(
+                session.exec(trained.where(Run.architecture_id.in_([a.id for a in matches]))).all()
+            )
+        return next((a for a in matches if a.study_id == study_id or a.id in in_study), None)
+
     def find_architecture(self, study_id: str | None, code: str) -> Architecture | None:
         """The architecture with this code (by its hash) in the study or shared, if any."""
         query = select(Architecture).where(Architecture.code_hash == code_hash(code))

@@ -2,8 +2,8 @@
 
     sandbox = Sandbox(choose_backend("auto").backend, workdir=Path("study/jobs"))
     candidate = vet(Path("cand.py"))  # once; see `discover.vetting.candidate`
-    verdict = sandbox.check(candidate, "mqar", {})
-    result = sandbox.train(candidate, "mqar", {"steps": 500}, seed=0, run_dir=Path("runs/x"))
+    verdict = sandbox.check(candidate, RunSpec.resolve("mqar"))
+    result = sandbox.train(candidate, RunSpec.resolve("mqar", {"steps": 500}, seed=0), run_dir=Path("runs/x"))
 
 Training is three jobs: `fit` (no held-out data) writes weights; `predict`, a fresh sandboxed
 process, loads them and writes logits for the held-out inputs; a second `predict` on the same
@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -33,7 +32,7 @@ from pydantic import ValidationError
 from discover.experiments.files import write_json_atomic
 from discover.experiments.harness import FitSummary, StepLog, TrainResult, combine
 from discover.experiments.probes import ProbeResult, Verdict
-from discover.experiments.tasks import get_task
+from discover.experiments.runspec import RunSpec
 from discover.sandbox import quota
 from discover.sandbox.base import (
     Backend,
@@ -91,23 +90,16 @@ class Sandbox:
         """Whether the candidate's vetting forbids running it at all (the static check refused it)."""
         return self.static_check and candidate.refused
 
-    def check(
-        self,
-        candidate: VettedCandidate,
-        task: str,
-        settings: dict[str, Any],
-        job_id: str | None = None,
-    ) -> Verdict:
+    def check(self, candidate: VettedCandidate, spec: RunSpec, job_id: str | None = None) -> Verdict:
         if self.refuses(candidate):
             # Refused before anything runs; still a verdict, so people and the coder agent see why.
             reason = "; ".join(str(v) for v in candidate.violations[:3])
             probe = ProbeResult(name="static_check", passed=False, reason=reason)
-            return Verdict(candidate=candidate.name, task=task, passed=False, probes=[probe])
-        job = self._job("check", task, settings, 0, "cpu", candidate.trusted, job_id)
+            return Verdict(candidate=candidate.name, task=spec.task.name, passed=False, probes=[probe])
+        job = self._job("check", spec.with_seed(0), "cpu", candidate.trusted, job_id)
         job.limits = job.limits.model_copy(update={"timeout_s": min(job.limits.timeout_s, CHECK_TIMEOUT_S)})
-        the_task = get_task(task)
-        cfg = the_task.config(settings)
-        sample = next(iter(the_task.train_batches(cfg, 0, torch.device("cpu")))).inputs[:CHECK_AUDIT_ROWS]
+        sample = next(iter(spec.task.train_batches(spec.config, 0, torch.device("cpu"))))
+        sample = sample.inputs[:CHECK_AUDIT_ROWS]
         audit, judge = check_audit_inputs(sample, secrets.randbelow(2**62))
         out_dir, _ = self._run_on(job, candidate, audit)
         verdict = self._read(job, out_dir, "verdict.json", Verdict)
@@ -134,15 +126,13 @@ class Sandbox:
     def train(
         self,
         candidate: VettedCandidate,
-        task: str,
-        settings: dict[str, Any],
-        seed: int = 0,
+        spec: RunSpec,
         device: str = "cpu",
         run_dir: Path | None = None,
         job_id: str | None = None,
         on_log: Callable[[StepLog], None] | None = None,
     ) -> TrainResult:
-        fit_job = self._job("fit", task, settings, seed, device, candidate.trusted, job_id)
+        fit_job = self._job("fit", spec, device, candidate.trusted, job_id)
         if self.refuses(candidate):  # before any job folder is written
             reason = f"static check: {candidate.violations[0]}"
             raise JobFailed(JobOutcome(job_id=fit_job.job_id, status="refused", reason=reason))
@@ -150,8 +140,7 @@ class Sandbox:
             fit_out, fit_outcome = self._run(fit_job, candidate)
         summary = self._read(fit_job, fit_out, "fit.json", FitSummary)
         weights = fit_out / "weights.pt"
-        the_task = get_task(task)
-        cfg = the_task.config(settings)
+        the_task, cfg = spec.task, spec.config
         try:
             params = read_parameter_count(weights, self.limits.output_mb << 20)
         except HeldoutError as exc:
@@ -172,9 +161,9 @@ class Sandbox:
         summary = summary.model_copy(update=measured)
 
         heldout = the_task.heldout(cfg, self.heldout_seed)
-        scrambled, cuts, order = audit_inputs(heldout.inputs, seed)
-        logits = self._predict(fit_job, "predict", candidate, weights, heldout.inputs)
-        audit = self._predict(fit_job, "audit", candidate, weights, scrambled)
+        scrambled, cuts, order = audit_inputs(heldout.inputs, spec.seed)
+        logits = self._predict(fit_job, spec, "predict", candidate, weights, heldout.inputs)
+        audit = self._predict(fit_job, spec, "audit", candidate, weights, scrambled)
         if (violation := audit_violation(logits, audit, cuts, order)) is not None:
             raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
         result = combine(summary, the_task.metric, the_task.score(logits, heldout.targets, cfg))
@@ -188,42 +177,36 @@ class Sandbox:
         return result
 
     def _predict(
-        self, fit_job: Job, name: str, candidate: VettedCandidate, weights: Path, inputs: torch.Tensor
+        self,
+        fit_job: Job,
+        spec: RunSpec,
+        name: str,
+        candidate: VettedCandidate,
+        weights: Path,
+        inputs: torch.Tensor,
     ) -> torch.Tensor:
         """Run a predict job on `inputs` and return its validated logits."""
         job_id = f"{fit_job.job_id}-{name}"
-        job = self._job(
-            "predict", fit_job.task, fit_job.settings, fit_job.seed, fit_job.device, fit_job.trusted, job_id
-        )
+        job = self._job("predict", spec, fit_job.device, fit_job.trusted, job_id)
         out_dir, _ = self._run_on(job, candidate, inputs, {"weights.pt": weights})
         try:
             return read_logits(out_dir / "logits.pt", (*inputs.shape, -1), self.limits.output_mb << 20)
         except HeldoutError as exc:
             raise JobFailed(JobOutcome(job_id=job_id, status="failed", reason=str(exc))) from None
 
-    def _job(
-        self,
-        action: str,
-        task: str,
-        settings: dict[str, Any],
-        seed: int,
-        device: str,
-        trusted: bool,
-        job_id: str | None,
-    ) -> Job:
-        corpus = settings.get("corpus_dir")
-        the_task = get_task(task)
+    def _job(self, action: str, spec: RunSpec, device: str, trusted: bool, job_id: str | None) -> Job:
+        corpus = spec.settings.get("corpus_dir")
         return Job(
             job_id=job_id or f"{action}-{uuid.uuid4().hex[:12]}",
             study_id=self.study_id,
             action=action,  # type: ignore[arg-type]
-            task=task,
-            settings=settings,
-            seed=seed,
+            task=spec.task.name,
+            settings=spec.settings,
+            seed=spec.seed,
             device=device,
             trusted=trusted,
             read_only_paths=[str(Path(corpus).resolve())] if corpus else [],
-            hidden_paths=the_task.heldout_files(the_task.config(settings)),
+            hidden_paths=spec.task.heldout_files(spec.config),
             limits=self.limits,
         )
 

@@ -89,8 +89,8 @@ class FixedBaselineProposer(Proposer):
     origin = "fixed"
     trusted = True
 
-    def propose(self, lab, number, parent_ids, context):
-        if "fixed-linear-attention" in lab.kb.architecture_names(lab.study_id):
+    def propose(self, study, number, parent_ids, context):
+        if "fixed-linear-attention" in study.kb.architecture_names(study.study_id):
             raise ProposerStop("exhausted", "the one fixed design was proposed already")
         code = builtin_baselines()["linear_attention"].read_text()
         return Proposal(name="fixed-linear-attention", motivation="fixed", code=code, origin=self.origin)

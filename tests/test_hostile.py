@@ -39,6 +39,7 @@ import discover.sandbox
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import StepLog, TrainResult
 from discover.experiments.probes import Verdict
+from discover.experiments.runspec import RunSpec
 from discover.experiments.tasks import get_task
 from discover.sandbox.base import JobOutcome, Limits
 from discover.sandbox.cgroup import PREFIX, own_memory_cgroup
@@ -166,8 +167,7 @@ def train(
     try:
         run.result = sandbox.train(
             vet(HOSTILE / f"{name}.py", trusted=False),
-            task,
-            settings or SETTINGS,
+            RunSpec.resolve(task, settings or SETTINGS),
             job_id=run.job_id,
             run_dir=run.run_dir,
             on_log=run.logs.append,
@@ -239,7 +239,9 @@ class Study:
             job_id = new_job_id(name, sandbox)
             try:
                 verdict = sandbox.check(
-                    vet(HOSTILE / f"{name}.py", trusted=False), "mqar", {}, job_id=f"{job_id}-check"
+                    vet(HOSTILE / f"{name}.py", trusted=False),
+                    RunSpec.resolve("mqar"),
+                    job_id=f"{job_id}-check",
                 )
             except JobFailed:
                 verdict = None
@@ -679,7 +681,9 @@ def test_hostile_candidate(name, isolating_backend, study, listener, secret, cor
 def test_the_study_goes_on(isolating_backend, study):
     """After every hostile file above, the very same sandbox still trains an honest candidate."""
     sandbox = study.sandbox(isolating_backend)
-    result = sandbox.train(vet(builtin_baselines()["gated_deltanet"], trusted=False), "mqar", SETTINGS)
+    result = sandbox.train(
+        vet(builtin_baselines()["gated_deltanet"], trusted=False), RunSpec.resolve("mqar", SETTINGS)
+    )
     assert result.status == "ok" and 0.0 <= result.value <= 1.0
     assert leftover_containers() == []
     assert host_markers() == []
@@ -689,7 +693,7 @@ def test_the_study_goes_on(isolating_backend, study):
 def test_process_backend_refuses_hostile_files(name, tmp_path):
     sandbox = Sandbox(ProcessBackend(), tmp_path / "jobs", LIMITS, static_check=False)
     with pytest.raises(JobFailed) as failure:
-        sandbox.train(vet(HOSTILE / f"{name}.py", trusted=False), "mqar", SETTINGS)
+        sandbox.train(vet(HOSTILE / f"{name}.py", trusted=False), RunSpec.resolve("mqar", SETTINGS))
     assert failure.value.outcome.status == "refused"
     assert "trusted code" in failure.value.outcome.reason
     assert not list((tmp_path / "jobs").glob("*/out/*"))  # nothing ran
@@ -718,9 +722,9 @@ def test_static_check_refuses_hostile_files(name, tmp_path):
     sandbox = Sandbox(ProcessBackend(), tmp_path / "jobs", LIMITS)
     candidate = vet(HOSTILE / f"{name}.py", trusted=False)
     with pytest.raises(JobFailed) as failure:
-        sandbox.train(candidate, "mqar", SETTINGS)
+        sandbox.train(candidate, RunSpec.resolve("mqar", SETTINGS))
     assert failure.value.outcome.status == "refused"
     assert failure.value.outcome.reason.startswith("static check"), failure.value.outcome.reason
     assert not (tmp_path / "jobs").exists()  # refused before a job folder was written
-    verdict = sandbox.check(candidate, "mqar", {})
+    verdict = sandbox.check(candidate, RunSpec.resolve("mqar"))
     assert not verdict.passed and verdict.probes[0].name == "static_check"

@@ -151,6 +151,21 @@ def test_a_study_knows_every_design_it_recorded_trained_or_not(kb):
     assert kb.architecture_names(study.id) == {"trained", "untrained"}
 
 
+def test_a_design_is_found_by_name_or_id_within_its_study_only(kb):
+    """`discover show` and `reproduce` name a design; another study's design of that name is not it."""
+    mine, theirs = kb.add_study("mine"), kb.add_study("theirs")
+    design = kb.add_architecture("same-name", MIXER, origin="evolution", study_id=mine.id)
+    other = kb.add_architecture("same-name", MIXER + "#o\n", origin="evolution", study_id=theirs.id)
+    baseline = kb.add_architecture("baseline-x", MIXER + "#b\n", origin="baseline")
+    kb.add_run(baseline.id, "mqar", study_id=mine.id, status="succeeded")
+    assert kb.find_design(mine.id, "same-name").id == design.id
+    assert kb.find_design(theirs.id, "same-name").id == other.id
+    assert kb.find_design(mine.id, design.id).id == design.id
+    assert kb.find_design(theirs.id, design.id) is None
+    assert kb.find_design(mine.id, "baseline-x").id == baseline.id  # trained by the study
+    assert kb.find_design(theirs.id, "baseline-x") is None
+
+
 def test_architectures_are_searchable_by_motivation_only_when_asked(kb):
     arch = kb.add_architecture("gated", MIXER, origin="llm", motivation="a forget gate on the state")
     assert kb.search("forget gate") == []

@@ -10,6 +10,7 @@ import pytest
 
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
+from discover.experiments.runspec import RunSpec
 from discover.experiments.tasks import get_task
 from discover.sandbox.base import Limits
 from discover.sandbox.cgroup import JobCgroup, own_memory_cgroup
@@ -35,7 +36,9 @@ def test_sandboxed_training_matches_the_in_process_harness(any_backend, tmp_path
     task = get_task("mqar")
     # The same held-out set as the in-process run: its seed, which no job is told.
     sandbox = Sandbox(any_backend, tmp_path / "jobs", LIMITS, heldout_seed=task.config(TINY).test_seed)
-    result = sandbox.train(vet(candidate, trusted=True), "mqar", TINY, seed=5, run_dir=tmp_path / "run")
+    result = sandbox.train(
+        vet(candidate, trusted=True), RunSpec.resolve("mqar", TINY, seed=5), run_dir=tmp_path / "run"
+    )
     direct = train(candidate, task, task.config(TINY), seed=5)
     assert result.status == "ok" and result.metric == "accuracy"
     assert result.final_train_loss == pytest.approx(direct.final_train_loss, rel=1e-4)
@@ -49,7 +52,7 @@ def test_peak_memory_is_measured_outside_the_job(any_backend, tmp_path):
     sandbox = Sandbox(any_backend, tmp_path, LIMITS)
     settings = {**TINY, "n_layers": 2}  # two mixers: 512 MB of ballast
     result = sandbox.train(
-        vet(CANDIDATES / "holds_memory.py", trusted=True), "mqar", settings, job_id="ballast"
+        vet(CANDIDATES / "holds_memory.py", trusted=True), RunSpec.resolve("mqar", settings), job_id="ballast"
     )
     claimed = json.loads((tmp_path / "ballast/out/fit.json").read_text())["peak_memory_mb"]
     assert 512 < result.peak_memory_mb < 2048, result.peak_memory_mb
@@ -59,8 +62,12 @@ def test_peak_memory_is_measured_outside_the_job(any_backend, tmp_path):
 def test_the_held_out_seed_is_secret_and_changes_the_held_out_set(tmp_path):
     candidate = vet(builtin_baselines()["linear_attention"], trusted=True)
     settings = {**TINY, "test_examples": 512}
-    first = Sandbox(ProcessBackend(), tmp_path / "a", LIMITS).train(candidate, "mqar", settings)
-    second = Sandbox(ProcessBackend(), tmp_path / "b", LIMITS).train(candidate, "mqar", settings)
+    first = Sandbox(ProcessBackend(), tmp_path / "a", LIMITS).train(
+        candidate, RunSpec.resolve("mqar", settings)
+    )
+    second = Sandbox(ProcessBackend(), tmp_path / "b", LIMITS).train(
+        candidate, RunSpec.resolve("mqar", settings)
+    )
     assert first.metrics["loss"] != second.metrics["loss"]  # same weights, other held-out examples
     spec = json.loads(next((tmp_path / "a").glob("*-predict/job/job.json")).read_text())
     assert "test_seed" not in spec["settings"]
@@ -68,19 +75,21 @@ def test_the_held_out_seed_is_secret_and_changes_the_held_out_set(tmp_path):
 
 def test_sandboxed_check_names_the_failed_probe(isolating_backend, tmp_path):
     sandbox = Sandbox(isolating_backend, tmp_path, LIMITS)
-    assert sandbox.check(vet(builtin_baselines()["retention"], trusted=True), "mqar", {}).passed
-    verdict = sandbox.check(vet(CANDIDATES / "reads_future.py", trusted=False), "mqar", {})
+    assert sandbox.check(vet(builtin_baselines()["retention"], trusted=True), RunSpec.resolve("mqar")).passed
+    verdict = sandbox.check(vet(CANDIDATES / "reads_future.py", trusted=False), RunSpec.resolve("mqar"))
     assert [p.name for p in verdict.failures()] == ["causality"]
 
 
 def test_process_backend_refuses_untrusted_code(tmp_path):
     sandbox = Sandbox(ProcessBackend(), tmp_path, LIMITS)
     with pytest.raises(JobFailed) as failure:
-        sandbox.check(vet(CANDIDATES / "weak_short_conv.py", trusted=False), "mqar", {})
+        sandbox.check(vet(CANDIDATES / "weak_short_conv.py", trusted=False), RunSpec.resolve("mqar"))
     assert failure.value.outcome.status == "refused"
     assert "only trusted code" in failure.value.outcome.reason
     opted_in = Sandbox(ProcessBackend(allow_untrusted=True), tmp_path, LIMITS)
-    assert opted_in.check(vet(CANDIDATES / "weak_short_conv.py", trusted=False), "mqar", {}).passed
+    assert opted_in.check(
+        vet(CANDIDATES / "weak_short_conv.py", trusted=False), RunSpec.resolve("mqar")
+    ).passed
 
 
 def test_static_check_refuses_before_anything_runs(isolating_backend, tmp_path):
@@ -89,7 +98,7 @@ def test_static_check_refuses_before_anything_runs(isolating_backend, tmp_path):
     patcher.write_text(source + "\n\nF.cross_entropy = lambda *args, **kwargs: 0\n")
     sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
     with pytest.raises(JobFailed) as failure:
-        sandbox.train(vet(patcher, trusted=False), "mqar", TINY)
+        sandbox.train(vet(patcher, trusted=False), RunSpec.resolve("mqar", TINY))
     assert failure.value.outcome.status == "refused"
     assert failure.value.outcome.reason.startswith("static check")
     assert not (tmp_path / "jobs").exists()  # refused before a job folder was even written
@@ -100,7 +109,9 @@ def test_custom_corpus_is_visible_inside_the_sandbox(isolating_backend, tmp_path
     shutil.copytree(Path(__file__).parent.parent / "experiments", corpus)  # any folder of .py text
     settings = {"corpus_dir": str(corpus), "steps": 3, "log_every": 3, "seq_len": 32, "eval_windows": 4}
     sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
-    result = sandbox.train(vet(builtin_baselines()["linear_attention"], trusted=True), "lm", settings)
+    result = sandbox.train(
+        vet(builtin_baselines()["linear_attention"], trusted=True), RunSpec.resolve("lm", settings)
+    )
     assert result.status == "ok" and 0 < result.value < 8
 
 

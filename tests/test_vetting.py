@@ -17,6 +17,7 @@ from discover.agents.study import run_study
 from discover.candidate_cli import resolve_candidate
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.jobspec import JobFile
+from discover.experiments.runspec import RunSpec
 from discover.experiments.tasks import get_task
 from discover.sandbox.base import Job, Limits, prepare_job_dir
 from discover.sandbox.process import ProcessBackend
@@ -120,8 +121,8 @@ def test_check_then_train_checks_the_candidate_once(tmp_path, static_checks):
     path.write_text((CANDIDATES / "weak_short_conv.py").read_text())
     candidate = resolve_candidate(str(path))
     sandbox = Sandbox(ProcessBackend(allow_untrusted=True), tmp_path / "jobs", LIMITS)
-    assert sandbox.check(candidate, "mqar", {}).passed
-    assert sandbox.train(candidate, "mqar", TINY).status == "ok"
+    assert sandbox.check(candidate, RunSpec.resolve("mqar")).passed
+    assert sandbox.train(candidate, RunSpec.resolve("mqar", TINY)).status == "ok"
     assert len(list((tmp_path / "jobs").iterdir())) == 4  # check, fit, predict, audit
     assert static_checks == [candidate.source]
 

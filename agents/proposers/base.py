@@ -26,7 +26,7 @@ from discover.agents.section import Section
 from discover.knowledge_base.schema import Architecture, Finding, Run
 
 if TYPE_CHECKING:
-    from discover.agents.lab import Lab
+    from discover.agents.context import StudyContext
     from discover.knowledge_base.store import KnowledgeBase
 
 
@@ -76,36 +76,40 @@ class Proposer(ABC):
     def create(cls, setup: ProposerSetup) -> Proposer:
         return cls()
 
-    def select_parents(self, lab: Lab, number: int) -> list[str]:
+    def select_parents(self, study: StudyContext, number: int) -> list[str]:
         """Designs the next proposal builds on (proposers that pick their own return none)."""
         return []
 
-    def context(self, lab: Lab, parent_ids: list[str]) -> dict[str, Any]:
+    def context(self, study: StudyContext, parent_ids: list[str]) -> dict[str, Any]:
         """What the proposal is made from, kept in the experiment's checkpointed state."""
         return {}
 
     @abstractmethod
-    def propose(self, lab: Lab, number: int, parent_ids: list[str], context: dict[str, Any]) -> Proposal:
+    def propose(
+        self, study: StudyContext, number: int, parent_ids: list[str], context: dict[str, Any]
+    ) -> Proposal:
         """The next design (its code may come later, from `write_code`). Raises ProposerStop, with
         status "exhausted" when no untried design is left."""
 
-    def duplicate_of(self, lab: Lab, proposal: Proposal) -> str | None:
+    def duplicate_of(self, study: StudyContext, proposal: Proposal) -> str | None:
         """Why the proposal was tried before (None if it was not): by default, the same code."""
-        earlier = lab.kb.find_architecture(lab.study_id, proposal.code)
+        earlier = study.kb.find_architecture(study.study_id, proposal.code)
         return None if earlier is None else f"the same code as {earlier.name}"
 
     def write_code(
-        self, lab: Lab, proposal: Proposal, previous: str | None, failures: list[dict[str, Any]]
+        self, study: StudyContext, proposal: Proposal, previous: str | None, failures: list[dict[str, Any]]
     ) -> str:
         """The candidate file; on a repair, from the last file and the probes it failed."""
         return proposal.code
 
-    def judge(self, lab: Lab, architecture: Architecture, proposal: Proposal, run: Run) -> Judgement | None:
+    def judge(
+        self, study: StudyContext, architecture: Architecture, proposal: Proposal, run: Run
+    ) -> Judgement | None:
         """A judgement of the design that its metric cannot see, or None for none."""
         return None
 
     def analyze(
-        self, lab: Lab, architecture: Architecture, proposal: Proposal, run: Run | None
+        self, study: StudyContext, architecture: Architecture, proposal: Proposal, run: Run | None
     ) -> list[Finding]:
         """Findings about the experiment; none means the rule-based analyst's."""
         return []

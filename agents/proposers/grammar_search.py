@@ -18,7 +18,7 @@ from discover.agents.proposers.base import Member, Proposal, Proposer, ProposerS
 from discover.knowledge_base.schema import Architecture, Run
 
 if TYPE_CHECKING:
-    from discover.agents.lab import Lab
+    from discover.agents.context import StudyContext
 
 NAME_PREFIX = "motif-"
 MAX_TRIES = 200  # draws before giving up on finding a design the study has not tried
@@ -47,10 +47,12 @@ def members(screened: list[tuple[Architecture, Run]]) -> list[Member]:
 class GrammarProposer(Proposer):
     trusted = True
 
-    def propose(self, lab: Lab, number: int, parent_ids: list[str], context: dict[str, Any]) -> Proposal:
-        screened = lab.kb.study_runs(lab.study_id, fidelity="screen")
-        tried = lab.kb.architecture_names(lab.study_id)
-        rng = random.Random(f"{lab.config.seed}/{number}")  # the same experiment draws the same
+    def propose(
+        self, study: StudyContext, number: int, parent_ids: list[str], context: dict[str, Any]
+    ) -> Proposal:
+        screened = study.kb.study_runs(study.study_id, fidelity="screen")
+        tried = study.kb.architecture_names(study.study_id)
+        rng = random.Random(f"{study.config.seed}/{number}")  # the same experiment draws the same
         proposal = self.search(members(screened), tried, rng)
         if proposal is None:
             raise ProposerStop("exhausted", "the proposer found no design the study has not tried")

@@ -25,7 +25,7 @@ from discover.knowledge_base.novelty import is_duplicate
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Run
 
 if TYPE_CHECKING:
-    from discover.agents.lab import Lab
+    from discover.agents.context import StudyContext
 
 # The experiment whose graph this thread is running: LLM calls are recorded against it.
 CURRENT_EXPERIMENT: ContextVar[str | None] = ContextVar("current_experiment", default=None)
@@ -65,13 +65,15 @@ class LLMProposer(Proposer):
         prompts = None if config.prompts_dir is None else setup.folder / config.prompts_dir
         return cls(LLM(config, record=record, spent_usd=math.fsum(costs)), config, prompts)
 
-    def select_parents(self, lab: Lab, number: int) -> list[str]:
-        return roles.select_parents(lab, number)
+    def select_parents(self, study: StudyContext, number: int) -> list[str]:
+        return roles.select_parents(study, number)
 
-    def context(self, lab: Lab, parent_ids: list[str]) -> dict[str, Any]:
-        return roles.research_context(lab, parent_ids)
+    def context(self, study: StudyContext, parent_ids: list[str]) -> dict[str, Any]:
+        return roles.research_context(study, parent_ids)
 
-    def propose(self, lab: Lab, number: int, parent_ids: list[str], context: dict[str, Any]) -> Proposal:
+    def propose(
+        self, study: StudyContext, number: int, parent_ids: list[str], context: dict[str, Any]
+    ) -> Proposal:
         """The researcher's plan, as a proposal without code (the coder writes it)."""
         try:
             plan = roles.research(self.llm, self.prompts, context)
@@ -82,35 +84,37 @@ class LLMProposer(Proposer):
             parent_ids=parent_ids, hypothesis=plan.hypothesis, design_plan=plan.design_plan,
         )  # fmt: skip
 
-    def duplicate_of(self, lab: Lab, proposal: Proposal) -> str | None:
+    def duplicate_of(self, study: StudyContext, proposal: Proposal) -> str | None:
         """Before any code is written: the idea, by its motivation."""
-        novelty = is_duplicate(lab.kb, proposal.motivation)
+        novelty = is_duplicate(study.kb, proposal.motivation)
         return f"the same idea as {novelty.nearest[0].name}" if novelty.duplicate else None
 
     def write_code(
-        self, lab: Lab, proposal: Proposal, previous: str | None, failures: list[dict[str, Any]]
+        self, study: StudyContext, proposal: Proposal, previous: str | None, failures: list[dict[str, Any]]
     ) -> str:
         parent = proposal.parent_ids[0] if proposal.parent_ids else None
         try:
             return roles.write_candidate(
-                lab, self.llm, self.prompts, proposal.model_dump(), parent, previous, failures
+                study, self.llm, self.prompts, proposal.model_dump(), parent, previous, failures
             )
         except LLMError as error:
             raise ending(error, "no_code") from None
 
-    def judge(self, lab: Lab, architecture: Architecture, proposal: Proposal, run: Run) -> Judgement | None:
+    def judge(
+        self, study: StudyContext, architecture: Architecture, proposal: Proposal, run: Run
+    ) -> Judgement | None:
         if not self.config.judge:
             return None
         try:
-            score = roles.judge(lab, self.llm, self.prompts, architecture, proposal.hypothesis, run)
+            score = roles.judge(study, self.llm, self.prompts, architecture, proposal.hypothesis, run)
             return Judgement(score=score.score, rationale=score.rationale)
         except LLMError as error:
             raise ending(error, "judge failed") from None
 
     def analyze(
-        self, lab: Lab, architecture: Architecture, proposal: Proposal, run: Run | None
+        self, study: StudyContext, architecture: Architecture, proposal: Proposal, run: Run | None
     ) -> list[Finding]:
         try:
-            return roles.analyze(lab, self.llm, self.prompts, architecture, proposal.hypothesis, run)
+            return roles.analyze(study, self.llm, self.prompts, architecture, proposal.hypothesis, run)
         except LLMError as error:
             raise ending(error, "analyst failed") from None

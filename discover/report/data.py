@@ -78,7 +78,6 @@ class StudyView(BaseModel):
     folder: str
     status: StudyStatus
     metric: str
-    higher_is_better: bool
     designs: list[DesignView]  # leaderboard order (baselines among them), then unscreened designs
     discovery: list[DiscoveryPoint]
     spend_s: dict[str, float]  # device-seconds by kind of job
@@ -186,7 +185,7 @@ def load_study(folder: Path) -> StudyView:
 
     return StudyView(
         folder=str(folder.resolve()), status=status, metric=task.metric,
-        higher_is_better=task.higher_is_better, designs=sorted(designs.values(), key=place),
+        designs=sorted(designs.values(), key=place),
         discovery=discovery_curve(pairs, charged, task.better),
         spend_s=spend_by_kind(pairs, charged), llm_by_role=llm_by_role(calls),
         findings=[{key: value for key, value in row.items() if key != "runs"} for row in finding_rows],

@@ -34,11 +34,9 @@ class LMConfig(SequenceTaskConfig):
     max_corpus_bytes: int = 16_000_000
     eval_windows: int = 128
 
-    vocab_size: int = 256
+    # Bytes: the sequence task's vocabulary of 256; longer windows and a wider model than its defaults.
     seq_len: int = 256
     d_model: int = 96
-    n_layers: int = 2
-    num_heads: int = 4
     steps: int = 400
     batch_size: int = 16
     lr: float = 2e-3

@@ -1,6 +1,7 @@
-"""What the experiment graph's nodes work with: the study's store, sandbox, and budgeted jobs.
+"""What the experiment graph's nodes work with: the study's task and its run at each fidelity
+(resolved once), store, sandbox, budgeted jobs and proposer.
 
-Every sandbox job of a study goes through `Lab.jobs` (`discover.budget.jobs.BudgetedJobs`): it
+Every sandbox job of a study goes through `StudyContext.jobs` (`discover.budget.jobs.BudgetedJobs`): it
 waits for a device slot, reserves the job's estimated cost in the ledger (or refuses, when the budget
 cannot cover it), runs, and is charged exactly the wall time it held the slot.
 """
@@ -17,7 +18,8 @@ from discover.agents.proposers.base import Proposer
 from discover.budget.jobs import BudgetedJobs, run_key
 from discover.budget.ledger import Ledger
 from discover.experiments.harness import TrainResult
-from discover.experiments.tasks import get_task
+from discover.experiments.runspec import RunSpec
+from discover.experiments.tasks import Task
 from discover.knowledge_base.schema import Architecture
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox.runner import Sandbox
@@ -33,8 +35,17 @@ def candidate_file(folder: Path, architecture: Architecture) -> Path:
     return path
 
 
+def fidelity_specs(config: StudyConfig) -> dict[str, RunSpec]:
+    """The study's run at each fidelity: "full" is the task's settings, "screen" the cheap run
+    (`[screen] settings` over them). Raises TaskConfigError for a bad setting."""
+    return {
+        "screen": RunSpec.resolve(config.task, config.settings | config.screen.settings, config.seed),
+        "full": RunSpec.resolve(config.task, config.settings, config.seed),
+    }
+
+
 @dataclass
-class Lab:
+class StudyContext:
     config: StudyConfig
     study_id: str
     folder: Path
@@ -42,12 +53,17 @@ class Lab:
     sandbox: Sandbox
     jobs: BudgetedJobs  # the study's ledger, cost estimates and device pool
     proposer: Proposer  # what the study tries next (`discover.agents.proposers`)
+    specs: dict[str, RunSpec]  # fidelity -> the study's run at it (`fidelity_specs`)
     on_record: Callable[[str, dict], None] = lambda experiment_id, state: None  # progress display
     lock: threading.Lock = field(default_factory=threading.Lock)  # one-off study work (baseline runs)
 
     @property
-    def task(self) -> str:
-        return self.config.task
+    def task(self) -> Task:
+        return self.specs["full"].task
+
+    def spec(self, fidelity: str, seed: int | None = None) -> RunSpec:
+        """The study's run at this fidelity ("screen" or "full"), on `seed` (default: the study's)."""
+        return self.specs[fidelity] if seed is None else self.specs[fidelity].with_seed(seed)
 
     @property
     def ledger(self) -> Ledger:
@@ -58,19 +74,12 @@ class Lab:
         """Set on Ctrl-C: no new job starts."""
         return self.jobs.stopping
 
-    def settings(self, fidelity: str) -> dict:
-        """Task settings of a run at this fidelity ("screen" or "full")."""
-        if fidelity == "screen":
-            return self.config.settings | self.config.screen.settings
-        return dict(self.config.settings)
-
     def candidate_file(self, architecture: Architecture) -> Path:
         return candidate_file(self.folder, architecture)
 
     def affordable(self, fidelity: str = "screen", with_check: bool = True) -> bool:
         """Whether the budget left covers one more run at this fidelity (and a check job before it)."""
-        steps = get_task(self.task).config(self.settings(fidelity)).steps
-        return self.jobs.affordable(run_key(self.task, fidelity), steps, with_check)
+        return self.jobs.affordable(run_key(self.task.name, fidelity), self.specs[fidelity].steps, with_check)
 
     def reference(self, fidelity: str, seed: int | None = None) -> tuple[str, TrainResult] | None:
         """The best baseline's run at this fidelity (on this seed, where it has one): what fitness
@@ -84,7 +93,7 @@ class Lab:
             runs = [run for run in runs if run[2] == seed]
         best = None
         for name, result, _ in runs:
-            if best is None or get_task(self.task).better(result.value, best[1].value):
+            if best is None or self.task.better(result.value, best[1].value):
                 best = (name, result)
         return best
 
@@ -92,5 +101,4 @@ class Lab:
         self.on_record(experiment_id, state)
 
     def score(self, result: TrainResult, reference: TrainResult, judge_score: float | None = None) -> Fitness:
-        task = get_task(self.task)
-        return fitness(result, reference, task, self.config.scoring, judge_score)
+        return fitness(result, reference, self.task, self.config.scoring, judge_score)
