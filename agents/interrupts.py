@@ -1,4 +1,8 @@
-"""Stopping a study from the keyboard, and waiting in a way that lets the stop be heard."""
+"""Stopping a study by a signal, and waiting in a way that lets the stop be heard.
+
+Ctrl-C (SIGINT), SIGTERM (what `timeout`, systemd, Kubernetes and Slurm send) and SIGHUP (a closed
+terminal) all mean the same: the first drains, the second stops at once.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +11,37 @@ import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, wait
+from typing import Any
 
 from discover.sandbox.base import Backend
 
 Say = Callable[[str], None]
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class interrupts:
-    """Ctrl-C once: start no new job; the running jobs finish and their experiments pause at the next
-    step. Twice: stop now (the running jobs are killed). Either way --resume continues every
-    experiment from its last finished step."""
+    """A signal once: start no new job; the running jobs finish and their experiments pause at the
+    next step. Twice: stop now (the running jobs are killed and reaped). Either way --resume
+    continues every experiment from its last finished step."""
 
     def __init__(self, stopping: threading.Event, say: Say, backend: Backend, study_id: str) -> None:
         self.stopping, self.say, self.backend, self.study_id = stopping, say, backend, study_id
-        self.previous = None
+        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> interrupts:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self.handle)
+            self.previous = {signum: signal.signal(signum, self.handle) for signum in SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
     def handle(self, signum: int, frame: object) -> None:
         if not self.stopping.is_set():
             self.stopping.set()
-            self.say("interrupted: finishing the running jobs (Ctrl-C again to stop now)")
+            name = signal.Signals(signum).name
+            self.say(f"interrupted: finishing the running jobs ({name}; a second signal stops now)")
             return
         self.say("stopping now; continue later with `discover run --resume`")
         self.backend.kill_all()

@@ -18,7 +18,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from discover.agents.context import StudyContext
 from discover.agents.graph import ExperimentState
-from discover.agents.interrupts import interrupts, wait_interruptibly
+from discover.agents.interrupts import wait_interruptibly
 from discover.agents.leaderboard import leaderboard, leaderboard_markdown
 from discover.agents.proposers.llm import CURRENT_EXPERIMENT
 from discover.budget.jobs import Paused
@@ -55,16 +55,16 @@ class StudyLoop:
         study.on_record = self.on_record
 
     def run(self) -> Outcome:
+        """Unfinished experiments first, then new ones on `workers` threads, then the leaderboard.
+        The caller handles signals (`interrupts`), which set the study's `stopping`."""
         study = self.study
-        with interrupts(study.stopping, self.say, study.sandbox.backend, study.study_id):
-            unfinished = self.unfinished()
-            if unfinished:
-                self.say(f"resuming {len(unfinished)} unfinished experiment(s): {', '.join(unfinished)}")
-            with ThreadPoolExecutor(
-                max_workers=study.config.workers, thread_name_prefix="experiment"
-            ) as pool:
-                wait_interruptibly([pool.submit(self.resume_one, thread) for thread in unfinished])
-                wait_interruptibly([pool.submit(self.work) for _ in range(study.config.workers)])
+        unfinished = self.unfinished()
+        if unfinished:
+            self.say(f"resuming {len(unfinished)} unfinished experiment(s): {', '.join(unfinished)}")
+        workers = study.config.workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="experiment") as pool:
+            wait_interruptibly([pool.submit(self.resume_one, thread) for thread in unfinished])
+            wait_interruptibly([pool.submit(self.work) for _ in range(workers)])
         return self.finish()
 
     # -- experiments

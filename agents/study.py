@@ -30,12 +30,16 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from discover.agents.compose import compose_study
 from discover.agents.config import CONFIG_FILE, StudyConfig, default_config_text
 from discover.agents.graph import build_graph
+from discover.agents.interrupts import interrupts
 from discover.agents.loop import Outcome, StudyLoop
 from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
 from discover.agents.study_baselines import train_baselines
+from discover.agents.study_lock import StudyLock
+from discover.budget.jobs import Paused
 from discover.budget.settle import settle_interrupted_jobs
 from discover.experiments.files import write_atomic
 from discover.knowledge_base.schema import Study
+from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox import quota
 from discover.sandbox.base import Backend
 
@@ -63,6 +67,16 @@ def open_record(folder: Path, resume: bool) -> StudyRecord | None:
     return StudyRecord.model_validate_json(path.read_text())
 
 
+def study_budget(folder: Path, config: StudyConfig, given: str | None, resume: bool) -> StudyConfig:
+    """The budget belongs to the study: a new study spends `--budget` (`given`) or discover.toml's;
+    a resumed one keeps the budget it was started (or last resumed) with, unless `--budget` changes
+    it. Returns the configuration with that budget."""
+    record = open_record(folder, resume)
+    if given is not None or record is None or record.budget is None:
+        return config  # the command line's budget, or discover.toml's for a new study
+    return config.with_overrides(budget=record.budget.text)
+
+
 def run_study(
     folder: Path,
     config: StudyConfig,
@@ -71,38 +85,55 @@ def run_study(
     max_experiments: int | None = None,
     say: Say = print,
 ) -> Outcome:
+    """Run the study in `folder` (one writer at a time) until it stops; see the module docstring."""
     folder = folder.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    record = open_record(folder, resume)
-    kb = open_knowledge_base(folder)
-    try:
-        if record is None:
-            row = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
-            record = StudyRecord(
-                study_id=row.id,
-                heldout_seed=secrets.randbelow(2**62),
-                created_at=datetime.now(UTC).isoformat(),
-            )
-        elif kb.get(Study, record.study_id) is None:
-            raise StudyError(
-                f"{folder / RECORD_FILE} names study {record.study_id}, which knowledge.db lacks"
-            )
-        elif record.task != config.task:
-            raise StudyError(f"this study is on {record.task}; a resumed study cannot change its task")
-        record = record.model_copy(update={"budget": config.budget, "task": config.task})
-        write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
-        study = compose_study(folder, config, backend, kb, record)
-        study.sandbox.backend.reap(study.study_id)  # what a crashed run of this study left behind
-        if resume:
-            # reads the jobs' file times: before the release
-            settle_interrupted_jobs(study.ledger, study.kb, study.study_id, study.folder / "jobs", say)
-            quota.release_leftovers(study.folder / "jobs")  # output folders a killed run left mounted
-        train_baselines(study, say)
-        connection = sqlite3.connect(folder / "checkpoints.db", check_same_thread=False)
+    with StudyLock(folder):
+        record = open_record(folder, resume)
+        kb = open_knowledge_base(folder)
         try:
-            saver = SqliteSaver(connection)
-            return StudyLoop(study, build_graph(study, saver), saver, max_experiments, say).run()
+            return run_locked(folder, config, backend, kb, record, max_experiments, say)
         finally:
-            connection.close()
+            kb.close()
+
+
+def run_locked(
+    folder: Path,
+    config: StudyConfig,
+    backend: Backend,
+    kb: KnowledgeBase,
+    record: StudyRecord | None,
+    max_experiments: int | None,
+    say: Say,
+) -> Outcome:
+    resume = record is not None
+    if record is None:
+        row = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
+        record = StudyRecord(
+            study_id=row.id, heldout_seed=secrets.randbelow(2**62), created_at=datetime.now(UTC).isoformat()
+        )
+    elif kb.get(Study, record.study_id) is None:
+        raise StudyError(f"{folder / RECORD_FILE} names study {record.study_id}, which knowledge.db lacks")
+    elif record.task != config.task:
+        raise StudyError(f"this study is on {record.task}; a resumed study cannot change its task")
+    elif record.budget is not None and record.budget != config.budget:
+        say(f"budget changed from {record.budget} to {config.budget} (--budget)")
+    record = record.model_copy(update={"budget": config.budget, "task": config.task})
+    write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
+    study = compose_study(folder, config, backend, kb, record)
+    study.sandbox.backend.reap(study.study_id)  # what a crashed run of this study left behind
+    if resume:
+        # reads the jobs' file times: before the release
+        settle_interrupted_jobs(study.ledger, study.kb, study.study_id, study.folder / "jobs", say)
+        quota.release_leftovers(study.folder / "jobs")  # output folders a killed run left mounted
+    connection = sqlite3.connect(folder / "checkpoints.db", check_same_thread=False)
+    try:
+        saver = SqliteSaver(connection)
+        loop = StudyLoop(study, build_graph(study, saver), saver, max_experiments, say)
+        with interrupts(study.stopping, say, study.sandbox.backend, study.study_id):
+            try:
+                train_baselines(study, say)
+            except Paused:
+                say("interrupted while training the baselines; --resume continues")
+            return loop.run()
     finally:
-        kb.close()
+        connection.close()

@@ -16,6 +16,7 @@ from discover.console import UsageError, fail, stdout
 from discover.experiments.tasks import TASKS
 from discover.sandbox.backends import BACKENDS
 
+ERROR_LOG = "errors.log"  # in the study folder: the tracebacks of discover's own errors
 FolderOpt = Annotated[Path, typer.Option("--dir", "-C", help="The study folder (default: here).")]
 
 
@@ -59,7 +60,7 @@ def run_command(
     from discover.agents.config import ConfigError, load_config
     from discover.agents.context import fidelity_specs
     from discover.agents.record import StudyError
-    from discover.agents.study import run_study
+    from discover.agents.study import run_study, study_budget
     from discover.experiments.tasks import TaskConfigError
     from discover.progress import Progress
     from discover.sandbox.select import SandboxUnavailable
@@ -69,13 +70,14 @@ def run_command(
             budget=budget, workers=workers, proposer=proposer, sandbox=sandbox, task=task,
             executor=executor, ray_address=ray_address,
         )  # fmt: skip
+        config = study_budget(folder, config, budget, resume)
         fidelity_specs(config)  # a bad task or setting fails here, before anything is written
         config = config.with_overrides(proposer=resolve_proposer(config.proposer, config.llm.base_url))
         untrusted = (
             None if PROPOSERS.get(config.proposer).trusted else f"what the {config.proposer} proposer writes"
         )
         choice = choose_sandbox(config.sandbox, untrusted)
-    except (ConfigError, TaskConfigError, SandboxUnavailable, UsageError) as exc:
+    except (ConfigError, TaskConfigError, SandboxUnavailable, UsageError, StudyError) as exc:
         fail(str(exc))
     where = f"on the Ray cluster at {config.ray_address or 'auto'}, " if config.executor == "ray" else ""
     stdout.print(
@@ -87,6 +89,8 @@ def run_command(
             outcome = run_study(folder, config, choice.backend, resume, max_experiments, say=progress.say)
     except StudyError as exc:
         fail(str(exc))
+    except Exception as exc:  # discover's own bug: one line here, the whole story in a file
+        fail(f"{internal_error(folder, exc)}; the study is left resumable (--resume)", code=1)
     stdout.print(leaderboard_table(outcome.leaderboard, outcome.stopped_because))
     endings = ", ".join(f"{count} {status}" for status, count in sorted(outcome.endings.items())) or "none"
     stdout.print(
@@ -94,6 +98,23 @@ def run_command(
         f"device-minutes. Full leaderboard: {folder / 'leaderboard.md'}"
     )
     write_report(folder)
+
+
+def internal_error(folder: Path, exc: Exception) -> str:
+    """Append the traceback of an unexpected error to the study folder's error log; a line naming
+    the error and the log."""
+    import traceback
+    from datetime import UTC, datetime
+
+    log = folder.resolve() / ERROR_LOG
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as stream:
+            stream.write(f"--- {datetime.now(UTC).isoformat()} discover run\n")
+            stream.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        return f"internal error: {type(exc).__name__}: {exc} (the traceback could not be written)"
+    return f"internal error: {type(exc).__name__}: {str(exc)[:200]} (traceback in {log})"
 
 
 def write_report(folder: Path) -> None:

@@ -1,0 +1,107 @@
+"""A study a user can leave running: its budget survives a resume, one `discover run` at a time,
+a scheduler's SIGTERM drains it cleanly, and discover's own errors are one line and a log file.
+Real CLI, process sandbox (the grammar's designs and the built-in baselines are trusted)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+STUDY = """\
+name = "unattended"
+baselines = ["softmax_attention"]
+sandbox = "process"
+[settings]
+steps = 20
+log_every = 10
+test_examples = 64
+warmup_steps = 5
+[screen]
+settings = { steps = 10 }
+[limits]
+timeout_s = 120
+memory_mb = 4096
+"""
+
+
+def discover(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "discover.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def start(*args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "discover.cli", *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture
+def study(tmp_path) -> Path:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "discover.toml").write_text(STUDY)  # no budget: discover.toml's default, 1h
+    return folder
+
+
+def recorded_budget(folder: Path) -> str:
+    return json.loads((folder / "study.json").read_text())["budget"]
+
+
+def test_a_resume_keeps_the_study_budget_and_says_when_it_changes(study):
+    first = discover("run", "-C", str(study), "--budget", "2m", "--max-experiments", "0")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert recorded_budget(study) == "2m"
+
+    resumed = discover("run", "-C", str(study), "--resume", "--max-experiments", "0")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "budget 2m" in resumed.stdout and recorded_budget(study) == "2m"  # not discover.toml's 1h
+    assert "of 2.0 device-minutes" in discover("status", "-C", str(study)).stdout
+
+    raised = discover("run", "-C", str(study), "--resume", "--budget", "3m", "--max-experiments", "0")
+    assert raised.returncode == 0, raised.stdout + raised.stderr
+    assert "budget changed from 2m to 3m" in raised.stdout and recorded_budget(study) == "3m"
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_one_writer_per_study_and_sigterm_drains(study):
+    first = start("run", "-C", str(study), "--budget", "30m")
+    try:
+        wait_for(lambda: (study / "study.json").exists(), first)
+        second = discover("run", "-C", str(study), "--resume")
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"is being run by process {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) <= 2
+        assert first.poll() is None  # the first goes on unharmed
+        assert discover("status", "-C", str(study)).returncode == 0  # readers need no lock
+
+        first.send_signal(signal.SIGTERM)  # what `timeout`, systemd and Slurm send: drain, then stop
+        output, _ = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, output
+    assert "interrupted: finishing the running jobs (SIGTERM" in output and "Traceback" not in output
+    resumed = discover("run", "-C", str(study), "--resume", "--max-experiments", "1")  # the lock is free
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_an_internal_error_is_one_line_and_a_traceback_file(study):
+    (study / "checkpoints.db").mkdir()  # the checkpoint store cannot open: discover's error, not the user's
+    run = discover("run", "-C", str(study), "--budget", "2m")
+    assert run.returncode == 1
+    assert "Traceback" not in run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) <= 2 and "internal error" in run.stderr and "errors.log" in run.stderr, run.stderr
+    assert "Traceback (most recent call last)" in (study / "errors.log").read_text()
