@@ -7,6 +7,21 @@ from pathlib import Path
 import pytest
 
 CANDIDATES = Path(__file__).parent / "candidates"
+# A study small enough to run end to end in seconds: one baseline, 20 steps (10 at screening).
+# Top-level keys (name, proposer, sandbox) go before it, as `f"name = ...\n{TINY_STUDY}"`.
+TINY_STUDY = """\
+baselines = ["softmax_attention"]
+[settings]
+steps = 20
+log_every = 10
+test_examples = 64
+warmup_steps = 5
+[screen]
+settings = { steps = 10 }
+[limits]
+timeout_s = 120
+memory_mb = 4096
+"""
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

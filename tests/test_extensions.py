@@ -24,6 +24,8 @@ import discover.agents.proposers as proposers_package
 import discover.experiments.tasks as tasks_package
 import discover.sandbox.backends as backends_module
 
+from .conftest import TINY_STUDY
+
 FAST = ["--set", "steps=20", "--set", "log_every=10", "--set", "test_examples=64"]
 
 
@@ -96,21 +98,6 @@ class FixedBaselineProposer(Proposer):
         return Proposal(name="fixed-linear-attention", motivation="fixed", code=code, origin=self.origin)
 '''
 
-TINY_STUDY = """\
-name = "fixed"
-baselines = ["softmax_attention"]
-[settings]
-steps = 20
-log_every = 10
-test_examples = 64
-warmup_steps = 5
-[screen]
-settings = { steps = 10 }
-[limits]
-timeout_s = 120
-memory_mb = 4096
-"""
-
 
 def test_a_new_proposer_is_one_file_and_one_line(tmp_path):
     folder = package_dir(proposers_package)
@@ -119,7 +106,7 @@ def test_a_new_proposer_is_one_file_and_one_line(tmp_path):
     )
     study = tmp_path / "study"
     study.mkdir()
-    (study / "discover.toml").write_text(TINY_STUDY)
+    (study / "discover.toml").write_text(f'name = "fixed"\n{TINY_STUDY}')
     with extension(folder / "fixed.py", FIXED_PROPOSER, folder / "__init__.py", line):
         assert "fixed" in discover("run", "--help").stdout
         run = discover(

@@ -13,21 +13,9 @@ from pathlib import Path
 
 import pytest
 
-STUDY = """\
-name = "unattended"
-baselines = ["softmax_attention"]
-sandbox = "process"
-[settings]
-steps = 20
-log_every = 10
-test_examples = 64
-warmup_steps = 5
-[screen]
-settings = { steps = 10 }
-[limits]
-timeout_s = 120
-memory_mb = 4096
-"""
+from .conftest import TINY_STUDY
+
+STUDY = f'name = "unattended"\nsandbox = "process"\n{TINY_STUDY}'
 
 
 def discover(*args: str) -> subprocess.CompletedProcess:

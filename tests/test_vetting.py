@@ -25,25 +25,11 @@ from discover.sandbox.runner import Sandbox
 from discover.vetting.candidate import Vetting, VettingMismatch, revet, vet
 from discover.vetting.trust import is_trusted
 
-from .conftest import CANDIDATES
+from .conftest import CANDIDATES, TINY_STUDY
 
 TINY = {"steps": 6, "log_every": 3, "test_examples": 64, "warmup_steps": 2}
 LIMITS = Limits(timeout_s=300, memory_mb=4096)
-STUDY = """\
-name = "vetting"
-proposer = "random"
-baselines = ["softmax_attention"]
-[settings]
-steps = 20
-log_every = 10
-test_examples = 64
-warmup_steps = 5
-[screen]
-settings = { steps = 10 }
-[limits]
-timeout_s = 120
-memory_mb = 4096
-"""
+STUDY = f'name = "vetting"\nproposer = "random"\n{TINY_STUDY}'
 
 
 @pytest.fixture
