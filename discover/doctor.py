@@ -45,18 +45,18 @@ def gpus() -> Check:
 def sandboxes(config: StudyConfig) -> list[Check]:
     """Every registered backend's availability, and whether the study's choice can run."""
     from discover.agents.proposers import PROPOSERS
-    from discover.sandbox.backends import BACKENDS, BackendOptions
+    from discover.sandbox.backends import BACKENDS, BackendOptions, isolating
 
     options = BackendOptions()
     available = {name: kind.available(options) for name, kind in BACKENDS.items()}
     checks = [Check(name, "ok" if ok else "warn", why) for name, (ok, why) in available.items()]
-    isolating = [name for name, kind in BACKENDS.items() if kind.isolates]
+    isolates = isolating()
     wanted = config.sandbox
     untrusted = config.proposer != "auto" and not PROPOSERS.get(config.proposer).trusted
     if wanted != "auto" and not available[wanted][0]:
         checks.append(Check("sandbox", "fail", f"discover.toml asks for {wanted}, which cannot run here"))
-    elif untrusted and not any(available[name][0] for name in isolating):
-        detail = f"{config.proposer}-written code needs {' or '.join(isolating)}; none works here"
+    elif untrusted and not any(available[name][0] for name in isolates):
+        detail = f"{config.proposer}-written code needs {' or '.join(isolates)}; none works here"
         checks.append(Check("sandbox", "fail", detail))
     if available.get("docker", (False, ""))[0]:
         checks.append(nvidia_runtime())
