@@ -16,7 +16,7 @@ from discover.agents.proposers import PROPOSERS
 from discover.agents.proposers.base import Proposer, ProposerSetup
 from discover.agents.record import StudyError, StudyRecord
 from discover.budget.estimate import CostEstimator
-from discover.budget.jobs import BudgetedJobs
+from discover.budget.jobs import BudgetedJobs, run_key
 from discover.budget.ledger import Ledger
 from discover.budget.store import DatabaseLedgerStore
 from discover.knowledge_base.store import KnowledgeBase
@@ -90,7 +90,9 @@ def compose_study(
 ) -> StudyContext:
     """Everything a study's experiments share, from its configuration and record."""
     ledger = Ledger(config.budget, DatabaseLedgerStore(kb, record.study_id))
-    estimator = CostEstimator(default_seconds=60.0)
+    specs = fidelity_specs(config)
+    steps = {run_key(config.task, fidelity): spec.steps for fidelity, spec in specs.items()}
+    estimator = CostEstimator(default_seconds=60.0, steps=steps)
     estimator.observe_all(ledger.costs())  # a resumed study estimates from what its jobs cost
     backend = executor_backend(config, backend)
     pool = backend.pool(cpu_slots=config.workers or 1)
@@ -102,5 +104,5 @@ def compose_study(
         sandbox=study_sandbox(folder, config, backend, record, pool),
         jobs=BudgetedJobs(ledger, estimator, pool),
         proposer=make_proposer(config, kb, record.study_id, folder),
-        specs=fidelity_specs(config),
+        specs=specs,
     )  # fmt: skip

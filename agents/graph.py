@@ -123,7 +123,10 @@ def probe(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     job_id = next(job for job in itertools.chain([first], retries) if not study.ledger.used(job))
     try:
         charged = study.jobs.run(
-            job_id, CHECK_KEY, 0, lambda device: study.sandbox.check(candidate, study.spec("screen"), job_id)
+            job_id,
+            CHECK_KEY,
+            0,
+            lambda slot: study.sandbox.check(candidate, study.spec("screen"), job_id, slot.deadline),
         )
     except OutOfBudget as exc:
         return {"status": "out_of_budget", "reason": str(exc)}
@@ -306,7 +309,9 @@ def train_and_record(
     try:
         charged = study.jobs.run(
             run.id, run_key(study.task.name, fidelity), spec.steps,
-            lambda device: study.sandbox.train(vetted, spec, device, run_dir=run_dir, job_id=run.id),
+            lambda slot: study.sandbox.train(
+                vetted, spec, slot.device, run_dir=run_dir, job_id=run.id, deadline=slot.deadline
+            ),
         )  # fmt: skip
     except OutOfBudget:
         study.kb.update_run(

@@ -11,8 +11,10 @@ import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, wait
+from pathlib import Path
 from typing import Any
 
+from discover.sandbox import quota
 from discover.sandbox.base import Backend
 
 Say = Callable[[str], None]
@@ -24,8 +26,11 @@ class interrupts:
     next step. Twice: stop now (the running jobs are killed and reaped). Either way --resume
     continues every experiment from its last finished step."""
 
-    def __init__(self, stopping: threading.Event, say: Say, backend: Backend, study_id: str) -> None:
+    def __init__(
+        self, stopping: threading.Event, say: Say, backend: Backend, study_id: str, jobs_dir: Path
+    ) -> None:
         self.stopping, self.say, self.backend, self.study_id = stopping, say, backend, study_id
+        self.jobs_dir = jobs_dir
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> interrupts:
@@ -46,6 +51,7 @@ class interrupts:
         self.say("stopping now; continue later with `discover run --resume`")
         self.backend.kill_all()
         self.backend.reap(self.study_id)
+        quota.release_leftovers(self.jobs_dir)  # the killed jobs' output mounts
         os._exit(130)
 
 

@@ -153,9 +153,9 @@ class StudyLoop:
 
     # -- the end
 
-    def finish(self) -> Outcome:
+    def finish(self, stopped_because: str = "") -> Outcome:
         study = self.study
-        self.outcome.stopped_because = self.outcome.stopped_because or "done"
+        self.outcome.stopped_because = stopped_because or self.outcome.stopped_because or "done"
         self.outcome.spent_s = study.ledger.spent
         self.outcome.budget_s = study.ledger.total.device_seconds
         self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(study.kb, study.study_id)

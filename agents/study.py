@@ -129,9 +129,10 @@ def run_locked(
     try:
         saver = SqliteSaver(connection)
         loop = StudyLoop(study, build_graph(study, saver), saver, max_experiments, say)
-        with interrupts(study.stopping, say, study.sandbox.backend, study.study_id):
+        with interrupts(study.stopping, say, study.sandbox.backend, study.study_id, study.folder / "jobs"):
             try:
-                train_baselines(study, say)
+                if (cannot_go_on := train_baselines(study, say)) is not None:
+                    return loop.finish(stopped_because=cannot_go_on)
             except Paused:
                 say("interrupted while training the baselines; --resume continues")
             return loop.run()

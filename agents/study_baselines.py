@@ -14,6 +14,7 @@ from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult
 from discover.knowledge_base.schema import Architecture, Baseline
 from discover.knowledge_base.store import KnowledgeBase
+from discover.sandbox.runner import BUDGET_SPENT
 
 
 def baseline_architecture(kb: KnowledgeBase, name: str) -> Architecture:
@@ -33,8 +34,11 @@ def baseline_architecture(kb: KnowledgeBase, name: str) -> Architecture:
     return architecture
 
 
-def train_baselines(study: StudyContext, say: Callable[[str], None]) -> None:
-    """Screen the configured baselines once per study, then score them against the best of them."""
+def train_baselines(study: StudyContext, say: Callable[[str], None]) -> str | None:
+    """Screen the configured baselines once per study, then score them against the best of them.
+    Returns why the study cannot go on when the budget ran out first (None when it can); raises
+    StudyError when no baseline could be trained for another reason."""
+    out_of_budget = None
     for name in study.config.baselines:
         architecture = baseline_architecture(study.kb, name)
         runs = [
@@ -45,13 +49,20 @@ def train_baselines(study: StudyContext, say: Callable[[str], None]) -> None:
         say(f"training baseline {name} at screening fidelity")
         run = train_and_record(study, architecture, "screen", study.config.seed)
         if run is None:
-            raise StudyError(f"the budget cannot cover training baseline {name}; raise --budget")
+            out_of_budget = f"the budget left cannot cover training baseline {name}"
+            break
         if run.status != "succeeded":
             say(f"baseline {name} failed: {run.failure_reason}")
+            if BUDGET_SPENT in (run.failure_reason or ""):
+                out_of_budget = f"the budget was spent while training baseline {name}"
+                break
     reference = study.reference("screen")
     if reference is None:
+        if out_of_budget:
+            return f"{out_of_budget}, before any baseline finished (raise it with --resume --budget)"
         raise StudyError("no baseline could be trained, so nothing can be scored; see the messages above")
     for arch, run in study.kb.study_runs(study.study_id, "screen"):
         if arch.origin == "baseline" and run.status == "succeeded":
             score = study.score(TrainResult.model_validate(run.result), reference[1]).value
             study.kb.update_run(run.id, fitness=score)
+    return None

@@ -1,6 +1,11 @@
-"""The loop every budgeted job goes through: wait for a device slot, reserve the job's estimated
-cost in the ledger (or refuse, when the budget cannot cover it), run, and charge exactly the wall
-time it held the slot times the devices it held. A job lost with its machine (a Ray worker node
+"""The loop every budgeted job goes through: wait for a device slot, reserve the job's allowance
+in the ledger (or refuse, when the budget cannot cover its estimated cost), run it with a deadline
+the allowance sets, and charge exactly the wall time it held the slot times the devices it held.
+
+The allowance is the job's estimate plus an equal share (one per device slot) of the rest of the
+budget, and every sandbox job the run starts is limited to end by the deadline. Reservations never
+exceed the budget, so what is charged never exceeds it by more than the moments a job takes to be
+stopped: the budget is a ceiling, not a target. A job lost with its machine (a Ray worker node
 that died) is released, not charged, and tried again. A study's ledger job id is the knowledge
 base's run id for training jobs, so the two records can be checked against each other.
 """
@@ -46,6 +51,14 @@ class Paused(Exception):
 
 
 @dataclass(frozen=True)
+class Slot:
+    """Where and until when a budgeted job may run."""
+
+    device: str  # "cpu" or "cuda:N"
+    deadline: float  # time.monotonic() by which it must have ended: its allowance is spent then
+
+
+@dataclass(frozen=True)
 class Charged(Generic[T]):
     """A budgeted job's value (None when it failed), its failure, and the device-seconds charged."""
 
@@ -64,10 +77,11 @@ class BudgetedJobs:
     pool: DevicePool
     stopping: threading.Event = field(default_factory=threading.Event)  # set: start no new job
 
-    def run(self, job_id: str, key: str, steps: int, fn: Callable[[str], T]) -> Charged[T]:
-        """Run `fn(device)` as one budgeted job: lease a slot, reserve, run, charge the wall time.
-        A job that fails in the sandbox is charged too and comes back with its failure; a job the
-        budget cannot cover raises OutOfBudget and costs nothing; once `stopping` is set, Paused."""
+    def run(self, job_id: str, key: str, steps: int, fn: Callable[[Slot], T]) -> Charged[T]:
+        """Run `fn(slot)` as one budgeted job: lease a slot, reserve, run, charge the wall time.
+        A job that fails in the sandbox is charged too and comes back with its failure (one stopped
+        at its deadline fails as a timeout); a job the budget cannot cover raises OutOfBudget and
+        costs nothing; once `stopping` is set, Paused."""
         if self.stopping.is_set():
             raise Paused(job_id)
         with self.pool.lease() as lease:
@@ -75,12 +89,15 @@ class BudgetedJobs:
             device = lease.devices[0] if lease.kind == "cuda" else "cpu"
             lost: list[str] = []
             while True:
-                if not self.ledger.reserve(job_id, self.estimator.estimate(key, default), key):
+                estimate = self.estimator.estimate(key, default)
+                allowance = self.ledger.reserve_allowance(job_id, estimate, key, share=1 / self.pool.total)
+                if not allowance:
                     raise OutOfBudget(f"{self.ledger.left:.0f} device-seconds left do not cover job {job_id}")
                 started = time.perf_counter()
+                deadline = time.monotonic() + allowance / len(lease.devices)
                 value, failure, settled = None, None, False
                 try:
-                    value = fn(device)
+                    value = fn(Slot(device, deadline))
                 except JobFailed as exc:
                     failure = exc.outcome
                     if failure.status == "lost":  # the machine died, not the job: not the study's cost

@@ -228,20 +228,34 @@ class Ledger:
 
     def reserve(self, job_id: str, estimate_device_seconds: float, key: str = "") -> bool:
         """Admit a job if its estimate fits in what is left. A refused job leaves no trace."""
+        return self.reserve_allowance(job_id, estimate_device_seconds, key) > 0
+
+    def reserve_allowance(
+        self, job_id: str, estimate_device_seconds: float, key: str = "", share: float = 0.0
+    ) -> float:
+        """Admit a job if its estimate fits in what is left, holding its estimate plus `share` of
+        the rest: the most the job may spend (its time limit comes from it), so jobs admitted
+        together can never spend more than the budget. Returns what was reserved; 0.0 when
+        refused, which leaves no trace."""
         estimate = float(estimate_device_seconds)
         if not (math.isfinite(estimate) and estimate > 0):
             raise ValueError(f"estimate for job {job_id!r} must be a positive number, got {estimate}")
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share of the budget left must be between 0 and 1, got {share}")
 
         def decide(entries: Sequence[LedgerEntry]) -> LedgerEntry | None:
             self._accounts.catch_up(entries)
             if self._accounts.used(job_id):
                 raise LedgerError(f"job {job_id!r} is already in the ledger; job ids are used once")
-            if estimate > self._accounts.left(self.total):
+            left = self._accounts.left(self.total)
+            if estimate > left:
                 return None
-            return LedgerEntry(op="reserve", job_id=job_id, seconds=estimate, key=key)
+            allowance = estimate + share * (left - estimate)
+            return LedgerEntry(op="reserve", job_id=job_id, seconds=allowance, key=key)
 
         with self._lock:
-            return self.store.transact(decide) is not None
+            entry = self.store.transact(decide)
+        return 0.0 if entry is None else entry.seconds
 
     def charge(self, job_id: str, wall_seconds: float, devices: int) -> float:
         """Settle a job that ran, whether it finished or failed: charge what it used

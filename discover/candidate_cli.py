@@ -230,13 +230,15 @@ def build_image(
 
 @sandbox_app.command("reap")
 def reap(study: Annotated[str | None, typer.Option(help="Only this study's containers.")] = None):
-    """Remove containers left behind by a crashed run."""
+    """Remove what stopped studies left: exited job containers and job output mounts whose process
+    is gone. Running jobs are left alone (a job whose study is gone ends within a minute)."""
+    from discover.sandbox import quota
     from discover.sandbox.docker import DockerBackend, docker_available
 
     ok, why = docker_available()
-    if not ok and "no Docker engine" in why:
-        fail(why)
-    stdout.print(f"removed {DockerBackend().reap(study)} container(s)")
+    containers = DockerBackend().reap_exited(study) if ok or "no Docker engine" not in why else 0
+    mounts = quota.release_orphans()
+    stdout.print(f"removed {containers} container(s) and {mounts} job output mount(s)")
 
 
 def open_sandbox(name: str, image: str | None, allow_untrusted: bool, limits: Limits) -> tuple[Sandbox, str]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from discover.experiments.jobspec import JobError, JobFile
+from discover.sandbox.lease import LEASE_FILE, LEASE_S, write_lease
 
 if TYPE_CHECKING:
     from discover.sandbox.pool import DevicePool
@@ -47,6 +49,7 @@ class Job(JobFile):
     # files, the standard library's among them): every backend shows them to the job as empty files.
     hidden_paths: list[str] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    budget_bound: bool = False  # its time limit is what its share of the budget leaves
 
 
 class JobOutcome(BaseModel):
@@ -88,8 +91,8 @@ class Backend(Protocol):
 def prepare_job_dir(
     job: Job, source: str, workdir: Path, inputs: dict[str, Path] | None = None
 ) -> tuple[Path, Path]:
-    """Write /job (spec, the candidate's `source` as vetted, extra inputs such as weights) and an
-    empty /out for one job."""
+    """Write /job (spec, the candidate's `source` as vetted, extra inputs such as weights), an
+    empty /out and the job's lease (`lease.py`) for one job."""
     root = workdir / job.job_id
     if root.exists():
         shutil.rmtree(root)
@@ -101,6 +104,7 @@ def prepare_job_dir(
     job_dir.mkdir()
     out_dir.mkdir()
     out_dir.chmod(0o777)  # the sandbox runs as an unprivileged user
+    write_lease(root / LEASE_FILE, time.time() + LEASE_S)
     spec = JobFile.model_validate(job.model_dump(include=set(JobFile.model_fields)))
     (job_dir / "job.json").write_text(spec.model_dump_json())
     if job.hidden_paths:  # what backends mount over each hidden file; outside /job, so unseen
@@ -112,6 +116,11 @@ def prepare_job_dir(
         path.chmod(0o444)
     job_dir.chmod(0o555)
     return job_dir, out_dir
+
+
+def lease_path(job_dir: Path) -> Path:
+    """The job's lease file, beside its job/ folder."""
+    return job_dir.parent / LEASE_FILE
 
 
 def hidden_mounts(job: Job, job_dir: Path, mounted: list[Path]) -> list[tuple[Path, Path]]:

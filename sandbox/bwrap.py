@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from discover.sandbox.backends import BackendOptions
-from discover.sandbox.base import Job, JobOutcome, hidden_mounts
+from discover.sandbox.base import Job, JobOutcome, hidden_mounts, lease_path
 from discover.sandbox.cgroup import JobCgroup, remove_leftovers
 from discover.sandbox.local import LocalBackend, job_environment, python_command, run_local
 from discover.sandbox.process import outcome
@@ -113,6 +113,7 @@ class BwrapBackend(LocalBackend):
             for device in sorted(glob.glob("/dev/nvidia*")):
                 command += ["--dev-bind", device, device]
         command += ["--ro-bind", str(job_dir), "/job", "--bind", str(out_dir), "/out", "--chdir", "/tmp"]
+        command += ["--ro-bind", str(lease_path(job_dir)), "/lease"]
         # bwrap builds / and /dev as tmpfs with no size limit: once every mount point exists, make
         # them read-only (as Docker's read-only root), so that /tmp stays the only scratch space.
         command += ["--remount-ro", "/dev", "--remount-ro", "/"]
@@ -125,7 +126,7 @@ class BwrapBackend(LocalBackend):
         # The job runs under the watchdog, which measures its peak memory (bwrap's own PID 1 would
         # hide it from this process's wait4); discover enforces the time limit itself. Run by root,
         # the watchdog keeps the sandbox's root, out of the job's reach.
-        return command + watched(sys.executable, job.limits.timeout_s, job_command)
+        return command + watched(sys.executable, job.limits.timeout_s, "/lease", job_command)
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
         cgroup = JobCgroup.create(job.study_id, job.job_id, job.limits.memory_mb)

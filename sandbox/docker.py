@@ -29,13 +29,14 @@ import requests
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 from discover.sandbox.backends import OFFLINE_IMAGE, BackendOptions
-from discover.sandbox.base import Job, JobOutcome, failure_reason, hidden_mounts
+from discover.sandbox.base import Job, JobOutcome, failure_reason, hidden_mounts, lease_path
 from discover.sandbox.local import LocalBackend, job_environment, python_command
 from discover.sandbox.runtime import host_runtime_paths
 from discover.sandbox.watchdog import read_peak_memory, watched
 
 LABEL_STUDY = "discover.study"
 LABEL_JOB = "discover.job"
+LEASE_MOUNT = "/lease"
 HOST_SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
 
 
@@ -129,10 +130,11 @@ class DockerBackend(LocalBackend):
             volumes[str(path)] = {"bind": str(path), "mode": "ro"}
         return volumes
 
-    def hidden_file_mounts(self, job: Job, job_dir: Path) -> list[Mount]:
-        """An empty file over each held-out file in a shared folder (a volume per source path
-        cannot express many mounts of one file)."""
-        return [
+    def file_mounts(self, job: Job, job_dir: Path) -> list[Mount]:
+        """The job's lease at /lease, and an empty file over each held-out file in a shared folder
+        (a volume per source path cannot express many mounts of one file)."""
+        lease = Mount(LEASE_MOUNT, str(lease_path(job_dir)), type="bind", read_only=True)
+        return [lease] + [
             Mount(str(hidden), str(empty), type="bind", read_only=True)
             for empty, hidden in hidden_mounts(job, job_dir, self.shared_paths(job))
         ]
@@ -148,14 +150,15 @@ class DockerBackend(LocalBackend):
         started = time.perf_counter()
         container = self.client.containers.run(
             self.image,
-            # The watchdog is PID 1: it ends the job at the limit even if this process is gone.
-            watched(python, limits.timeout_s, python_command("/job", "/out", python)),
+            # The watchdog is PID 1: it ends the job at the limit, or once this process is gone
+            # (the lease it renews runs out), without this process.
+            watched(python, limits.timeout_s, LEASE_MOUNT, python_command("/job", "/out", python)),
             detach=True,
             network_disabled=True,
             read_only=True,
             tmpfs={"/tmp": f"size={limits.scratch_mb}m,mode=1777"},
             volumes=self.volumes(job, job_dir, out_dir),
-            mounts=self.hidden_file_mounts(job, job_dir),
+            mounts=self.file_mounts(job, job_dir),
             user="65534:65534",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -210,8 +213,20 @@ class DockerBackend(LocalBackend):
 
     def reap(self, study_id: str | None = None, job_id: str | None = None) -> int:
         """Remove every discover container (of one study or job, if given) left by a crashed run."""
+        return len(self._remove(self._labelled(study_id, job_id)))
+
+    def reap_exited(self, study_id: str | None = None) -> int:
+        """Remove the discover containers that have stopped, leaving running jobs alone: a job
+        whose study is gone stops by itself once its lease runs out."""
+        return len(self._remove(self._labelled(study_id, None, status="exited")))
+
+    def _labelled(self, study_id: str | None, job_id: str | None, **filters: str) -> list:
         label = f"{LABEL_JOB}={job_id}" if job_id else f"{LABEL_STUDY}={study_id}" if study_id else LABEL_JOB
-        orphans = self.client.containers.list(all=True, filters={"label": label})
-        for container in orphans:
-            container.remove(force=True)
-        return len(orphans)
+        return self.client.containers.list(all=True, filters={"label": label, **filters})
+
+    @staticmethod
+    def _remove(containers: list) -> list:
+        for container in containers:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        return containers

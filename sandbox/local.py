@@ -6,6 +6,7 @@ Shared by the `process` and `bwrap` backends; the container backend has Docker d
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -46,12 +47,21 @@ def job_environment(job: Job, home: str) -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1
+
+
 def rlimits(job: Job, cgroup_procs: Path | None = None) -> Callable[[], None]:
     """Limits applied in the child just before it executes (inherited by everything it starts);
-    with `cgroup_procs`, the child first joins that cgroup (`cgroup.py`)."""
+    with `cgroup_procs`, the child first joins that cgroup (`cgroup.py`). The child is killed when
+    the thread that started it dies: a job of a killed orchestrator (or Ray worker) ends with it."""
     limits = job.limits
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
 
     def apply() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
         if cgroup_procs is not None:
             cgroup_procs.write_text(str(os.getpid()))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -22,7 +22,8 @@ from typing import Any
 
 from discover.sandbox import quota
 from discover.sandbox.backends import BACKENDS, OFFLINE_IMAGE, BackendOptions, make_backend
-from discover.sandbox.base import Backend, Job, JobOutcome, strip_special_bits
+from discover.sandbox.base import Backend, Job, JobOutcome, lease_path, strip_special_bits
+from discover.sandbox.lease import LEASES
 from discover.sandbox.pool import DevicePool
 from discover.sandbox.select import SandboxUnavailable
 
@@ -76,7 +77,9 @@ def run_on_node(backend_name: str, image: str | None, job_data: dict, files: dic
         write_files(job_dir, files)
         bounded = quota.bound(out_dir, job.limits.output_mb)
         try:
-            outcome = inner_backend(backend_name, image).execute(job, job_dir, out_dir)
+            # Renewed by this worker: if Ray kills it (its driver died), the job ends soon after.
+            with LEASES.hold(lease_path(job_dir)):
+                outcome = inner_backend(backend_name, image).execute(job, job_dir, out_dir)
         finally:
             if bounded:
                 quota.release(out_dir)
@@ -90,11 +93,13 @@ def run_on_node(backend_name: str, image: str | None, job_data: dict, files: dic
 
 
 def reap_on_node(backend_name: str, image: str | None, study_id: str | None, job_id: str | None) -> int:
-    """Remove what jobs of a study or job left on this node (a container keeps running when the
-    Ray worker that started it dies; bwrap and process jobs die with it)."""
+    """Remove what jobs of a study or job left on this node: a container (which outlives the Ray
+    worker that started it until its lease runs out; bwrap and process jobs die with the worker),
+    and the output mounts of workers that died."""
     options = BackendOptions(image=image or OFFLINE_IMAGE)
     kind = BACKENDS.get(backend_name)
-    return kind.create(options).reap(study_id, job_id) if kind.available(options)[0] else 0
+    reaped = kind.create(options).reap(study_id, job_id) if kind.available(options)[0] else 0
+    return reaped + quota.release_orphans()
 
 
 def use_ray_token() -> None:

@@ -16,11 +16,13 @@ back with size limits and validated; nothing a job writes is trusted as-is.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,10 +42,12 @@ from discover.sandbox.base import (
     JobOutcome,
     Limits,
     OutputError,
+    lease_path,
     prepare_job_dir,
     read_output,
     strip_special_bits,
 )
+from discover.sandbox.lease import LEASES
 from discover.vetting.candidate import VettedCandidate
 from discover.vetting.heldout import (
     HeldoutError,
@@ -55,6 +59,8 @@ from discover.vetting.heldout import (
 )
 
 CHECK_TIMEOUT_S = 600.0
+MIN_JOB_S = 1.0  # a job with less time than this before its deadline is not started
+BUDGET_SPENT = "stopped at the budget's ceiling: its share of the budget was spent"
 CHECK_AUDIT_ROWS = 8  # training rows, and as many scrambled copies
 MAX_METRICS_BYTES = 64 << 20
 
@@ -90,14 +96,21 @@ class Sandbox:
         """Whether the candidate's vetting forbids running it at all (the static check refused it)."""
         return self.static_check and candidate.refused
 
-    def check(self, candidate: VettedCandidate, spec: RunSpec, job_id: str | None = None) -> Verdict:
+    def check(
+        self,
+        candidate: VettedCandidate,
+        spec: RunSpec,
+        job_id: str | None = None,
+        deadline: float | None = None,
+    ) -> Verdict:
         if self.refuses(candidate):
             # Refused before anything runs; still a verdict, so people and the coder agent see why.
             reason = "; ".join(str(v) for v in candidate.violations[:3])
             probe = ProbeResult(name="static_check", passed=False, reason=reason)
             return Verdict(candidate=candidate.name, task=spec.task.name, passed=False, probes=[probe])
-        job = self._job("check", spec.with_seed(0), "cpu", candidate.trusted, job_id)
-        job.limits = job.limits.model_copy(update={"timeout_s": min(job.limits.timeout_s, CHECK_TIMEOUT_S)})
+        job = self._job(
+            "check", spec.with_seed(0), "cpu", candidate.trusted, job_id, deadline, CHECK_TIMEOUT_S
+        )
         sample = next(iter(spec.task.train_batches(spec.config, 0, torch.device("cpu"))))
         sample = sample.inputs[:CHECK_AUDIT_ROWS]
         audit, judge = check_audit_inputs(sample, secrets.randbelow(2**62))
@@ -131,8 +144,10 @@ class Sandbox:
         run_dir: Path | None = None,
         job_id: str | None = None,
         on_log: Callable[[StepLog], None] | None = None,
+        deadline: float | None = None,
     ) -> TrainResult:
-        fit_job = self._job("fit", spec, device, candidate.trusted, job_id)
+        """Fit, predict and audit; with a `deadline` (time.monotonic()), every job ends by it."""
+        fit_job = self._job("fit", spec, device, candidate.trusted, job_id, deadline)
         if self.refuses(candidate):  # before any job folder is written
             reason = f"static check: {candidate.violations[0]}"
             raise JobFailed(JobOutcome(job_id=fit_job.job_id, status="refused", reason=reason))
@@ -162,8 +177,8 @@ class Sandbox:
 
         heldout = the_task.heldout(cfg, self.heldout_seed)
         scrambled, cuts, order = audit_inputs(heldout.inputs, spec.seed)
-        logits = self._predict(fit_job, spec, "predict", candidate, weights, heldout.inputs)
-        audit = self._predict(fit_job, spec, "audit", candidate, weights, scrambled)
+        logits = self._predict(fit_job, spec, "predict", candidate, weights, heldout.inputs, deadline)
+        audit = self._predict(fit_job, spec, "audit", candidate, weights, scrambled, deadline)
         if (violation := audit_violation(logits, audit, cuts, order)) is not None:
             raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
         result = combine(summary, the_task.metric, the_task.score(logits, heldout.targets, cfg))
@@ -184,20 +199,37 @@ class Sandbox:
         candidate: VettedCandidate,
         weights: Path,
         inputs: torch.Tensor,
+        deadline: float | None,
     ) -> torch.Tensor:
         """Run a predict job on `inputs` and return its validated logits."""
         job_id = f"{fit_job.job_id}-{name}"
-        job = self._job("predict", spec, fit_job.device, fit_job.trusted, job_id)
+        job = self._job("predict", spec, fit_job.device, fit_job.trusted, job_id, deadline)
         out_dir, _ = self._run_on(job, candidate, inputs, {"weights.pt": weights})
         try:
             return read_logits(out_dir / "logits.pt", (*inputs.shape, -1), self.limits.output_mb << 20)
         except HeldoutError as exc:
             raise JobFailed(JobOutcome(job_id=job_id, status="failed", reason=str(exc))) from None
 
-    def _job(self, action: str, spec: RunSpec, device: str, trusted: bool, job_id: str | None) -> Job:
+    def _job(
+        self,
+        action: str,
+        spec: RunSpec,
+        device: str,
+        trusted: bool,
+        job_id: str | None,
+        deadline: float | None = None,
+        timeout_s: float | None = None,
+    ) -> Job:
+        """A job of this sandbox's limits, its time limit cut to `timeout_s` and to what is left
+        before `deadline` (JobFailed when nothing is)."""
+        job_id = job_id or f"{action}-{uuid.uuid4().hex[:12]}"
+        limit = min(self.limits.timeout_s, timeout_s or math.inf)
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        if left < MIN_JOB_S:
+            raise JobFailed(JobOutcome(job_id=job_id, status="timeout", reason=BUDGET_SPENT))
         corpus = spec.settings.get("corpus_dir")
         return Job(
-            job_id=job_id or f"{action}-{uuid.uuid4().hex[:12]}",
+            job_id=job_id,
             study_id=self.study_id,
             action=action,  # type: ignore[arg-type]
             task=spec.task.name,
@@ -207,7 +239,8 @@ class Sandbox:
             trusted=trusted,
             read_only_paths=[str(Path(corpus).resolve())] if corpus else [],
             hidden_paths=spec.task.heldout_files(spec.config),
-            limits=self.limits,
+            limits=self.limits.model_copy(update={"timeout_s": min(limit, left)}),
+            budget_bound=left < limit,
         )
 
     def _run_on(
@@ -228,11 +261,14 @@ class Sandbox:
         job_dir, out_dir = prepare_job_dir(job, candidate.source, self.workdir, inputs)
         bounded = quota.bound(out_dir, self.limits.output_mb)  # the folder's total, not just each file
         try:
-            outcome = self.backend.execute(job, job_dir, out_dir)
+            with LEASES.hold(lease_path(job_dir)):  # the job ends soon after this process does
+                outcome = self.backend.execute(job, job_dir, out_dir)
         finally:
             if bounded:
                 quota.release(out_dir)
         strip_special_bits(out_dir)
+        if outcome.status == "timeout" and job.budget_bound:
+            outcome.reason = f"{BUDGET_SPENT} (stopped after {job.limits.timeout_s:.0f} s)"
         if outcome.status != "ok":
             raise JobFailed(outcome)
         return out_dir, outcome

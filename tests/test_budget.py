@@ -17,7 +17,7 @@ from sqlmodel import select
 from discover.agents.config import ConfigError, StudyConfig
 from discover.agents.record import RECORD_FILE, StudyRecord
 from discover.budget.estimate import CostEstimator
-from discover.budget.jobs import INFRASTRUCTURE_RETRIES, BudgetedJobs, OutOfBudget, Paused
+from discover.budget.jobs import INFRASTRUCTURE_RETRIES, BudgetedJobs, OutOfBudget, Paused, Slot
 from discover.budget.ledger import (
     Budget,
     BudgetError,
@@ -472,7 +472,7 @@ def budgeted_jobs(ledger: Ledger) -> BudgetedJobs:
 
 
 def fails(status: str, reason: str = "boom"):
-    def run(device: str):
+    def run(slot: Slot):
         raise JobFailed(JobOutcome(job_id="x", status=status, reason=reason))
 
     return run
@@ -480,7 +480,7 @@ def fails(status: str, reason: str = "boom"):
 
 def test_a_job_is_reserved_run_and_charged_its_wall_time(open_ledger):
     jobs = budgeted_jobs(open_ledger())
-    charged = jobs.run("a", "mqar/screen", 0, lambda device: device)
+    charged = jobs.run("a", "mqar/screen", 0, lambda slot: slot.device)
     assert (charged.value, charged.failure, charged.lost) == ("cpu", None, [])
     assert charged.cost == jobs.ledger.spent and 0 <= charged.cost < 5
     assert jobs.estimator.mean("mqar/screen") == charged.cost  # learned for the next estimate
@@ -498,8 +498,8 @@ def test_a_failed_job_is_charged_too_and_returns_its_failure(open_ledger):
 
 def test_a_job_lost_with_its_machine_is_released_and_retried(open_ledger):
     jobs = budgeted_jobs(open_ledger())
-    attempts = iter([fails("lost", "node died"), lambda device: "ok"])
-    charged = jobs.run("a", "k", 0, lambda device: next(attempts)(device))
+    attempts = iter([fails("lost", "node died"), lambda slot: "ok"])
+    charged = jobs.run("a", "k", 0, lambda slot: next(attempts)(slot))
     assert (charged.value, charged.lost) == ("ok", ["node died"])
     assert [entry.op for entry in jobs.ledger.store.entries()] == ["reserve", "release", "reserve", "charge"]
     assert jobs.ledger.spent == charged.cost and jobs.ledger.reserved == 0.0
@@ -696,3 +696,33 @@ def test_estimator_resumes_from_ledger_costs(open_ledger):
     estimator = CostEstimator(default_seconds=100.0, margin=1.0)
     estimator.observe_all(ledger.costs())
     assert estimator.estimate("mqar/train") == 8.0
+
+
+def test_an_allowance_is_the_estimate_and_a_share_of_the_rest(open_ledger):
+    ledger = open_ledger(100.0)
+    assert ledger.reserve_allowance("a", 10.0, share=0.5) == 55.0  # 10 + half of the 90 left
+    assert ledger.reserve_allowance("b", 10.0, share=0.5) == 27.5  # 10 + half of the 35 left
+    assert ledger.reserve_allowance("c", 20.0, share=1.0) == 0.0  # 17.5 left: refused, no trace
+    assert ledger.reserve_allowance("c", 17.5, share=1.0) == 17.5
+    assert ledger.left == 0.0  # reservations never exceed the budget, so neither can charges
+
+
+def test_a_budgeted_job_must_end_when_its_allowance_is_spent(open_ledger):
+    jobs = BudgetedJobs(
+        open_ledger(100.0), CostEstimator(default_seconds=10.0, margin=1.0), DevicePool(["cpu:0", "cpu:1"])
+    )
+    slots: list[Slot] = []
+    jobs.run("a", "k", 0, slots.append)
+    allowance = 15.0 * 1.0 + (100.0 - 15.0) / 2  # first guess 15 s, and half of the rest: two slots
+    assert slots[0].deadline - time.monotonic() == pytest.approx(allowance, abs=1.0)
+    assert jobs.ledger.store.entries()[0].seconds == allowance
+
+
+def test_a_first_estimate_scales_measured_fidelities_by_their_steps():
+    estimator = CostEstimator(default_seconds=60.0, margin=1.0, steps={"mqar/screen": 100, "mqar/full": 400})
+    assert estimator.estimate("mqar/full") == 60.0  # nothing measured yet
+    estimator.observe("mqar/screen", 20.0)
+    assert estimator.estimate("mqar/full") == 80.0  # 0.2 s a step, over 400 steps
+    assert estimator.estimate("lm/full") == 60.0  # another task's jobs say nothing of this one
+    estimator.observe("mqar/full", 50.0)
+    assert estimator.estimate("mqar/full") == 50.0  # measured beats scaled

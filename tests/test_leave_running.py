@@ -93,3 +93,20 @@ def test_an_internal_error_is_one_line_and_a_traceback_file(study):
     lines = run.stderr.strip().splitlines()
     assert len(lines) <= 2 and "internal error" in run.stderr and "errors.log" in run.stderr, run.stderr
     assert "Traceback (most recent call last)" in (study / "errors.log").read_text()
+
+
+# Far slower than the cost estimator's first guess (0.1 s a step): the budget covers the estimate,
+# not the run, so the run must be stopped at the budget's ceiling.
+SLOW_STUDY = STUDY.replace(
+    "settings = { steps = 10 }", "settings = { steps = 50, seq_len = 512, batch_size = 256 }"
+)
+
+
+def test_a_job_that_would_overrun_the_budget_is_stopped_at_it(study):
+    (study / "discover.toml").write_text(SLOW_STUDY)
+    run = discover("run", "-C", str(study), "--budget", "0.5m")
+    assert run.returncode == 0, run.stdout + run.stderr  # the study ends cleanly, saying why
+    assert "stopped at the budget's ceiling" in run.stdout
+    assert "the budget was spent while training baseline softmax_attention" in run.stdout
+    status = json.loads(discover("status", "-C", str(study), "--json").stdout)
+    assert 25.0 <= status["spent_s"] <= 30.0 + 5.0, status  # at most one job's start-up past the budget

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from discover.sandbox import quota
 from tests.conftest import require
 from tests.test_study import TINY_STUDY, assert_ledger_exact
 
@@ -176,3 +177,42 @@ def test_doctor_checks_the_ray_cluster(study, ray_cluster):
         capture_output=True, text=True, timeout=300, env=os.environ | {"COLUMNS": "240"},
     )  # fmt: skip
     assert "Ray cluster" in checked.stdout and "1 live node(s), 4 CPUs" in checked.stdout, checked.stdout
+
+
+def running_containers(folder: Path) -> list[str]:
+    study_id = json.loads((folder / "study.json").read_text())["study_id"]
+    listed = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=discover.study={study_id}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return listed.stdout.split()
+
+
+def test_a_job_on_the_cluster_ends_within_a_minute_of_its_orchestrator_being_killed(study, ray_cluster):
+    endless = TINY_STUDY.replace("settings = { steps = 10 }", "settings = { steps = 1000000 }")
+    (study / "discover.toml").write_text(endless.replace("timeout_s = 120", "timeout_s = 900"))
+    process = subprocess.Popen(
+        run_command(study, ray_cluster, "--budget", "1h"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (study / "study.json").exists() and running_containers(study):
+            break
+        time.sleep(0.3)
+    assert process.poll() is None, "the study ended before a job was seen on the cluster"
+    process.kill()  # kill -9: Ray ends the driver's workers, and with them the jobs' leases
+    process.wait()
+    killed = time.monotonic()
+    while running_containers(study):
+        assert time.monotonic() - killed < 60, "the job outlived its orchestrator"
+        time.sleep(0.5)
+    reaped = subprocess.run(
+        [sys.executable, "-m", "discover.cli", "sandbox", "reap"], capture_output=True, text=True, timeout=120
+    )
+    assert reaped.returncode == 0, reaped.stdout + reaped.stderr
+    assert study_containers(study) == []
+    assert not [
+        point for source, point in quota.mounted() if not quota.owner_alive(source)
+    ]  # no orphan mount
