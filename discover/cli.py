@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from discover.candidate_cli import check, sandbox_app, train
 from discover.console import stderr
@@ -49,6 +50,11 @@ def main() -> None:
     except KeyboardInterrupt:
         stderr.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # discover's own bug: one line here, the whole story in a file
+        from discover.internal_errors import internal_error
+
+        stderr.print(f"error: {escape(internal_error(exc, sys.argv[1:]))}", soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

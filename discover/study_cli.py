@@ -16,7 +16,6 @@ from discover.console import UsageError, fail, stdout
 from discover.experiments.tasks import TASKS
 from discover.sandbox.backends import BACKENDS
 
-ERROR_LOG = "errors.log"  # in the study folder: the tracebacks of discover's own errors
 FolderOpt = Annotated[Path, typer.Option("--dir", "-C", help="The study folder (default: here).")]
 
 
@@ -89,8 +88,6 @@ def run_command(
             outcome = run_study(folder, config, choice.backend, resume, max_experiments, say=progress.say)
     except StudyError as exc:
         fail(str(exc))
-    except Exception as exc:  # discover's own bug: one line here, the whole story in a file
-        fail(f"{internal_error(folder, exc)}; the study is left resumable (--resume)", code=1)
     stdout.print(leaderboard_table(outcome.leaderboard, outcome.stopped_because))
     endings = ", ".join(f"{count} {status}" for status, count in sorted(outcome.endings.items())) or "none"
     stdout.print(
@@ -98,23 +95,6 @@ def run_command(
         f"device-minutes. Full leaderboard: {folder / 'leaderboard.md'}"
     )
     write_report(folder)
-
-
-def internal_error(folder: Path, exc: Exception) -> str:
-    """Append the traceback of an unexpected error to the study folder's error log; a line naming
-    the error and the log."""
-    import traceback
-    from datetime import UTC, datetime
-
-    log = folder.resolve() / ERROR_LOG
-    try:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as stream:
-            stream.write(f"--- {datetime.now(UTC).isoformat()} discover run\n")
-            stream.write("".join(traceback.format_exception(exc)))
-    except OSError:
-        return f"internal error: {type(exc).__name__}: {exc} (the traceback could not be written)"
-    return f"internal error: {type(exc).__name__}: {str(exc)[:200]} (traceback in {log})"
 
 
 def write_report(folder: Path) -> None:

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from discover.experiments.contract import code_hash, load_mixer_class
+from discover.experiments.cpu_share import CpuShare
 from discover.experiments.files import write_json_atomic
 from discover.experiments.measure import matmul_flops
 from discover.experiments.tasks import Task, TaskConfig
@@ -126,7 +127,10 @@ def fit(
     steady_tokens, steady_seconds = 0, 0.0
     model.train()
     interval_start, interval_steps = time.perf_counter(), 0
+    cpu_share = CpuShare() if device.type == "cpu" else None
     for step in range(cfg.steps):
+        if cpu_share is not None:
+            cpu_share.adjust()  # fewer threads while other work wants the cores
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr

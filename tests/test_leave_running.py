@@ -110,3 +110,26 @@ def test_a_job_that_would_overrun_the_budget_is_stopped_at_it(study):
     assert "the budget was spent while training baseline softmax_attention" in run.stdout
     status = json.loads(discover("status", "-C", str(study), "--json").stdout)
     assert 25.0 <= status["spent_s"] <= 30.0 + 5.0, status  # at most one job's start-up past the budget
+
+
+@pytest.mark.parametrize("command", [["status"], ["show", "anything"], ["report"]])
+def test_any_command_turns_an_internal_error_into_one_line(command, study, monkeypatch, capsys):
+    """Every command goes through `main`: discover's own error is one line naming the log."""
+    import discover.agents.status
+    import discover.cli
+    import discover.report.site
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(discover.agents.status, "study_status", broken)
+    monkeypatch.setattr(discover.agents.status, "design_detail", broken)
+    monkeypatch.setattr(discover.report.site, "build_report", broken)
+    monkeypatch.setattr(sys, "argv", ["discover", *command, "-C", str(study)])
+    with pytest.raises(SystemExit) as exited:
+        discover.cli.main()
+    assert exited.value.code == 1
+    error = capsys.readouterr().err
+    assert "internal error: RuntimeError: injected fault" in error and "Traceback" not in error
+    assert len(error.strip().splitlines()) <= 2
+    assert "injected fault" in (study / "errors.log").read_text()
