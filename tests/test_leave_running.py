@@ -133,3 +133,45 @@ def test_any_command_turns_an_internal_error_into_one_line(command, study, monke
     assert "internal error: RuntimeError: injected fault" in error and "Traceback" not in error
     assert len(error.strip().splitlines()) <= 2
     assert "injected fault" in (study / "errors.log").read_text()
+
+
+def job_leftovers(study: Path) -> list[str]:
+    """The study's job processes, containers and output mounts still on this host."""
+    from discover.sandbox import quota
+
+    jobs = str((study / "jobs").resolve())
+    processes = subprocess.run(["pgrep", "-af", "discover.experiments.job"], capture_output=True, text=True)
+    found = [line for line in processes.stdout.splitlines() if jobs in line]
+    study_id = json.loads((study / "study.json").read_text())["study_id"]
+    containers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=discover.study={study_id}"],
+        capture_output=True,
+        text=True,
+    )
+    found += containers.stdout.split()
+    return found + [str(point) for _, point in quota.mounted() if str(point).startswith(jobs)]
+
+
+@pytest.mark.parametrize("backend", ["docker", "bwrap"])
+def test_two_signals_stop_a_study_at_once_and_leave_nothing_behind(backend, request, study):
+    request.getfixturevalue(f"{backend}_backend")  # skips (fails in CI) without the service
+    endless = SLOW_STUDY.replace('sandbox = "process"', f'sandbox = "{backend}"')
+    (study / "discover.toml").write_text(
+        endless.replace("steps = 50,", "steps = 20000,")
+    )  # ~2,000 s estimated
+    first = start("run", "-C", str(study), "--budget", "1h")
+    try:
+        wait_for(lambda: (study / "study.json").exists() and job_leftovers(study), first)
+        time.sleep(2.0)  # the job is training
+        first.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        first.send_signal(signal.SIGTERM)  # the second: stop now
+        output, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, output
+    stopped = time.monotonic()
+    while leftovers := job_leftovers(study):
+        assert time.monotonic() - stopped < 60, leftovers
+        time.sleep(0.5)
