@@ -2,9 +2,10 @@
 
 - A child that differs from its parent in one motif: the effect of that change on screening
   fitness, pooled over every parent->child pair in the study that made the same change, with a
-  bootstrap interval. "supports" when the interval lies above zero, "refutes" when below,
-  "inconclusive" otherwise (including a single pair, which has no interval).
-- A design without a grammar parent: how it compares with the best baseline at screening.
+  bootstrap interval at 1 - 2 alpha. "supports" when the interval lies above zero, "refutes" when
+  below, "inconclusive" otherwise (including a single pair, which has no interval).
+- A design without a grammar parent: its one-seed screening result beside the best baseline's,
+  recorded as "inconclusive": one run is a measurement, never a claim (only a verification is).
 - A run that failed: the failure, as a negative finding.
 """
 
@@ -75,7 +76,7 @@ def analyze(
         same = [pair for pair in pairs if pair.change == change]
         deltas = [pair.delta for pair in same]
         mean = sum(deltas) / len(deltas)
-        confidence = study.config.promotion.confidence
+        confidence = 1 - 2 * study.config.promotion.alpha
         interval = mean_interval(deltas, confidence, seed=study.config.seed)
         slot, before, after = change
         if interval is None:
@@ -95,13 +96,13 @@ def analyze(
         )  # fmt: skip
 
     value = run.result.get("value", math.nan)
-    better = study.task.better(value, reference_value)
     metric = run.result.get("metric", "metric")
     statement = (
-        f"{architecture.name} reached {metric} {value:.4f} on {task} at screening, "
-        f"{'above' if better else 'not above'} the best baseline {reference_name} ({reference_value:.4f})."
+        f"{architecture.name} reached {metric} {value:.4f} on {task} in a one-seed screening run; the "
+        f"best baseline {reference_name} screened at {reference_value:.4f}. One seed is not evidence "
+        "of a difference: only a verification can claim one."
     )
     return study.kb.add_finding(
-        statement, "supports" if better else "refutes", evidence_run_ids=[run.id],
+        statement, "inconclusive", evidence_run_ids=[run.id],
         effect_size=value - reference_value, tags=["screen", "baseline"], **common,
     )  # fmt: skip

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
-from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from discover.agents.proposers import PROPOSERS
 from discover.agents.section import Section
+from discover.agents.statistics import ALPHA
 from discover.budget.ledger import Budget, parse_budget
 from discover.experiments.tasks import TASKS
 from discover.sandbox.backends import BACKENDS
@@ -36,8 +37,18 @@ class ScreenConfig(Section):
 class PromotionConfig(Section):
     fraction: float = Field(default=0.2, gt=0, le=1)
     min_screened: int = Field(default=5, ge=1)
-    seeds: int = Field(default=3, ge=3)  # a bootstrap interval needs at least three
-    confidence: float = Field(default=0.95, gt=0, lt=1)
+    seeds: int = Field(default=5, ge=3)  # per verification, for the design and the baseline alike
+    alpha: float = Field(default=ALPHA, gt=0, lt=0.5)  # one-sided; the study's false-discovery rate
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "confidence" in data:
+            raise ValueError(
+                "promotion.confidence is gone: claims are decided by a paired test at false-discovery "
+                "rate promotion.alpha (one-sided, default 0.05); remove confidence"
+            )
+        return data
 
 
 class StudyConfigBase(Section):

@@ -77,9 +77,10 @@ class StudyContext:
     def candidate_file(self, architecture: Architecture) -> Path:
         return candidate_file(self.folder, architecture)
 
-    def affordable(self, fidelity: str = "screen", with_check: bool = True) -> bool:
-        """Whether the budget left covers one more run at this fidelity (and a check job before it)."""
-        return self.jobs.affordable(run_key(self.task.name, fidelity), self.specs[fidelity].steps, with_check)
+    def affordable(self, fidelity: str = "screen", with_check: bool = True, runs: int = 1) -> bool:
+        """Whether the budget left covers `runs` more runs at this fidelity (and a check job before)."""
+        key, steps = run_key(self.task.name, fidelity), self.specs[fidelity].steps
+        return self.jobs.affordable(key, steps, with_check, runs)
 
     def reference(self, fidelity: str, seed: int | None = None) -> tuple[str, TrainResult] | None:
         """The best baseline's run at this fidelity (on this seed, where it has one): what fitness

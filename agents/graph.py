@@ -22,14 +22,13 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from discover.agents import analyst
+from discover.agents import analyst, claims
 from discover.agents.context import StudyContext
 from discover.agents.proposers import trusted_origins
 from discover.agents.proposers.base import Proposal, ProposerStop
-from discover.agents.statistics import difference_interval
 from discover.budget.jobs import CHECK_KEY, OutOfBudget, Paused, run_key
 from discover.experiments.harness import TrainResult
-from discover.knowledge_base.schema import Architecture, Run
+from discover.knowledge_base.schema import Architecture, Run, Verification
 from discover.vetting.candidate import VettedCandidate, Vetting, revet, vet
 from discover.vetting.trust import is_trusted
 
@@ -64,6 +63,7 @@ ENDINGS = {
     "failed": "its training run failed",
     "screened": "trained at screening fidelity",
     "verified": "screened, promoted and trained again with several seeds",
+    "awaiting_verification": "promoted, but the budget left cannot cover its verification",
 }
 
 
@@ -200,37 +200,32 @@ def decide_promotion(study: StudyContext, state: ExperimentState) -> dict[str, A
 
 
 def verify(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
-    """Full fidelity, several seeds, for the design and (once per study) the best baseline; a bootstrap
-    interval of the difference in mean metric decides whether the design beats the baseline."""
+    """Full fidelity on `promotion.seeds` seeds for the design and (once per study) the best
+    baseline on the same seeds; `claims.decide` tests and records the claim. Starts only when the
+    budget covers every run still missing, else the design waits, awaiting verification."""
     seeds = [study.config.seed + 1 + index for index in range(study.config.promotion.seeds)]
-    baseline_name, baseline_values = baseline_at_full_fidelity(study, seeds)
     architecture = _architecture(study, state)
+    baseline = best_baseline(study)
+    done = finished_runs(study, architecture, seeds)
+    missing = len(seeds) - len(done) + len(seeds) - len(finished_runs(study, baseline, seeds))
+    if missing and not study.affordable("full", with_check=False, runs=missing):
+        reason = f"awaiting verification: the budget left cannot cover its {missing} full-fidelity runs"
+        return {"status": "awaiting_verification", "reason": reason}
+    reference = baseline_at_full_fidelity(study, baseline, seeds)
     candidate = probed(study, state, architecture)
-    done = {  # a resumed verification keeps the runs it finished
-        run.seed: run
-        for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
-        if arch.id == architecture.id and run.status in ("succeeded", "failed")
-    }
     for seed in seeds:
         if seed not in done:
             run = train_and_record(study, architecture, "full", seed, candidate)
             if run is None:
                 return {"status": "out_of_budget", "reason": "the budget cannot cover the verification runs"}
             done[seed] = run
-    values = [done[seed].result["value"] for seed in seeds if done[seed].status == "succeeded"]
-    sign = 1.0 if study.task.better(1.0, 0.0) else -1.0  # > 0 means better than the baseline
-    gains = [sign * value for value in values]
-    references = [sign * value for value in baseline_values]
-    interval = difference_interval(gains, references, study.config.promotion.confidence, study.config.seed)
+    record = claims.decide(study, architecture, baseline.name, seeds, seed_runs(done), reference)
     verification = {
-        "seeds": seeds,
-        "values": values,
-        "baseline": baseline_name,
-        "baseline_values": baseline_values,
-        "mean": sum(values) / len(values) if values else None,
-        "interval": interval,  # of the gain over the baseline, in the metric's units
-        "beats_baseline": interval is not None and interval[0] > 0,
-    }
+        "id": record.id, "status": record.status, "reason": record.reason, "seeds": seeds,
+        "values": record.values, "baseline": record.baseline, "baseline_values": record.baseline_values,
+        "interval": [record.interval_low, record.interval_high] if record.status == "complete" else None,
+        "p_value": record.p_value, "q_value": record.q_value, "beats_baseline": record.beats,
+    }  # fmt: skip
     return {"verification": verification, "status": "verified"}
 
 
@@ -250,8 +245,10 @@ def analyze(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
         findings = [analyst.analyze(study, state["architecture_id"], run, reference[0], reference[1].value)]
     finding_ids = [finding.id for finding in findings]
     verification = state.get("verification")
-    if verification and verification["values"]:
-        finding_ids.append(record_verification(study, state, verification).id)
+    if verification and verification.get("id"):
+        record = study.kb.get(Verification, verification["id"])
+        assert record is not None
+        finding_ids.append(claims.record_finding(study, _architecture(study, state), record).id)
     return {"finding_ids": finding_ids}
 
 
@@ -339,68 +336,48 @@ def train_and_record(
     )
 
 
-def baseline_at_full_fidelity(study: StudyContext, seeds: list[int]) -> tuple[str, list[float]]:
-    """The best screening baseline's metric at full fidelity on `seeds`, trained once per study."""
+def best_baseline(study: StudyContext) -> Architecture:
+    """The baseline that screened best: the reference every verification is tested against."""
+    reference = study.reference("screen")
+    assert reference is not None  # the study trains its baselines before any experiment
+    return next(
+        arch
+        for arch, _ in study.kb.study_runs(study.study_id, "screen")
+        if arch.origin == "baseline" and arch.name == reference[0]
+    )
+
+
+def finished_runs(study: StudyContext, architecture: Architecture, seeds: list[int]) -> dict[int, Run]:
+    """The architecture's full-fidelity runs on `seeds` that ended (succeeded or failed), by seed."""
+    return {
+        run.seed: run
+        for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
+        if arch.id == architecture.id and run.seed in seeds and run.status in ("succeeded", "failed")
+    }
+
+
+def seed_runs(runs: dict[int, Run]) -> claims.SeedRuns:
+    values = {seed: run.result["value"] for seed, run in runs.items() if run.status == "succeeded"}
+    failures = {seed: run.failure_reason or run.status for seed, run in runs.items() if seed not in values}
+    return claims.SeedRuns(values, failures)
+
+
+def baseline_at_full_fidelity(
+    study: StudyContext, baseline: Architecture, seeds: list[int]
+) -> claims.SeedRuns:
+    """The baseline's full-fidelity runs on `seeds`, each trained once per study (under the study's
+    lock, so two verifications at once do not train it twice)."""
     with study.lock:
-        reference = study.reference("screen")
-        assert reference is not None
-        name = reference[0]
-        architecture = next(
-            arch
-            for arch, _ in study.kb.study_runs(study.study_id, "screen")
-            if arch.origin == "baseline" and arch.name == name
-        )
-        done = {
-            run.seed: run
-            for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
-            if arch.id == architecture.id and run.status == "succeeded"
-        }
+        done = finished_runs(study, baseline, seeds)
         candidate = None  # vetted once, for all its seeds
         for seed in seeds:
             if seed not in done:
-                candidate = candidate or vet_architecture(study, architecture)
-                run = train_and_record(study, architecture, "full", seed, candidate)
+                candidate = candidate or vet_architecture(study, baseline)
+                run = train_and_record(study, baseline, "full", seed, candidate)
                 if run is None:
                     break
-                if run.status == "succeeded":
-                    done[seed] = run
-        return name, [done[seed].result["value"] for seed in seeds if seed in done]
-
-
-def record_verification(study: StudyContext, state: ExperimentState, verification: dict[str, Any]):
-    architecture = _architecture(study, state)
-    interval = verification["interval"]
-    confidence = study.config.promotion.confidence
-    metric = study.task.metric
-    if interval is None:
-        verdict, claim = "inconclusive", "no interval (too few successful runs)"
-    elif interval[0] > 0:
-        verdict, claim = "supports", f"beats {verification['baseline']}"
-    elif interval[1] < 0:
-        verdict, claim = "refutes", f"is worse than {verification['baseline']}"
-    else:
-        verdict, claim = "inconclusive", f"is not distinguishable from {verification['baseline']}"
-    spread = (
-        f" ({confidence:.0%} CI of the gain [{interval[0]:+.4f}, {interval[1]:+.4f}])" if interval else ""
-    )
-    baseline_mean = _mean(verification["baseline_values"])
-    statement = (
-        f"At full fidelity over seeds {verification['seeds']}, {architecture.name} {claim} on "
-        f"{study.task.name}: mean {metric} {verification['mean']:.4f} against {baseline_mean:.4f}{spread}."
-    )
-    runs = [
-        run.id
-        for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
-        if arch.id == architecture.id or arch.name == verification["baseline"]
-    ]
-    return study.kb.add_finding(
-        statement, verdict, evidence_run_ids=runs, effect_interval=interval, task=study.task.name,
-        confidence=confidence if interval else None, tags=["verification"], study_id=study.study_id,
-    )  # fmt: skip
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
+                done[seed] = run
+        return seed_runs(done)
 
 
 # ----------------------------------------------------------------------------- edges

@@ -9,9 +9,10 @@ from discover.agents.statistics import rank_correlation
 from discover.knowledge_base.store import KnowledgeBase
 
 
-def leaderboard(kb: KnowledgeBase, study_id: str) -> tuple[list[dict], float | None]:
-    """One row per screened design, fittest first; and the rank correlation between screening
-    fitness and mean full-fidelity metric over the designs trained at both."""
+def leaderboard(kb: KnowledgeBase, study_id: str, higher_is_better: bool) -> tuple[list[dict], float | None]:
+    """One row per screened design, fittest first, with its verification where it has one; and the
+    rank correlation between screening fitness and mean full-fidelity metric over the designs
+    trained at both, oriented (by the task's `higher_is_better`) so that +1 means they agree."""
     rows: dict[str, dict] = {}
     full: dict[str, list[float]] = {}
     for architecture, run in kb.study_runs(study_id):
@@ -21,7 +22,8 @@ def leaderboard(kb: KnowledgeBase, study_id: str) -> tuple[list[dict], float | N
             full.setdefault(architecture.id, []).append(run.result["value"])
         elif architecture.id not in rows or (run.fitness or 0) > (rows[architecture.id]["fitness"] or 0):
             rows[architecture.id] = {
-                "name": architecture.name, "origin": architecture.origin, "fitness": run.fitness,
+                "id": architecture.id, "name": architecture.name, "origin": architecture.origin,
+                "fitness": run.fitness,
                 "screen_value": run.result["value"], "metric": run.result["metric"],
                 "params": run.result["params"], "tokens_per_s": run.result["tokens_per_s"],
                 "motivation": architecture.motivation,
@@ -33,8 +35,17 @@ def leaderboard(kb: KnowledgeBase, study_id: str) -> tuple[list[dict], float | N
     ranked = sorted(
         rows.values(), key=lambda row: -(row["fitness"] if row["fitness"] is not None else -math.inf)
     )
+    for verification in kb.study_verifications(study_id):  # the latest of each design's
+        row = next((row for row in ranked if row["id"] == verification.architecture_id), None)
+        if row is not None:
+            row["verification"] = verification.model_dump(
+                include={"baseline", "status", "p_value", "q_value", "beats"}
+            ) | {"seeds": len(verification.seeds)}
     both = [row for row in ranked if "full_mean" in row and row["fitness"] is not None]
-    correlation = rank_correlation([row["fitness"] for row in both], [row["full_mean"] for row in both])
+    sign = 1.0 if higher_is_better else -1.0
+    correlation = rank_correlation(
+        [row["fitness"] for row in both], [sign * row["full_mean"] for row in both]
+    )
     return ranked, correlation
 
 
@@ -46,8 +57,12 @@ def leaderboard_markdown(
         "",
         f"{heading} Spent {spent_s / 3600:.3f} of {budget_s / 3600:.3f} device-hours.",
         "",
-        "| # | design | origin | fitness | screen metric | full mean (seeds) | params | tokens/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "Fitness and screen metric are one-seed screening results, not claims. A design beats the",
+        "baseline only where its verification says so (paired seeds, q-value at most alpha).",
+        "",
+        "| # | design | origin | fitness (1 seed) | screen metric | full mean (seeds) | verification "
+        "| params | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for index, row in enumerate(rows, 1):
         full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
@@ -55,7 +70,7 @@ def leaderboard_markdown(
         screen = f"{row['metric']} {row['screen_value']:.4f}"
         lines.append(
             f"| {index} | {row['name']} | {row['origin']} | {fitness} | {screen} "
-            f"| {full} | {row['params']:,} | {row['tokens_per_s']:,.0f} |"
+            f"| {full} | {verification_text(row)} | {row['params']:,} | {row['tokens_per_s']:,.0f} |"
         )
     if correlation is not None:
         lines += [
@@ -63,3 +78,14 @@ def leaderboard_markdown(
             f"Spearman rank correlation of screening fitness with full-fidelity metric: {correlation:+.2f}.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def verification_text(row: dict) -> str:
+    """A leaderboard row's verification in a few words: the only place a design is said to win."""
+    verification = row.get("verification")
+    if verification is None:
+        return ""
+    if verification["status"] != "complete":
+        return "inconclusive (a seed failed)"
+    verdict = f"beats {verification['baseline']}" if verification["beats"] else "not shown better"
+    return f"{verdict} (q = {verification['q_value']:.3g}, {verification['seeds']} seeds)"

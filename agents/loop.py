@@ -158,7 +158,9 @@ class StudyLoop:
         self.outcome.stopped_because = stopped_because or self.outcome.stopped_because or "done"
         self.outcome.spent_s = study.ledger.spent
         self.outcome.budget_s = study.ledger.total.device_seconds
-        self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(study.kb, study.study_id)
+        self.outcome.leaderboard, self.outcome.rank_correlation = leaderboard(
+            study.kb, study.study_id, study.task.higher_is_better
+        )
         heading = f"Stopped because {self.outcome.stopped_because}. Proposer: {study.config.proposer}."
         text = leaderboard_markdown(
             f"{study.config.name}: leaderboard on {study.task.name}", heading, self.outcome.spent_s,

@@ -185,9 +185,16 @@ def analyze(
             "status": run.status if run else "not trained",
             "failure_reason": run.failure_reason if run else None,
             "value": run.result.get("value") if run and run.result else None,
-            "interval": None,
             "fitness": run.fitness if run else None,
         },
+        "verification": next(
+            (
+                row.model_dump()
+                for row in reversed(study.kb.study_verifications(study.study_id))
+                if row.architecture_id == architecture.id
+            ),
+            None,
+        ),
         "parents": [parent for parent in parents.values() if parent is not None],
         "baselines": list(baselines.values()),
     }

@@ -14,7 +14,8 @@ from discover.agents.leaderboard import leaderboard
 from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
 from discover.budget.ledger import replay
 from discover.budget.store import DatabaseLedgerStore
-from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Study
+from discover.experiments.tasks import get_task
+from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Study, Verification
 from discover.knowledge_base.store import KnowledgeBase
 
 
@@ -33,6 +34,29 @@ class StudyStatus(BaseModel):
     llm_calls: int
     leaderboard: list[dict]
     rank_correlation: float | None
+    verifications: list[VerificationSummary]  # every claim tested, oldest first
+    claims: int  # verifications whose design beats the baseline at the study's false-discovery rate
+
+
+class VerificationSummary(BaseModel):
+    design: str
+    baseline: str
+    status: str  # "complete", or "inconclusive" when a seed failed
+    reason: str | None
+    seeds: list[int]
+    values: list[float | None]
+    baseline_values: list[float | None]
+    difference: float | None  # mean per-seed gain, larger is better
+    p_value: float | None
+    q_value: float | None  # Benjamini-Hochberg over the study's complete verifications
+    alpha: float
+    beats: bool
+
+
+def verification_summary(kb: KnowledgeBase, row: Verification) -> VerificationSummary:
+    design = kb.get(Architecture, row.architecture_id)
+    fields = row.model_dump(include=set(VerificationSummary.model_fields) - {"design"})
+    return VerificationSummary(design=design.name if design else row.architecture_id, **fields)
 
 
 def open_study(folder: Path) -> tuple[StudyRecord, KnowledgeBase]:
@@ -63,7 +87,8 @@ def study_status(folder: Path) -> StudyStatus:
             ).all()
             calls = session.exec(select(LLMCall.cost_usd).where(LLMCall.study_id == record.study_id)).all()
         designs = Counter(latest.get(architecture_id, "not trained") for architecture_id in proposed)
-        rows, correlation = leaderboard(kb, record.study_id)
+        verifications = [verification_summary(kb, row) for row in kb.study_verifications(record.study_id)]
+        rows, correlation = leaderboard(kb, record.study_id, get_task(record.task).higher_is_better)
         if record.budget is None and study.budget:  # a study.json older than the record's budget
             record = StudyRecord.model_validate(record.model_dump() | {"budget": study.budget})
         budget = record.budget
@@ -73,7 +98,8 @@ def study_status(folder: Path) -> StudyStatus:
             spent_s=accounts.spent, reserved_s=accounts.reserved,
             left_s=accounts.left(budget) if budget else None,
             designs=dict(designs), running=running, llm_usd=math.fsum(calls), llm_calls=len(calls),
-            leaderboard=rows, rank_correlation=correlation,
+            leaderboard=rows, rank_correlation=correlation, verifications=verifications,
+            claims=sum(verification.beats for verification in verifications),
         )  # fmt: skip
 
 

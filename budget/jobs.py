@@ -114,10 +114,10 @@ class BudgetedJobs:
                         self.estimator.observe(key, cost)
                 return Charged(value, failure, cost, lost)
 
-    def affordable(self, key: str, steps: int, with_check: bool = True) -> bool:
-        """Whether the budget left covers one more job of this key and length (and a check job
-        before it), by the same estimates `run` would reserve."""
-        needed = self.estimator.estimate(key, first_guess(steps, self.pool.kind))
+    def affordable(self, key: str, steps: int, with_check: bool = True, jobs: int = 1) -> bool:
+        """Whether the budget left covers `jobs` more jobs of this key and length (and a check job
+        before them), by the same estimates `run` would reserve."""
+        needed = jobs * self.estimator.estimate(key, first_guess(steps, self.pool.kind))
         if with_check:
             needed += self.estimator.estimate(CHECK_KEY, START_UP_GUESS_S)
         return self.ledger.left >= needed

@@ -110,16 +110,28 @@ def write_report(folder: Path) -> None:
 
 
 def leaderboard_table(rows: list[dict], note: str, limit: int = 15) -> Table:
+    from discover.agents.leaderboard import verification_text
+
     metric = rows[0]["metric"] if rows else "metric"
     table = Table(title=f"leaderboard by fitness; {metric} ({note})", title_justify="left")
-    for column in ("#", "design", "origin", "fitness", "screen", "full (seeds)", "tokens/s"):
+    for column in (
+        "#",
+        "design",
+        "origin",
+        "fitness (1 seed)",
+        "screen",
+        "full (seeds)",
+        "verification",
+        "tokens/s",
+    ):
         table.add_column(column, no_wrap=column in ("design", "screen"))
     for index, row in enumerate(rows[:limit], 1):
         full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
         fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
         screen = f"{row['screen_value']:.4f}"
         speed = f"{row['tokens_per_s']:,.0f}"
-        table.add_row(str(index), escape(row["name"]), row["origin"], fitness, screen, full, speed)
+        claim = verification_text(row)
+        table.add_row(str(index), escape(row["name"]), row["origin"], fitness, screen, full, claim, speed)
     return table
 
 

@@ -19,9 +19,9 @@ from alembic.operations import Operations
 from sqlalchemy import Column, Connection, String, inspect, select
 from sqlmodel import SQLModel
 
-from discover.knowledge_base.schema import SchemaVersion
+from discover.knowledge_base.schema import SchemaVersion, Verification
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Migration = Callable[[Operations], None]
 
@@ -33,7 +33,13 @@ def experiment_links(ops: Operations) -> None:
     ops.add_column("llmcall", Column("experiment_id", String, nullable=True))
 
 
-MIGRATIONS: dict[int, Migration] = {2: experiment_links}
+def verifications(ops: Operations) -> None:
+    """3: verifications are records of their own (per-seed values, p- and q-values), so a study's
+    false-discovery control can be recomputed over all of them."""
+    Verification.__table__.create(ops.get_bind(), checkfirst=True)
+
+
+MIGRATIONS: dict[int, Migration] = {2: experiment_links, 3: verifications}
 
 
 class SchemaError(RuntimeError):

@@ -107,6 +107,32 @@ class Finding(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Verification(SQLModel, table=True):
+    """A design tested against a baseline at full fidelity: per-seed values of both, trained on the
+    same seeds, and the test that decided it (`discover.agents.statistics.compare`). `q_value` is
+    the Benjamini-Hochberg adjustment over every complete verification of the study, recomputed as
+    they accumulate; the design beats the baseline only when it is at most `alpha` (schema 3)."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    study_id: str | None = Field(default=None, index=True)
+    architecture_id: str = Field(index=True)
+    baseline: str  # the baseline's name
+    task: str
+    seeds: list[int] = json_list_column()
+    values: list[float] = json_list_column()  # the design's metric on each seed, as measured
+    baseline_values: list[float] = json_list_column()  # the baseline's on the same seeds
+    status: str  # "complete", or "inconclusive" (a seed failed: no test was run)
+    reason: str | None = text_column(nullable=True)
+    difference: float | None = None  # mean per-seed gain, oriented so that larger is better
+    interval_low: float | None = None  # of the gain, at 1 - 2 alpha (lower end: the one-sided bound)
+    interval_high: float | None = None
+    p_value: float | None = None  # one-sided
+    q_value: float | None = None
+    alpha: float = 0.05
+    beats: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Baseline(SQLModel, table=True):
     """A human-designed reference; its code lives in its Architecture row (origin "baseline")."""
 
@@ -194,5 +220,5 @@ class Embedding(SQLModel, table=True):
 
 # Rows that make up a study's portable record, in an order that import can replay.
 EXPORTED_TABLES: tuple[type[SQLModel], ...] = (
-    Study, Architecture, Run, Finding, Baseline, Document, Chunk, BudgetEntry, LLMCall,
+    Study, Architecture, Run, Finding, Verification, Baseline, Document, Chunk, BudgetEntry, LLMCall,
 )  # fmt: skip

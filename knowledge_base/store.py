@@ -48,6 +48,7 @@ from discover.knowledge_base.schema import (
     Run,
     SearchItem,
     Study,
+    Verification,
 )
 
 STARTER_COGNITION = Path(__file__).parent / "cognition"
@@ -268,6 +269,26 @@ class KnowledgeBase:
         with self.reading() as session:
             rows = session.exec(query).all()
         return sorted(rows, key=lambda row: (row[0].created_at, row[0].id, row[1].seed, row[1].id))
+
+    def add_verification(self, verification: Verification) -> Verification:
+        with self.writing() as session:
+            session.add(verification)
+        return verification
+
+    def study_verifications(self, study_id: str) -> list[Verification]:
+        """A study's verifications, oldest first."""
+        query = select(Verification).where(Verification.study_id == study_id)
+        with self.reading() as session:
+            return sorted(session.exec(query).all(), key=lambda row: (row.created_at, row.id))
+
+    def set_q_values(self, decided: dict[str, tuple[float, bool]]) -> None:
+        """Store each verification's (q-value, beats), by id, in one transaction."""
+        with self.writing() as session:
+            for verification_id, (q_value, beats) in decided.items():
+                row = session.get(Verification, verification_id)
+                if row is not None:
+                    row.q_value, row.beats = q_value, beats
+                    session.add(row)
 
     def architecture_names(self, study_id: str) -> set[str]:
         """The names of every architecture the study recorded, trained or not (an experiment

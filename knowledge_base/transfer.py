@@ -33,6 +33,7 @@ from discover.knowledge_base.schema import (
     LLMCall,
     Run,
     Study,
+    Verification,
 )
 from discover.knowledge_base.store import KnowledgeBase, StoreError, index_row
 
@@ -80,6 +81,7 @@ def rows_to_export(session: Session, study_id: str | None):
     )
     yield from runs
     yield from session.exec(select(Finding).where(Finding.study_id == study_id))
+    yield from session.exec(select(Verification).where(Verification.study_id == study_id))
     yield from session.exec(
         select(BudgetEntry).where(BudgetEntry.ledger == study_id).order_by(BudgetEntry.seq)
     )

@@ -327,6 +327,7 @@ def test_a_version_1_knowledge_base_gains_experiment_links(kb_location):
             for table in ("architecture", "llmcall"):
                 with ops.batch_alter_table(table) as batch:
                     batch.drop_column("experiment_id")
+            ops.drop_table("verification")  # schema 3's
             connection.execute(text("UPDATE schemaversion SET version = 1"))
     with KnowledgeBase(kb_location, starter=None) as kb:
         with kb.reading() as session:
@@ -337,6 +338,7 @@ def test_a_version_1_knowledge_base_gains_experiment_links(kb_location):
         assert kb.get(Architecture, architecture.id).motivation == "from before the upgrade"
         linked = kb.add_architecture("new", "code = 2", "human", experiment_id="e00007")
         assert kb.get(Architecture, linked.id).experiment_id == "e00007"
+        assert kb.study_verifications("any") == []  # schema 3 added the verifications table
 
 
 def test_a_foreign_database_is_not_taken_over(tmp_path):

@@ -39,8 +39,13 @@ CONTEXTS = {
     },
     "analyst": {
         "task": task_info("lm"), "candidate": {"name": "conv_gate", "hypothesis": "h"},
-        "run": {"status": "succeeded", "failure_reason": None, "value": 2.41, "interval": (2.39, 2.43),
-                "fitness": 0.58},
+        "run": {"status": "succeeded", "failure_reason": None, "value": 2.41, "fitness": 0.58},
+        "verification": {
+            "baseline": "softmax_attention", "seeds": [1, 2, 3], "status": "complete", "reason": None,
+            "values": [2.41, 2.43, 2.40], "baseline_values": [2.61, 2.60, 2.63], "difference": 0.2,
+            "interval_low": 0.17, "interval_high": 0.23, "p_value": 0.002, "q_value": 0.004, "alpha": 0.05,
+            "beats": True,
+        },
         "parents": [PARENT], "baselines": [{"name": "softmax_attention", "value": 2.61}],
     },
     "judge": {
@@ -56,6 +61,14 @@ def test_every_role_renders_its_context(role):
     assert CONTEXTS[role]["task"]["description"] in text
     if role in ("researcher", "coder"):
         assert "class Mixer(torch.nn.Module)" in text  # the contract is quoted, not paraphrased
+
+
+def test_the_analyst_sees_a_screening_run_as_one_seed_and_the_verification_in_full():
+    text = render("analyst", CONTEXTS["analyst"])
+    assert "one screening run (one seed: a measurement, not evidence of a difference)" in text
+    assert "p = 0.002, q = 0.004" in text and "the design beats the baseline" in text
+    unverified = render("analyst", {**CONTEXTS["analyst"], "verification": None})
+    assert "Verification" not in unverified
 
 
 def test_the_coder_is_shown_why_its_last_attempt_failed():

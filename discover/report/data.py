@@ -4,12 +4,10 @@ design (baselines included). Everything here is plain data; `plots` draws it and
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -71,7 +69,7 @@ class DesignView(BaseModel):
 class DiscoveryPoint(BaseModel):
     device_hours: float  # spent when this screening result came in
     best_fitness: float
-    beating_baseline: int  # designs so far whose screening metric beats the best baseline's
+    verified_claims: int  # designs so far verified as beating the best baseline (`agents/claims.py`)
 
 
 class StudyView(BaseModel):
@@ -144,6 +142,9 @@ def load_study(folder: Path) -> StudyView:
                 outside = select(Architecture).where(Architecture.id.in_(missing))
                 known |= {architecture.id: architecture for architecture in session.exec(outside)}
         charged = replay(DatabaseLedgerStore(kb, record.study_id).entries()).charged  # in charge order
+        claims = {
+            row.architecture_id: row.seeds for row in kb.study_verifications(record.study_id) if row.beats
+        }
 
     runs_by_design: dict[str, list[Run]] = defaultdict(list)
     for architecture, run in pairs:
@@ -186,7 +187,7 @@ def load_study(folder: Path) -> StudyView:
     return StudyView(
         folder=str(folder.resolve()), status=status, metric=task.metric,
         designs=sorted(designs.values(), key=place),
-        discovery=discovery_curve(pairs, charged, task.better),
+        discovery=discovery_curve(pairs, charged, claims),
         spend_s=spend_by_kind(pairs, charged), llm_by_role=llm_by_role(calls),
         findings=[{key: value for key, value in row.items() if key != "runs"} for row in finding_rows],
         origins=sorted({a.origin for a in known.values() if a.study_id == record.study_id}),
@@ -247,35 +248,31 @@ def design_view(
 
 
 def discovery_curve(
-    pairs: list[tuple[Architecture, Run]], charged: dict[str, float], better: Callable[[float, float], bool]
+    pairs: list[tuple[Architecture, Run]], charged: dict[str, float], claims: dict[str, list[int]]
 ) -> list[DiscoveryPoint]:
-    """Best screening fitness and the number of designs beating the best baseline (by the task's
-    `better`), against the device-hours charged when each result came in. `charged` is the ledger
-    replay's job id -> charge, in the order charged: the order of events."""
-    screens = {run.id: (architecture, run) for architecture, run in pairs if run.fidelity == "screen"}
-    baseline_values = [
-        run.result["value"]
-        for architecture, run in screens.values()
-        if architecture.origin == "baseline" and run.status == "succeeded"
-    ]
-    if not baseline_values:
-        return []
-    best_baseline = functools.reduce(
-        lambda best, value: value if better(value, best) else best, baseline_values
-    )
-    spent, best, beating = 0.0, -math.inf, set()
+    """Best screening fitness, and the number of verified claims (`claims`: the architectures whose
+    verification beats the best baseline, with its seeds), against the device-hours charged when
+    each came in: a claim when the last of its full-fidelity runs was charged. `charged` is the
+    ledger replay's job id -> charge, in the order charged: the order of events. A one-seed
+    screening result moves the fitness line only; it is never counted as a win."""
+    runs = {run.id: (architecture, run) for architecture, run in pairs}
+    spent, best = 0.0, -math.inf
+    verified_seeds: dict[str, set[int]] = defaultdict(set)
     points = []
     for job_id, seconds in charged.items():
         spent += seconds
-        architecture, run = screens.get(job_id, (None, None))
+        architecture, run = runs.get(job_id, (None, None))
         if architecture is None or architecture.origin == "baseline" or run.status != "succeeded":
             continue
-        value = run.result["value"]
-        if better(value, best_baseline):
-            beating.add(architecture.id)
-        best = max(best, run.fitness or 0.0)
+        if run.fidelity == "screen":
+            best = max(best, run.fitness or 0.0)
+        elif architecture.id in claims and run.seed in claims[architecture.id]:
+            verified_seeds[architecture.id].add(run.seed)
+        else:
+            continue
+        verified = sum(seeds == set(claims[arch]) for arch, seeds in verified_seeds.items())
         points.append(
-            DiscoveryPoint(device_hours=spent / 3600, best_fitness=best, beating_baseline=len(beating))
+            DiscoveryPoint(device_hours=spent / 3600, best_fitness=max(best, 0.0), verified_claims=verified)
         )
     return points
 

@@ -37,7 +37,7 @@ def save(figure: plt.Figure, path: Path) -> None:
 
 
 def discovery_curve(view: StudyView, path: Path) -> bool:
-    """Best fitness, and designs beating the best baseline, against device-hours spent."""
+    """Best screening fitness, and verified claims, against device-hours spent."""
     if not view.discovery:
         return False
     hours = [point.device_hours for point in view.discovery]
@@ -46,8 +46,8 @@ def discovery_curve(view: StudyView, path: Path) -> bool:
     best_axis.set_xlabel("device-hours spent")
     best_axis.set_ylabel("best screening fitness", color="tab:blue")
     count_axis = best_axis.twinx()
-    count_axis.step(hours, [p.beating_baseline for p in view.discovery], where="post", color="tab:red")
-    count_axis.set_ylabel("designs beating the best baseline", color="tab:red")
+    count_axis.step(hours, [p.verified_claims for p in view.discovery], where="post", color="tab:red")
+    count_axis.set_ylabel("verified claims (q <= alpha)", color="tab:red")
     count_axis.grid(False)
     count_axis.spines["right"].set_visible(True)
     count_axis.yaxis.get_major_locator().set_params(integer=True)
