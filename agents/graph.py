@@ -26,8 +26,9 @@ from discover.agents import analyst, claims
 from discover.agents.context import StudyContext
 from discover.agents.proposers import trusted_origins
 from discover.agents.proposers.base import Proposal, ProposerStop
-from discover.budget.jobs import CHECK_KEY, OutOfBudget, Paused, run_key
+from discover.budget.jobs import CHECK_KEY, Charged, OutOfBudget, Paused, run_key
 from discover.experiments.harness import TrainResult
+from discover.experiments.probes import Verdict
 from discover.knowledge_base.schema import Architecture, Run, Verification
 from discover.vetting.candidate import VettedCandidate, Vetting, revet, vet
 from discover.vetting.trust import is_trusted
@@ -47,6 +48,7 @@ class ExperimentState(TypedDict, total=False):
     fitness: float  # at screening, against the best baseline
     promoted: bool
     verification: dict[str, Any]
+    duplicate_of: str  # the design the probe found computing the same function
     finding_ids: list[str]
     status: str  # how the experiment ended, see ENDINGS
     reason: str
@@ -117,17 +119,9 @@ def write_code(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
 def probe(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     architecture = _architecture(study, state)
     candidate = vet_architecture(study, architecture)  # the one static check of this candidate
-    first = f"{state['experiment_id']}-check-{state.get('repairs', 0)}"
-    # A resumed experiment whose check job a crash cut short: that id is charged, use a fresh one.
-    retries = (f"{first}-again{n}" for n in itertools.count(1))
-    job_id = next(job for job in itertools.chain([first], retries) if not study.ledger.used(job))
+    job_id = unused_job_id(study, f"{state['experiment_id']}-check-{state.get('repairs', 0)}")
     try:
-        charged = study.jobs.run(
-            job_id,
-            CHECK_KEY,
-            0,
-            lambda slot: study.sandbox.check(candidate, study.spec("screen"), job_id, slot.deadline),
-        )
+        charged = check_job(study, candidate, job_id)
     except OutOfBudget as exc:
         return {"status": "out_of_budget", "reason": str(exc)}
     if charged.failure is not None:
@@ -147,7 +141,18 @@ def probe(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
         )  # fmt: skip
         repairs = state.get("repairs", 0) + 1
         return {"verdict": verdict, "status": "rejected", "reason": reason[:300], "repairs": repairs}
-    return {"verdict": verdict, "vetting": candidate.vetting().model_dump(mode="json")}
+    passed = {"verdict": verdict, "vetting": candidate.vetting().model_dump(mode="json")}
+    assert charged.value is not None
+    twin = functional_duplicate(study, architecture, charged.value.functional_hash)
+    if twin is None:
+        return passed
+    reason = f"computes the same function as {twin.name} (hash {twin.functional_hash}); not trained again"
+    study.kb.add_run(
+        architecture.id, study.task.name, study_id=study.study_id, fidelity="screen", seed=study.config.seed,
+        status="rejected", sandbox=study.sandbox.backend.name, failure_reason=reason,
+        result={"duplicate_of": twin.id, "probes": verdict["probes"]},
+    )  # fmt: skip
+    return {**passed, "status": "duplicate", "reason": reason, "duplicate_of": twin.id}
 
 
 def screen(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
@@ -259,6 +264,33 @@ def record(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def check_job(study: StudyContext, candidate: VettedCandidate, job_id: str) -> Charged[Verdict]:
+    """The candidate's probes as one budgeted job; OutOfBudget or Paused as `BudgetedJobs.run`."""
+    return study.jobs.run(
+        job_id,
+        CHECK_KEY,
+        0,
+        lambda slot: study.sandbox.check(candidate, study.spec("screen"), job_id, slot.deadline),
+    )
+
+
+def unused_job_id(study: StudyContext, first: str) -> str:
+    """`first`, or (for a job a crash cut short on a resumed study: that id is charged) a fresh one."""
+    retries = (f"{first}-again{n}" for n in itertools.count(1))
+    return next(job for job in itertools.chain([first], retries) if not study.ledger.used(job))
+
+
+def functional_duplicate(
+    study: StudyContext, architecture: Architecture, functional_hash: str | None
+) -> Architecture | None:
+    """Store the probe's functional hash on the design; the earlier design of the study (or a
+    baseline it trained) that computes the same function, if any."""
+    if not functional_hash:
+        return None
+    study.kb.set_functional_hash(architecture.id, functional_hash)
+    return study.kb.functional_twin(study.study_id, functional_hash, architecture.id)
 
 
 def trusted(architecture: Architecture) -> bool:
@@ -392,6 +424,8 @@ def _after_novelty(state: ExperimentState) -> str:
 
 
 def _after_probe(study: StudyContext, state: ExperimentState) -> str:
+    if state.get("status") == "duplicate":
+        return "record"
     if state.get("verdict", {}).get("passed"):
         return "screen"
     repairable = state.get("status") == "rejected" and state["repairs"] <= study.proposer.repair_attempts

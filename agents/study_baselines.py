@@ -8,8 +8,9 @@ from collections.abc import Callable
 from sqlmodel import select
 
 from discover.agents.context import StudyContext
-from discover.agents.graph import train_and_record
+from discover.agents.graph import check_job, train_and_record, unused_job_id, vet_architecture
 from discover.agents.record import StudyError
+from discover.budget.jobs import OutOfBudget
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult
 from discover.knowledge_base.schema import Architecture, Baseline
@@ -34,6 +35,21 @@ def baseline_architecture(kb: KnowledgeBase, name: str) -> Architecture:
     return architecture
 
 
+def record_functional_hash(study: StudyContext, architecture: Architecture) -> None:
+    """Probe the baseline once (a budgeted check job) for its functional hash, so that a design
+    computing the same function is recognised as a duplicate of it."""
+    if architecture.functional_hash is not None:
+        return
+    candidate = vet_architecture(study, architecture)
+    job_id = unused_job_id(study, f"baseline-{architecture.name}-check-0")
+    try:
+        charged = check_job(study, candidate, job_id)
+    except OutOfBudget:
+        return  # the screening run below says what the budget cannot cover
+    if charged.value is not None and charged.value.functional_hash:
+        study.kb.set_functional_hash(architecture.id, charged.value.functional_hash)
+
+
 def train_baselines(study: StudyContext, say: Callable[[str], None]) -> str | None:
     """Screen the configured baselines once per study, then score them against the best of them.
     Returns why the study cannot go on when the budget ran out first (None when it can); raises
@@ -47,6 +63,7 @@ def train_baselines(study: StudyContext, say: Callable[[str], None]) -> str | No
         if any(run.status == "succeeded" for run in runs):
             continue
         say(f"training baseline {name} at screening fidelity")
+        record_functional_hash(study, architecture)
         run = train_and_record(study, architecture, "screen", study.config.seed)
         if run is None:
             out_of_budget = f"the budget left cannot cover training baseline {name}"

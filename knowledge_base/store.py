@@ -270,6 +270,25 @@ class KnowledgeBase:
             rows = session.exec(query).all()
         return sorted(rows, key=lambda row: (row[0].created_at, row[0].id, row[1].seed, row[1].id))
 
+    def set_functional_hash(self, architecture_id: str, functional_hash: str) -> None:
+        with self.writing() as session:
+            architecture = session.get(Architecture, architecture_id)
+            if architecture is not None:
+                architecture.functional_hash = functional_hash
+                session.add(architecture)
+
+    def functional_twin(self, study_id: str, functional_hash: str, exclude_id: str) -> Architecture | None:
+        """The earliest other design of this study, or one it trained (a baseline), that computes
+        the same function (the probe's functional hash); None when there is none."""
+        same = select(Architecture).where(
+            Architecture.functional_hash == functional_hash, Architecture.id != exclude_id
+        )
+        with self.reading() as session:
+            matches = session.exec(same).all()
+            trained = set(session.exec(select(Run.architecture_id).where(Run.study_id == study_id)).all())
+        mine = [a for a in matches if a.study_id == study_id or a.id in trained]
+        return min(mine, key=lambda a: (a.created_at, a.id), default=None)
+
     def add_verification(self, verification: Verification) -> Verification:
         with self.writing() as session:
             session.add(verification)

@@ -16,7 +16,7 @@ from scipy import stats
 from discover.agents.claims import refresh_q_values
 from discover.agents.compose import compose_study
 from discover.agents.config import ConfigError, StudyConfig, load_config
-from discover.agents.graph import verify
+from discover.agents.graph import probe, verify
 from discover.agents.record import StudyRecord, open_knowledge_base
 from discover.agents.statistics import ALPHA, compare, q_values
 from discover.agents.status import study_status
@@ -142,6 +142,22 @@ def test_a_verification_claims_a_better_design_and_not_a_copy_of_the_baseline(st
     assert [row.beats for row in rows] == [True, False]
     status = study_status(study.folder)
     assert status.claims == 1 and [v.design for v in status.verifications] == ["softmax", "linear_copy"]
+
+
+def test_a_design_computing_a_baselines_function_is_not_trained_again(study):
+    (baseline,) = [
+        arch for arch, _ in study.kb.study_runs(study.study_id, "screen") if arch.origin == "baseline"
+    ]
+    assert baseline.functional_hash  # probed before its screening run
+    renamed = baseline.code.replace("chunk_size", "block_size") + "\n# written again, as a person might\n"
+    again = study.kb.add_architecture(
+        "linear_again", renamed, "human", "the same", [], study_id=study.study_id
+    )
+    outcome = probe(study, {"experiment_id": "e00009", "architecture_id": again.id})
+    assert outcome["status"] == "duplicate" and outcome["duplicate_of"] == baseline.id, outcome
+    runs = [run for arch, run in study.kb.study_runs(study.study_id) if arch.id == again.id]
+    assert [run.status for run in runs] == ["rejected"] and "linear_attention" in runs[0].failure_reason
+    assert runs[0].result["duplicate_of"] == baseline.id  # its record points to the original
 
 
 def test_a_failed_seed_makes_a_verification_inconclusive(study):

@@ -175,3 +175,22 @@ def test_two_signals_stop_a_study_at_once_and_leave_nothing_behind(backend, requ
     while leftovers := job_leftovers(study):
         assert time.monotonic() - stopped < 60, leftovers
         time.sleep(0.5)
+
+
+@pytest.mark.parametrize("backend", ["docker", "bwrap"])
+def test_one_sigterm_drains_a_study_and_leaves_nothing_behind(backend, request, study):
+    request.getfixturevalue(f"{backend}_backend")  # skips (fails in CI) without the service
+    (study / "discover.toml").write_text(STUDY.replace('sandbox = "process"', f'sandbox = "{backend}"'))
+    first = start("run", "-C", str(study), "--budget", "30m")
+    try:
+        wait_for(lambda: (study / "study.json").exists() and job_leftovers(study), first)
+        first.send_signal(signal.SIGTERM)  # the running job finishes, no new one starts
+        output, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0 and "interrupted: finishing the running jobs (SIGTERM" in output, output
+    stopped = time.monotonic()
+    while leftovers := job_leftovers(study):
+        assert time.monotonic() - stopped < 60, leftovers
+        time.sleep(0.5)

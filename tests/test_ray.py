@@ -77,10 +77,10 @@ def running_runs(folder: Path) -> list[tuple]:
         return []
 
 
-def study_containers(folder: Path) -> list[str]:
+def study_containers(folder: Path, running_only: bool = False) -> list[str]:
     (study_id,) = (json.loads((folder / "study.json").read_text())["study_id"],)
     listed = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=discover.study={study_id}"],
+        ["docker", "ps", "-q" if running_only else "-aq", "--filter", f"label=discover.study={study_id}"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return listed.stdout.split()
@@ -179,15 +179,6 @@ def test_doctor_checks_the_ray_cluster(study, ray_cluster):
     assert "Ray cluster" in checked.stdout and "1 live node(s), 4 CPUs" in checked.stdout, checked.stdout
 
 
-def running_containers(folder: Path) -> list[str]:
-    study_id = json.loads((folder / "study.json").read_text())["study_id"]
-    listed = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=discover.study={study_id}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return listed.stdout.split()
-
-
 def test_a_job_on_the_cluster_ends_within_a_minute_of_its_orchestrator_being_killed(study, ray_cluster):
     endless = TINY_STUDY.replace("settings = { steps = 10 }", "settings = { steps = 1000000 }")
     (study / "discover.toml").write_text(endless.replace("timeout_s = 120", "timeout_s = 900"))
@@ -198,14 +189,14 @@ def test_a_job_on_the_cluster_ends_within_a_minute_of_its_orchestrator_being_kil
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if (study / "study.json").exists() and running_containers(study):
+        if (study / "study.json").exists() and study_containers(study, running_only=True):
             break
         time.sleep(0.3)
     assert process.poll() is None, "the study ended before a job was seen on the cluster"
     process.kill()  # kill -9: Ray ends the driver's workers, and with them the jobs' leases
     process.wait()
     killed = time.monotonic()
-    while running_containers(study):
+    while study_containers(study, running_only=True):
         assert time.monotonic() - killed < 60, "the job outlived its orchestrator"
         time.sleep(0.5)
     reaped = subprocess.run(
