@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from discover.agents.context import StudyContext
 from discover.agents.grammar import difference
 from discover.agents.proposers.grammar_search import genome_by_name
-from discover.agents.statistics import mean_interval
+from discover.agents.statistics import interval_level, mean_interval
 from discover.knowledge_base.schema import Architecture, Finding, Run
 
 
@@ -76,7 +76,7 @@ def analyze(
         same = [pair for pair in pairs if pair.change == change]
         deltas = [pair.delta for pair in same]
         mean = sum(deltas) / len(deltas)
-        confidence = 1 - 2 * study.config.promotion.alpha
+        confidence = interval_level(study.config.promotion.alpha)
         interval = mean_interval(deltas, confidence, seed=study.config.seed)
         slot, before, after = change
         if interval is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from discover.agents.context import StudyContext
-from discover.agents.statistics import compare, q_values
+from discover.agents.statistics import compare, interval_level, q_values
 from discover.knowledge_base.schema import Architecture, Finding, Verification
 
 
@@ -43,7 +43,7 @@ def decide(
     if failed:
         record.reason = "a seed failed, so nothing was tested: " + "; ".join(failed)[:1000]
     else:
-        sign = 1.0 if study.task.better(1.0, 0.0) else -1.0  # oriented: larger is better
+        sign = 1.0 if study.task.higher_is_better else -1.0  # oriented: larger is better
         result = compare(
             [sign * design.values[seed] for seed in seeds],
             [sign * reference.values[seed] for seed in seeds],
@@ -54,7 +54,9 @@ def decide(
         record.interval_low, record.interval_high = result.interval
     study.kb.add_verification(record)
     refresh_q_values(study)
-    return next(row for row in study.kb.study_verifications(study.study_id) if row.id == record.id)
+    decided = study.kb.get(Verification, record.id)  # with its q-value
+    assert decided is not None
+    return decided
 
 
 def refresh_q_values(study: StudyContext) -> None:
@@ -88,7 +90,7 @@ def record_finding(study: StudyContext, architecture: Architecture, verification
     interval = (verification.interval_low, verification.interval_high)
     statement = (
         f"At full fidelity on seeds {seeds}, {name} {claim} on {study.task.name}: mean per-seed gain in "
-        f"{metric} {verification.difference:+.4f} ({1 - 2 * verification.alpha:.0%} interval "
+        f"{metric} {verification.difference:+.4f} ({interval_level(verification.alpha):.0%} interval "
         f"[{interval[0]:+.4f}, {interval[1]:+.4f}]), paired t-test p = {verification.p_value:.3g}, "
         f"q = {verification.q_value:.3g} (Benjamini-Hochberg over the study's verifications, alpha "
         f"{verification.alpha:g}); {name}: {_values(verification.values)}, {baseline}: "
@@ -102,7 +104,7 @@ def record_finding(study: StudyContext, architecture: Architecture, verification
     ]
     return study.kb.add_finding(
         statement, verdict, evidence_run_ids=runs, effect_size=verification.difference,
-        effect_interval=interval, confidence=1 - 2 * verification.alpha, task=study.task.name,
+        effect_interval=interval, confidence=interval_level(verification.alpha), task=study.task.name,
         tags=["verification"], study_id=study.study_id,
     )  # fmt: skip
 

@@ -22,8 +22,7 @@ def leaderboard(kb: KnowledgeBase, study_id: str, higher_is_better: bool) -> tup
             full.setdefault(architecture.id, []).append(run.result["value"])
         elif architecture.id not in rows or (run.fitness or 0) > (rows[architecture.id]["fitness"] or 0):
             rows[architecture.id] = {
-                "id": architecture.id, "name": architecture.name, "origin": architecture.origin,
-                "fitness": run.fitness,
+                "name": architecture.name, "origin": architecture.origin, "fitness": run.fitness,
                 "screen_value": run.result["value"], "metric": run.result["metric"],
                 "params": run.result["params"], "tokens_per_s": run.result["tokens_per_s"],
                 "motivation": architecture.motivation,
@@ -35,9 +34,8 @@ def leaderboard(kb: KnowledgeBase, study_id: str, higher_is_better: bool) -> tup
     ranked = sorted(
         rows.values(), key=lambda row: -(row["fitness"] if row["fitness"] is not None else -math.inf)
     )
-    for verification in kb.study_verifications(study_id):  # the latest of each design's
-        row = next((row for row in ranked if row["id"] == verification.architecture_id), None)
-        if row is not None:
+    for verification in kb.study_verifications(study_id):  # oldest first: the latest of each design's wins
+        if (row := rows.get(verification.architecture_id)) is not None:
             row["verification"] = verification.model_dump(
                 include={"baseline", "status", "p_value", "q_value", "beats"}
             ) | {"seeds": len(verification.seeds)}

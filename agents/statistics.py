@@ -68,6 +68,11 @@ class Comparison:
     alpha: float
 
 
+def interval_level(alpha: float) -> float:
+    """The two-sided level of `compare`'s interval: its lower end is the one-sided 1 - alpha bound."""
+    return 1 - 2 * alpha
+
+
 def compare(
     candidate: Sequence[float], reference: Sequence[float], *, paired: bool = True, alpha: float = ALPHA
 ) -> Comparison:

@@ -34,9 +34,9 @@ def process_start(pid: int) -> str | None:
     return stat_line.rpartition(")")[2].split()[19]  # field 22, counted after the command name
 
 
-def owner_tag(pid: int | None = None) -> str:
-    pid = pid or os.getpid()
-    return f"{SOURCE}:{pid}:{process_start(pid)}"
+def owner_tag() -> str:
+    """This process, as the source name of the mounts it makes."""
+    return f"{SOURCE}:{os.getpid()}:{process_start(os.getpid())}"
 
 
 def owner_alive(source: str) -> bool:

@@ -2,6 +2,7 @@
 service is missing, and skips with the reason elsewhere."""
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,24 @@ def openai_server():
 
     with OpenAIServer() as server:
         yield server
+
+
+def job_processes(jobs_dir: Path, study_id: str, stopped_containers: bool = True) -> list[str]:
+    """A study's jobs still on this host: local job processes working under `jobs_dir`, and its
+    containers (with `stopped_containers`, also those that have exited but were not removed)."""
+    listed = subprocess.run(["pgrep", "-af", "discover.experiments.job"], capture_output=True, text=True)
+    found = [line for line in listed.stdout.splitlines() if str(jobs_dir.resolve()) in line]
+    which = "-aq" if stopped_containers else "-q"
+    containers = subprocess.run(
+        ["docker", "ps", which, "--filter", f"label=discover.study={study_id}"],
+        capture_output=True,
+        text=True,
+    )
+    return found + containers.stdout.split()
+
+
+def job_mounts(jobs_dir: Path) -> list[Path]:
+    """Job output mounts under `jobs_dir` still mounted."""
+    from discover.sandbox import quota
+
+    return [point for _, point in quota.mounted() if point.is_relative_to(jobs_dir.resolve())]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY_STUDY
+from .conftest import TINY_STUDY, job_mounts, job_processes
 
 STUDY = f'name = "unattended"\nsandbox = "process"\n{TINY_STUDY}'
 
@@ -135,21 +135,10 @@ def test_any_command_turns_an_internal_error_into_one_line(command, study, monke
     assert "injected fault" in (study / "errors.log").read_text()
 
 
-def job_leftovers(study: Path) -> list[str]:
+def job_leftovers(study: Path) -> list:
     """The study's job processes, containers and output mounts still on this host."""
-    from discover.sandbox import quota
-
-    jobs = str((study / "jobs").resolve())
-    processes = subprocess.run(["pgrep", "-af", "discover.experiments.job"], capture_output=True, text=True)
-    found = [line for line in processes.stdout.splitlines() if jobs in line]
     study_id = json.loads((study / "study.json").read_text())["study_id"]
-    containers = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=discover.study={study_id}"],
-        capture_output=True,
-        text=True,
-    )
-    found += containers.stdout.split()
-    return found + [str(point) for _, point in quota.mounted() if str(point).startswith(jobs)]
+    return job_processes(study / "jobs", study_id) + job_mounts(study / "jobs")
 
 
 @pytest.mark.parametrize("backend", ["docker", "bwrap"])

@@ -8,11 +8,10 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from discover.sandbox import quota
+from .conftest import job_mounts, job_processes
 
 ORCHESTRATOR = """
 import sys
@@ -32,23 +31,6 @@ sandbox.train(candidate, RunSpec.resolve("mqar", {"steps": 1_000_000}), job_id="
 ENDS_WITHIN_S = 60.0
 
 
-def job_processes(workdir: Path, study: str) -> list[int]:
-    """Processes of the job: local ones name its folder; a container's run under the study's label."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.name != str(os.getpid()):
-            try:
-                command = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if str(workdir) in command and "discover.experiments.job" in command:
-                found.append(int(entry.name))
-    listed = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=discover.study={study}"], capture_output=True, text=True
-    )
-    return found + [-1 for _ in listed.stdout.split()]  # a running container counts as one
-
-
 @pytest.mark.parametrize("backend", ["process", "bwrap", "docker"])
 def test_a_job_whose_orchestrator_was_killed_ends_within_a_minute(backend, request, tmp_path):
     if backend != "process":
@@ -57,7 +39,7 @@ def test_a_job_whose_orchestrator_was_killed_ends_within_a_minute(backend, reque
     orchestrator = subprocess.Popen([sys.executable, "-c", ORCHESTRATOR, backend, str(tmp_path), study])
     try:
         deadline = time.monotonic() + 120
-        while not job_processes(tmp_path, study):
+        while not job_processes(tmp_path, study, stopped_containers=False):
             assert orchestrator.poll() is None, "the orchestrator ended before its job started"
             assert time.monotonic() < deadline, "the job never started"
             time.sleep(0.2)
@@ -66,7 +48,7 @@ def test_a_job_whose_orchestrator_was_killed_ends_within_a_minute(backend, reque
         orchestrator.kill()  # SIGKILL: nothing of discover's runs after this
         orchestrator.wait()
     killed = time.monotonic()
-    while job_processes(tmp_path, study):
+    while job_processes(tmp_path, study, stopped_containers=False):
         assert time.monotonic() - killed < ENDS_WITHIN_S, f"the {backend} job outlived its orchestrator"
         time.sleep(0.5)
 
@@ -75,7 +57,7 @@ def test_a_job_whose_orchestrator_was_killed_ends_within_a_minute(backend, reque
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert reaped.returncode == 0, reaped.stdout + reaped.stderr
-    assert not [point for _, point in quota.mounted() if point.is_relative_to(tmp_path)]
+    assert job_mounts(tmp_path) == []
     left = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=discover.study={study}"], capture_output=True, text=True
     )
