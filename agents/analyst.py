@@ -1,12 +1,13 @@
-"""The rule-based analyst: after each offline experiment, a typed finding with its statistics.
+"""The rule-based analyst: after each offline experiment, the typed finding it adds or revises.
 
 - A child that differs from its parent in one motif: the effect of that change on screening
-  fitness, pooled over every parent->child pair in the study that made the same change, with a
-  bootstrap interval at 1 - 2 alpha. "supports" when the interval lies above zero, "refutes" when
-  below, "inconclusive" otherwise (including a single pair, which has no interval).
-- A design without a grammar parent: its one-seed screening result beside the best baseline's,
-  recorded as "inconclusive": one run is a measurement, never a claim (only a verification is).
+  fitness, pooled over every parent->child pair in the study that made the same change (paired
+  differences, their mean, n, and from two pairs a t-interval at 1 - 2 alpha). One finding per
+  change, revised as pairs accumulate. "supports" when the interval lies above zero, "refutes"
+  when below, "inconclusive" otherwise (including a single pair, which has no interval).
 - A run that failed: the failure, as a negative finding.
+- Anything else adds nothing: a design's own one-seed screening result is a measurement kept with
+  its run, never a finding (only a verification makes a claim).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from discover.agents.context import StudyContext
 from discover.agents.grammar import difference
 from discover.agents.proposers.grammar_search import genome_by_name
-from discover.agents.statistics import interval_level, mean_interval
+from discover.agents.statistics import compare, interval_level
 from discover.knowledge_base.schema import Architecture, Finding, Run
 
 
@@ -53,56 +54,66 @@ def motif_pairs(screened: list[tuple[Architecture, Run]]) -> list[Pair]:
     return pairs
 
 
-def analyze(
-    study: StudyContext, architecture_id: str, run: Run | None, reference_name: str, reference_value: float
-) -> Finding:
-    """The finding for one experiment whose screening run is `run` (None: it never trained)."""
-    task = study.task.name
+def analyze(study: StudyContext, architecture_id: str, run: Run | None) -> Finding | None:
+    """The finding one experiment adds or revises (its screening run is `run`; None: it never
+    trained): its failure, or the pooled effect of the motif change it made. None otherwise: a
+    design's own one-seed screening result is a measurement, kept with its run, not a finding."""
     architecture = study.kb.get(Architecture, architecture_id)
     assert architecture is not None
-    common = {"task": task, "study_id": study.study_id}
+    common = {"task": study.task.name, "study_id": study.study_id}
     if run is None or run.status != "succeeded":
         reason = (run.failure_reason if run else None) or "it was not trained"
         return study.kb.add_finding(
-            f"{architecture.name} failed on {task}: {reason}", "refutes",
+            f"{architecture.name} failed on {study.task.name}: {reason}", "refutes",
             evidence_run_ids=[run.id] if run else [], tags=["failure"], **common,
         )  # fmt: skip
-
-    screened = study.kb.study_runs(study.study_id, fidelity="screen")
-    pairs = motif_pairs(screened)
+    pairs = motif_pairs(study.kb.study_runs(study.study_id, fidelity="screen"))
     mine = [pair for pair in pairs if pair.run_ids[1] == run.id]
-    if mine:
-        change = mine[0].change
-        same = [pair for pair in pairs if pair.change == change]
-        deltas = [pair.delta for pair in same]
-        mean = sum(deltas) / len(deltas)
-        confidence = interval_level(study.config.promotion.alpha)
-        interval = mean_interval(deltas, confidence, seed=study.config.seed)
-        slot, before, after = change
-        if interval is None:
-            verdict, spread = "inconclusive", "no interval yet"
-        else:
-            verdict = "supports" if interval[0] > 0 else "refutes" if interval[1] < 0 else "inconclusive"
-            spread = f"{confidence:.0%} CI [{interval[0]:+.3f}, {interval[1]:+.3f}]"
-        statement = (
-            f"Changing {slot} from {before} to {after} moves screening fitness on {task} by {mean:+.3f} "
-            f"({spread}) over {len(deltas)} parent-child pair{'s' if len(deltas) > 1 else ''}; "
-            f"this time {architecture.name} scored {run.fitness:.3f}."
-        )
-        evidence = sorted({run_id for pair in same for run_id in pair.run_ids})
-        return study.kb.add_finding(
-            statement, verdict, evidence_run_ids=evidence, effect_size=mean, effect_interval=interval,
-            confidence=confidence if interval else None, tags=["motif", slot, f"{slot}={after}"], **common,
-        )  # fmt: skip
+    if not mine:
+        return None
+    change = mine[0].change
+    same = [pair for pair in pairs if pair.change == change]
+    fields = motif_finding(study, change, same)
+    tag = change_tag(change)
+    existing = study.kb.find_finding(study.study_id, tag)
+    if existing is None:
+        return study.kb.add_finding(**fields, **common)
+    return study.kb.revise_finding(existing.id, **fields)
 
-    value = run.result.get("value", math.nan)
-    metric = run.result.get("metric", "metric")
+
+def change_tag(change: tuple[str, object, object]) -> str:
+    """The tag that names one motif change: its finding is found and revised by it."""
+    slot, before, after = change
+    return f"change:{slot}:{before}->{after}"
+
+
+def motif_finding(study: StudyContext, change: tuple[str, object, object], pairs: list[Pair]) -> dict:
+    """The finding's fields for a motif change over every parent-child pair that made it so far:
+    the mean paired difference in screening fitness (child minus parent), and from two pairs on its
+    interval and one-sided p-value (`compare`, paired: each child against its own parent)."""
+    slot, before, after = change
+    alpha = study.config.promotion.alpha
+    children = [pair.delta for pair in pairs]
+    mean = sum(children) / len(children)
+    interval, confidence = None, None
+    if len(pairs) < 2:
+        verdict, spread = "inconclusive", "one pair: no interval yet"
+    else:
+        result = compare(children, [0.0] * len(children), paired=True, alpha=alpha)
+        interval, confidence = result.interval, interval_level(alpha)
+        verdict = "supports" if interval[0] > 0 else "refutes" if interval[1] < 0 else "inconclusive"
+        spread = (
+            f"{confidence:.0%} interval [{interval[0]:+.3f}, {interval[1]:+.3f}], one-sided p = "
+            f"{result.p_value:.3g}"
+        )
     statement = (
-        f"{architecture.name} reached {metric} {value:.4f} on {task} in a one-seed screening run; the "
-        f"best baseline {reference_name} screened at {reference_value:.4f}. One seed is not evidence "
-        "of a difference: only a verification can claim one."
+        f"Changing {slot} from {before} to {after} moves screening fitness on {study.task.name} by "
+        f"{mean:+.3f} ({spread}) over n = {len(pairs)} parent-child pair{'s' if len(pairs) > 1 else ''} "
+        "(one screening seed each; a finding about the change, not a claim about any design)."
     )
-    return study.kb.add_finding(
-        statement, "inconclusive", evidence_run_ids=[run.id],
-        effect_size=value - reference_value, tags=["screen", "baseline"], **common,
-    )  # fmt: skip
+    return {
+        "statement": statement, "verdict": verdict,
+        "evidence_run_ids": sorted({run_id for pair in pairs for run_id in pair.run_ids}),
+        "effect_size": mean, "effect_interval": interval, "confidence": confidence,
+        "tags": ["motif", slot, f"{slot}={after}", change_tag(change)],
+    }  # fmt: skip

@@ -27,15 +27,18 @@ class SeedRuns:
 
 def decide(
     study: StudyContext, architecture: Architecture, baseline: str, seeds: list[int], design: SeedRuns,
-    reference: SeedRuns,
+    reference: SeedRuns, replicates: Verification | None = None, heldout_draw: int = 0,
 ) -> Verification:  # fmt: skip
     """Test the design against the baseline on `seeds`, store the verification, and refresh the
-    study's q-values (so the returned row's `beats` reflects every verification so far)."""
+    study's q-values (so the returned row's `beats` reflects every verification so far). A
+    replication of `replicates` is decided by its own test at alpha: it tests one claim already
+    made, so it is not one more discovery for the false-discovery control."""
     alpha = study.config.promotion.alpha
     record = Verification(
         study_id=study.study_id, architecture_id=architecture.id, baseline=baseline, task=study.task.name,
         seeds=seeds, values=[design.values.get(seed) for seed in seeds],
         baseline_values=[reference.values.get(seed) for seed in seeds], status="inconclusive", alpha=alpha,
+        replicates=replicates.id if replicates else None, heldout_draw=heldout_draw,
     )  # fmt: skip
     failed = [f"{name} seed {seed}: {side.failures.get(seed, 'no result')}"
               for name, side in ((architecture.name, design), (baseline, reference))
@@ -52,6 +55,8 @@ def decide(
         record.status = "complete"
         record.difference, record.p_value = result.difference, result.p_value
         record.interval_low, record.interval_high = result.interval
+        if replicates is not None:
+            record.beats = result.beats
     study.kb.add_verification(record)
     refresh_q_values(study)
     decided = study.kb.get(Verification, record.id)  # with its q-value
@@ -60,8 +65,13 @@ def decide(
 
 
 def refresh_q_values(study: StudyContext) -> None:
-    """Benjamini-Hochberg over the study's complete verifications, stored on each."""
-    complete = [row for row in study.kb.study_verifications(study.study_id) if row.status == "complete"]
+    """Benjamini-Hochberg over the study's complete verifications (not their replications), stored
+    on each."""
+    complete = [
+        row
+        for row in study.kb.study_verifications(study.study_id)
+        if row.status == "complete" and row.replicates is None
+    ]
     adjusted = q_values([row.p_value for row in complete])  # type: ignore[misc]
     study.kb.set_q_values({
         row.id: (q, q <= row.alpha and (row.difference or 0.0) > 0)
@@ -88,12 +98,21 @@ def record_finding(study: StudyContext, architecture: Architecture, verification
     else:
         verdict, claim = "inconclusive", f"is not shown to beat {baseline}"
     interval = (verification.interval_low, verification.interval_high)
+    if verification.replicates is None:
+        where = f"At full fidelity on seeds {seeds}"
+        decided = (
+            f"q = {verification.q_value:.3g} (Benjamini-Hochberg over the study's verifications, alpha "
+            f"{verification.alpha:g})"
+        )
+    else:
+        held = "held" if verification.beats else "did not hold"
+        where = f"Replicated on fresh seeds {seeds} and a fresh held-out set (the claim {held})"
+        decided = f"alpha {verification.alpha:g} (a replication is its own test)"
     statement = (
-        f"At full fidelity on seeds {seeds}, {name} {claim} on {study.task.name}: mean per-seed gain in "
+        f"{where}, {name} {claim} on {study.task.name}: mean per-seed gain in "
         f"{metric} {verification.difference:+.4f} ({interval_level(verification.alpha):.0%} interval "
         f"[{interval[0]:+.4f}, {interval[1]:+.4f}]), paired t-test p = {verification.p_value:.3g}, "
-        f"q = {verification.q_value:.3g} (Benjamini-Hochberg over the study's verifications, alpha "
-        f"{verification.alpha:g}); {name}: {_values(verification.values)}, {baseline}: "
+        f"{decided}; {name}: {_values(verification.values)}, {baseline}: "
         f"{_values(verification.baseline_values)}."
     )
     runs = [

@@ -39,6 +39,7 @@ class PromotionConfig(Section):
     min_screened: int = Field(default=5, ge=1)
     seeds: int = Field(default=5, ge=3)  # per verification, for the design and the baseline alike
     alpha: float = Field(default=ALPHA, gt=0, lt=0.5)  # one-sided; the study's false-discovery rate
+    replicate: bool = True  # test every claim again (fresh seeds and held-out data) when the budget allows
 
     @model_validator(mode="before")
     @classmethod

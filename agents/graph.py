@@ -2,7 +2,7 @@
 the promising ones, and record what was learned.
 
     select_parents -> retrieve -> propose -> check_novelty -> write_code -> probe -> screen
-        -> [judge] -> decide_promotion -> [verify] -> analyze -> record
+        -> [judge] -> recheck -> decide_promotion -> [verify -> replicate] -> analyze -> record
 
 A duplicate, a design that fails its probes (after the coder's repairs, for llm designs), or a
 budget that cannot cover the next job ends the experiment early at `record`. Every node is a
@@ -13,25 +13,30 @@ each unfinished experiment at its last finished node (`discover run --resume`).
 
 from __future__ import annotations
 
-import itertools
 import math
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from discover.agents import analyst, claims
+from discover.agents import analyst, claims, replication
 from discover.agents.context import StudyContext
-from discover.agents.proposers import trusted_origins
 from discover.agents.proposers.base import Proposal, ProposerStop
-from discover.budget.jobs import CHECK_KEY, Charged, OutOfBudget, Paused, run_key
+from discover.agents.runs import (
+    baseline_at_full_fidelity,
+    best_baseline,
+    check_job,
+    finished_runs,
+    seed_runs,
+    train_and_record,
+    unused_job_id,
+    vet_architecture,
+)
+from discover.budget.jobs import OutOfBudget
 from discover.experiments.harness import TrainResult
-from discover.experiments.probes import Verdict
 from discover.knowledge_base.schema import Architecture, Run, Verification
-from discover.vetting.candidate import VettedCandidate, Vetting, revet, vet
-from discover.vetting.trust import is_trusted
+from discover.vetting.candidate import VettedCandidate, Vetting, revet
 
 
 class ExperimentState(TypedDict, total=False):
@@ -45,14 +50,19 @@ class ExperimentState(TypedDict, total=False):
     vetting: dict[str, Any]  # the probed candidate's Vetting: screen and verify reuse it, unparsed
     repairs: int
     screen_run_id: str
-    fitness: float  # at screening, against the best baseline
+    fitness: float  # at screening, against the best baseline (the lower of two, when rechecked)
+    recheck: dict[str, Any]  # the too-good gate's second screening run, when it took one
     promoted: bool
     verification: dict[str, Any]
+    replication: dict[str, Any]  # the claim tested again (`replication.py`), or why it was not
     duplicate_of: str  # the design the probe found computing the same function
     finding_ids: list[str]
     status: str  # how the experiment ended, see ENDINGS
     reason: str
 
+
+RECHECK_SEED_OFFSET = 1000  # the too-good recheck's seed, past the verification seeds (seed+1..)
+RECHECK_DRAW = 1  # its held-out set (`Sandbox.heldout_seed_of`); replications draw later ones
 
 ENDINGS = {
     "exhausted": "the proposer found no design the study has not tried",
@@ -190,6 +200,35 @@ def judge(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     return {"fitness": fitness}
 
 
+def recheck(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    """The too-good gate: a design ahead of the reference by more than `scoring.too_good_margin`
+    at screening is screened again, on another seed and a fresh held-out set, before it can be
+    promoted. Promotion then goes by the lower of its two fitnesses; a failed recheck blocks it."""
+    run = study.kb.get(Run, state["screen_run_id"])
+    reference = study.reference("screen", study.config.seed)
+    assert run is not None and reference is not None
+    if not study.score(TrainResult.model_validate(run.result), reference[1]).needs_verification:
+        return {}
+    architecture = _architecture(study, state)
+    seed = study.config.seed + RECHECK_SEED_OFFSET
+    candidate = probed(study, state, architecture)
+    second = train_and_record(
+        study, architecture, "screen", seed, candidate, RECHECK_DRAW, labels={"recheck_of": run.id}
+    )
+    if second is None:
+        return {"status": "out_of_budget", "reason": "the budget cannot cover the too-good recheck"}
+    judge_score = run.result.get("judge", {}).get("score")
+    if second.status == "succeeded" and judge_score is not None:  # scored as the first run was
+        result = TrainResult.model_validate(second.result)
+        second = study.kb.update_run(second.id, fitness=study.score(result, reference[1], judge_score).value)
+    fitness = min(state["fitness"], second.fitness or 0.0) if second.status == "succeeded" else 0.0
+    summary = {
+        "run_id": second.id, "seed": seed, "status": second.status, "fitness": second.fitness,
+        "value": second.result.get("value"), "failure_reason": second.failure_reason,
+    }  # fmt: skip
+    return {"recheck": summary, "fitness": fitness}
+
+
 def decide_promotion(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """Promote when the design is in the top `fraction` of the study's screened designs so far."""
     rule = study.config.promotion
@@ -215,7 +254,15 @@ def verify(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     missing = len(seeds) - len(done) + len(seeds) - len(finished_runs(study, baseline, seeds))
     if missing and not study.affordable("full", with_check=False, runs=missing):
         reason = f"awaiting verification: the budget left cannot cover its {missing} full-fidelity runs"
+        screened = study.kb.get(Run, state["screen_run_id"])
+        assert screened is not None
+        study.kb.update_run(screened.id, result=screened.result | {"awaiting_verification": reason})
         return {"status": "awaiting_verification", "reason": reason}
+    already = [  # decided before a crash cut this node short: not tested twice
+        row
+        for row in study.kb.study_verifications(study.study_id)
+        if row.architecture_id == architecture.id and row.seeds == seeds and row.replicates is None
+    ]
     reference = baseline_at_full_fidelity(study, baseline, seeds)
     candidate = probed(study, state, architecture)
     for seed in seeds:
@@ -224,7 +271,10 @@ def verify(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
             if run is None:
                 return {"status": "out_of_budget", "reason": "the budget cannot cover the verification runs"}
             done[seed] = run
-    record = claims.decide(study, architecture, baseline.name, seeds, seed_runs(done), reference)
+    if already:
+        record = already[-1]
+    else:
+        record = claims.decide(study, architecture, baseline.name, seeds, seed_runs(done), reference)
     verification = {
         "id": record.id, "status": record.status, "reason": record.reason, "seeds": seeds,
         "values": record.values, "baseline": record.baseline, "baseline_values": record.baseline_values,
@@ -232,6 +282,25 @@ def verify(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
         "p_value": record.p_value, "q_value": record.q_value, "beats_baseline": record.beats,
     }  # fmt: skip
     return {"verification": verification, "status": "verified"}
+
+
+def replicate(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    """With `promotion.replicate`, a claim just made is tested again on fresh seeds and held-out
+    data, when the budget covers it (else the report says it is not replicated)."""
+    verification = state.get("verification", {})
+    if not (verification.get("beats_baseline") and study.config.promotion.replicate):
+        return {}
+    original = study.kb.get(Verification, verification["id"])
+    assert original is not None
+    if replication.replications_of(study, original):  # made before a crash cut this node short
+        return {}
+    try:
+        row = replication.replicate(study, _architecture(study, state))
+    except replication.NotAffordable as exc:
+        return {"replication": {"status": "not replicated", "reason": str(exc)}}
+    held = row.status == "complete" and row.beats
+    summary = {"id": row.id, "status": row.status, "held": held, "p_value": row.p_value, "seeds": row.seeds}
+    return {"replication": summary}
 
 
 def analyze(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
@@ -244,16 +313,14 @@ def analyze(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
         findings = study.proposer.analyze(study, _architecture(study, state), proposal, run)
     except ProposerStop as stop:
         study.report(state["experiment_id"], {**state, "status": stop.status, "reason": str(stop)})
-    if not findings:
-        reference = study.reference("screen")
-        assert reference is not None  # the study trains its baselines before any experiment
-        findings = [analyst.analyze(study, state["architecture_id"], run, reference[0], reference[1].value)]
+    if not findings and (finding := analyst.analyze(study, state["architecture_id"], run)) is not None:
+        findings = [finding]
     finding_ids = [finding.id for finding in findings]
-    verification = state.get("verification")
-    if verification and verification.get("id"):
-        record = study.kb.get(Verification, verification["id"])
-        assert record is not None
-        finding_ids.append(claims.record_finding(study, _architecture(study, state), record).id)
+    for tested in (state.get("verification"), state.get("replication")):
+        if tested and tested.get("id"):
+            record = study.kb.get(Verification, tested["id"])
+            assert record is not None
+            finding_ids.append(claims.record_finding(study, _architecture(study, state), record).id)
     return {"finding_ids": finding_ids}
 
 
@@ -266,22 +333,6 @@ def record(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- helpers
 
 
-def check_job(study: StudyContext, candidate: VettedCandidate, job_id: str) -> Charged[Verdict]:
-    """The candidate's probes as one budgeted job; OutOfBudget or Paused as `BudgetedJobs.run`."""
-    return study.jobs.run(
-        job_id,
-        CHECK_KEY,
-        0,
-        lambda slot: study.sandbox.check(candidate, study.spec("screen"), job_id, slot.deadline),
-    )
-
-
-def unused_job_id(study: StudyContext, first: str) -> str:
-    """`first`, or (for a job a crash cut short on a resumed study: that id is charged) a fresh one."""
-    retries = (f"{first}-again{n}" for n in itertools.count(1))
-    return next(job for job in itertools.chain([first], retries) if not study.ledger.used(job))
-
-
 def functional_duplicate(
     study: StudyContext, architecture: Architecture, functional_hash: str | None
 ) -> Architecture | None:
@@ -291,16 +342,6 @@ def functional_duplicate(
         return None
     study.kb.set_functional_hash(architecture.id, functional_hash)
     return study.kb.functional_twin(study.study_id, functional_hash, architecture.id)
-
-
-def trusted(architecture: Architecture) -> bool:
-    """Designs rendered from discover's own grammar and the built-in baselines are trusted (the
-    process backend may run them); anything an LLM or a person wrote is not."""
-    return is_trusted(architecture.code, architecture.origin, trusted_origins())
-
-
-def vet_architecture(study: StudyContext, architecture: Architecture) -> VettedCandidate:
-    return vet(study.candidate_file(architecture), trusted(architecture))
 
 
 def probed(study: StudyContext, state: ExperimentState, architecture: Architecture) -> VettedCandidate:
@@ -315,101 +356,6 @@ def _architecture(study: StudyContext, state: ExperimentState) -> Architecture:
     architecture = study.kb.get(Architecture, state["architecture_id"])
     assert architecture is not None
     return architecture
-
-
-def train_and_record(
-    study: StudyContext,
-    architecture: Architecture,
-    fidelity: str,
-    seed: int,
-    candidate: VettedCandidate | None = None,
-) -> Run | None:
-    """One budgeted training run of `candidate` (the architecture's file, vetted; vetted here when
-    not given), recorded in the knowledge base from start to end; None when the budget cannot cover it."""
-    spec = study.spec(fidelity, seed)
-    if not study.affordable(fidelity, with_check=False):
-        return None  # checked before the run is recorded; a race with another worker is caught below
-    run = study.kb.add_run(
-        architecture.id, study.task.name, study_id=study.study_id, fidelity=fidelity, seed=seed,
-        status="running", sandbox=study.sandbox.backend.name, started_at=datetime.now(UTC),
-    )  # fmt: skip
-    run_dir = study.folder / "runs" / architecture.name / f"{fidelity}-seed{seed}"
-    vetted = candidate or vet_architecture(study, architecture)
-    try:
-        charged = study.jobs.run(
-            run.id, run_key(study.task.name, fidelity), spec.steps,
-            lambda slot: study.sandbox.train(
-                vetted, spec, slot.device, run_dir=run_dir, job_id=run.id, deadline=slot.deadline
-            ),
-        )  # fmt: skip
-    except OutOfBudget:
-        study.kb.update_run(
-            run.id, status="rejected", failure_reason="not run: the budget could not cover it"
-        )
-        return None
-    except Paused:
-        study.kb.update_run(run.id, status="rejected", failure_reason="not run: the study was stopping")
-        raise
-    ended = {"ended_at": datetime.now(UTC), "cost_device_seconds": charged.cost, "metrics_path": str(run_dir)}
-    if charged.failure is not None:
-        reason = charged.failure.reason
-        if charged.failure.status == "lost":  # failed by the infrastructure, every attempt
-            reason = f"infrastructure: {len(charged.lost)} attempts lost with their machine; {reason}"
-        return study.kb.update_run(run.id, status="failed", failure_reason=reason, **ended)
-    result = charged.value
-    assert result is not None
-    reference = study.reference(fidelity, seed)  # None while the study's baselines are being trained
-    fitness = study.score(result, reference[1]).value if reference else None
-    status = "succeeded" if result.status == "ok" else "failed"
-    reason = None if status == "succeeded" else "training diverged (non-finite loss or metric)"
-    recorded = result.model_dump() | ({"lost_attempts": charged.lost} if charged.lost else {})
-    return study.kb.update_run(
-        run.id, status=status, result=recorded, fitness=fitness, failure_reason=reason, **ended
-    )
-
-
-def best_baseline(study: StudyContext) -> Architecture:
-    """The baseline that screened best: the reference every verification is tested against."""
-    reference = study.reference("screen")
-    assert reference is not None  # the study trains its baselines before any experiment
-    return next(
-        arch
-        for arch, _ in study.kb.study_runs(study.study_id, "screen")
-        if arch.origin == "baseline" and arch.name == reference[0]
-    )
-
-
-def finished_runs(study: StudyContext, architecture: Architecture, seeds: list[int]) -> dict[int, Run]:
-    """The architecture's full-fidelity runs on `seeds` that ended (succeeded or failed), by seed."""
-    return {
-        run.seed: run
-        for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
-        if arch.id == architecture.id and run.seed in seeds and run.status in ("succeeded", "failed")
-    }
-
-
-def seed_runs(runs: dict[int, Run]) -> claims.SeedRuns:
-    values = {seed: run.result["value"] for seed, run in runs.items() if run.status == "succeeded"}
-    failures = {seed: run.failure_reason or run.status for seed, run in runs.items() if seed not in values}
-    return claims.SeedRuns(values, failures)
-
-
-def baseline_at_full_fidelity(
-    study: StudyContext, baseline: Architecture, seeds: list[int]
-) -> claims.SeedRuns:
-    """The baseline's full-fidelity runs on `seeds`, each trained once per study (under the study's
-    lock, so two verifications at once do not train it twice)."""
-    with study.lock:
-        done = finished_runs(study, baseline, seeds)
-        candidate = None  # vetted once, for all its seeds
-        for seed in seeds:
-            if seed not in done:
-                candidate = candidate or vet_architecture(study, baseline)
-                run = train_and_record(study, baseline, "full", seed, candidate)
-                if run is None:
-                    break
-                done[seed] = run
-        return seed_runs(done)
 
 
 # ----------------------------------------------------------------------------- edges
@@ -443,6 +389,10 @@ def _after_screen(state: ExperimentState) -> str:
     return "analyze" if status == "failed" else "record"
 
 
+def _after_recheck(state: ExperimentState) -> str:
+    return "record" if state.get("status") == "out_of_budget" else "decide_promotion"
+
+
 def _after_promotion(state: ExperimentState) -> str:
     return "verify" if state.get("promoted") else "analyze"
 
@@ -451,7 +401,7 @@ def build_graph(study: StudyContext, checkpointer: BaseCheckpointSaver | None = 
     graph = StateGraph(ExperimentState)
     for node in (
         select_parents, retrieve, propose, check_novelty, write_code, probe,
-        screen, judge, decide_promotion, verify, analyze, record,
+        screen, judge, recheck, decide_promotion, verify, replicate, analyze, record,
     ):  # fmt: skip
         graph.add_node(node.__name__, partial(node, study))
     graph.add_edge(START, "select_parents")
@@ -462,9 +412,11 @@ def build_graph(study: StudyContext, checkpointer: BaseCheckpointSaver | None = 
     graph.add_conditional_edges("write_code", _after_write_code, ["probe", "record"])
     graph.add_conditional_edges("probe", partial(_after_probe, study), ["screen", "write_code", "record"])
     graph.add_conditional_edges("screen", _after_screen, ["judge", "analyze", "record"])
-    graph.add_edge("judge", "decide_promotion")
+    graph.add_edge("judge", "recheck")
+    graph.add_conditional_edges("recheck", _after_recheck, ["decide_promotion", "record"])
     graph.add_conditional_edges("decide_promotion", _after_promotion, ["verify", "analyze"])
-    graph.add_edge("verify", "analyze")
+    graph.add_edge("verify", "replicate")
+    graph.add_edge("replicate", "analyze")
     graph.add_edge("analyze", "record")
     graph.add_edge("record", END)
     return graph.compile(checkpointer=checkpointer)

@@ -17,8 +17,8 @@ from sqlmodel import select
 from discover.agents.compose import choose_sandbox, study_sandbox
 from discover.agents.config import load_config
 from discover.agents.context import candidate_file
-from discover.agents.graph import trusted
 from discover.agents.record import StudyError, StudyRecord
+from discover.agents.runs import trusted
 from discover.agents.status import open_study
 from discover.experiments.contract import code_hash
 from discover.experiments.harness import TrainResult, versions
@@ -115,8 +115,9 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
         device = lease.devices[0] if lease.kind == "cuda" else "cpu"
         try:
             result = sandbox.train(
-                candidate, spec, device, run_dir=run_dir, job_id=f"reproduce-{run.id[:12]}"
-            )
+                candidate, spec, device, run_dir=run_dir, job_id=f"reproduce-{run.id[:12]}",
+                heldout_draw=run.result.get("heldout_draw", 0),
+            )  # fmt: skip
         except JobFailed as exc:
             raise StudyError(f"the reproduction failed: {exc}") from exc
     difference = result.value - recorded.value

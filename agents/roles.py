@@ -28,6 +28,7 @@ from discover.prompts.templates import render
 
 if TYPE_CHECKING:
     from discover.agents.context import StudyContext
+from discover.agents.verifications import verification_summaries
 
 PARENTS = 2
 ELITES = 5
@@ -128,6 +129,11 @@ def research_context(study: StudyContext, parent_ids: list[str]) -> dict[str, An
         "baselines": [describe(a, r) for a, r in best_run.values() if a.origin == "baseline"],
         "parents": parents,
         "elites": [describe(a, r) for a, r in list(best_run.values())[:ELITES] if a.origin != "baseline"],
+        "claims": [  # complete verifications only: an inconclusive one says nothing about the design
+            claim.model_dump()
+            for claim in verification_summaries(study.kb, study.study_id)
+            if claim.status == "complete"
+        ][-ELITES:],
         "findings": [
             {"verdict": hit.verdict, "kind": hit.kind, "text": hit.text}
             for hit in hits

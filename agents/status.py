@@ -12,10 +12,11 @@ from sqlmodel import select
 
 from discover.agents.leaderboard import leaderboard
 from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
+from discover.agents.verifications import VerificationSummary, verification_summaries
 from discover.budget.ledger import replay
 from discover.budget.store import DatabaseLedgerStore
 from discover.experiments.tasks import get_task
-from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Study, Verification
+from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Run, Study
 from discover.knowledge_base.store import KnowledgeBase
 
 
@@ -34,29 +35,9 @@ class StudyStatus(BaseModel):
     llm_calls: int
     leaderboard: list[dict]
     rank_correlation: float | None
-    verifications: list[VerificationSummary]  # every claim tested, oldest first
+    verifications: list[VerificationSummary]  # every claim tested, oldest first (replications inside)
     claims: int  # verifications whose design beats the baseline at the study's false-discovery rate
-
-
-class VerificationSummary(BaseModel):
-    design: str
-    baseline: str
-    status: str  # "complete", or "inconclusive" when a seed failed
-    reason: str | None
-    seeds: list[int]
-    values: list[float | None]
-    baseline_values: list[float | None]
-    difference: float | None  # mean per-seed gain, larger is better
-    p_value: float | None
-    q_value: float | None  # Benjamini-Hochberg over the study's complete verifications
-    alpha: float
-    beats: bool
-
-
-def verification_summary(kb: KnowledgeBase, row: Verification) -> VerificationSummary:
-    design = kb.get(Architecture, row.architecture_id)
-    fields = row.model_dump(include=set(VerificationSummary.model_fields) - {"design"})
-    return VerificationSummary(design=design.name if design else row.architecture_id, **fields)
+    awaiting_verification: list[str]  # promoted designs the budget left could not verify
 
 
 def open_study(folder: Path) -> tuple[StudyRecord, KnowledgeBase]:
@@ -87,7 +68,13 @@ def study_status(folder: Path) -> StudyStatus:
             ).all()
             calls = session.exec(select(LLMCall.cost_usd).where(LLMCall.study_id == record.study_id)).all()
         designs = Counter(latest.get(architecture_id, "not trained") for architecture_id in proposed)
-        verifications = [verification_summary(kb, row) for row in kb.study_verifications(record.study_id)]
+        verifications = verification_summaries(kb, record.study_id)
+        verified = {verification.design for verification in verifications}
+        awaiting = sorted({
+            architecture.name
+            for architecture, run in kb.study_runs(record.study_id, "screen")
+            if "awaiting_verification" in run.result and architecture.name not in verified
+        })  # fmt: skip
         rows, correlation = leaderboard(kb, record.study_id, get_task(record.task).higher_is_better)
         if record.budget is None and study.budget:  # a study.json older than the record's budget
             record = StudyRecord.model_validate(record.model_dump() | {"budget": study.budget})
@@ -99,13 +86,14 @@ def study_status(folder: Path) -> StudyStatus:
             left_s=accounts.left(budget) if budget else None,
             designs=dict(designs), running=running, llm_usd=math.fsum(calls), llm_calls=len(calls),
             leaderboard=rows, rank_correlation=correlation, verifications=verifications,
-            claims=sum(verification.beats for verification in verifications),
+            claims=sum(verification.beats for verification in verifications), awaiting_verification=awaiting,
         )  # fmt: skip
 
 
 class RunSummary(BaseModel):
     id: str
     fidelity: str
+    purpose: str  # why it ran (`run_purpose`)
     seed: int
     status: str
     value: float | None
@@ -123,6 +111,15 @@ class DesignDetail(BaseModel):
     code: str
     runs: list[RunSummary]
     findings: list[dict]
+
+
+def run_purpose(run: Run) -> str:
+    """Why a run was trained, in a few words: what its result may and may not be read as."""
+    if "replication_of" in run.result:
+        return "replication (fresh seeds and held-out set)"
+    if "recheck_of" in run.result:
+        return "too-good recheck (another seed, fresh held-out set)"
+    return "screening (one seed)" if run.fidelity == "screen" else "verification"
 
 
 def design_detail(folder: Path, name_or_id: str) -> DesignDetail:
@@ -146,6 +143,7 @@ def design_detail(folder: Path, name_or_id: str) -> DesignDetail:
             RunSummary(
                 id=run.id,
                 fidelity=run.fidelity,
+                purpose=run_purpose(run),
                 seed=run.seed,
                 status=run.status,
                 value=run.result.get("value"),

@@ -27,8 +27,10 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from discover.agents import replication
 from discover.agents.compose import compose_study
 from discover.agents.config import CONFIG_FILE, StudyConfig, default_config_text
+from discover.agents.context import StudyContext
 from discover.agents.graph import build_graph
 from discover.agents.interrupts import interrupts
 from discover.agents.loop import Outcome, StudyLoop
@@ -38,7 +40,7 @@ from discover.agents.study_lock import StudyLock
 from discover.budget.jobs import Paused
 from discover.budget.settle import settle_interrupted_jobs
 from discover.experiments.files import write_atomic
-from discover.knowledge_base.schema import Study
+from discover.knowledge_base.schema import Study, Verification
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox import quota
 from discover.sandbox.base import Backend
@@ -96,6 +98,40 @@ def run_study(
             kb.close()
 
 
+def settle_leftovers(study: StudyContext, say: Say) -> None:
+    """What a crashed or killed run of this study left behind: containers, charges, mounts."""
+    study.sandbox.backend.reap(study.study_id)
+    # reads the jobs' file times: before the release
+    settle_interrupted_jobs(study.ledger, study.kb, study.study_id, study.folder / "jobs", say)
+    quota.release_leftovers(study.folder / "jobs")  # output folders a killed run left mounted
+
+
+def replicate_design(
+    folder: Path, config: StudyConfig, backend: Backend, design: str, say: Say
+) -> Verification:
+    """`discover replicate`: the design's claim tested again (`replication.py`), charged to the
+    study's budget, as the study's one writer."""
+    folder = folder.resolve()
+    with StudyLock(folder):
+        record = open_record(folder, resume=True)
+        assert record is not None
+        kb = open_knowledge_base(folder)
+        try:
+            architecture = kb.find_design(record.study_id, design)
+            if architecture is None:
+                raise StudyError(f"no design named {design!r} in this study; see `discover status`")
+            study = compose_study(folder, config, backend, kb, record)
+            settle_leftovers(study, say)
+            jobs = study.folder / "jobs"
+            with interrupts(study.stopping, say, study.sandbox.backend, study.study_id, jobs):
+                try:
+                    return replication.replicate(study, architecture)
+                except Paused:
+                    raise StudyError("interrupted: the replication did not finish") from None
+        finally:
+            kb.close()
+
+
 def run_locked(
     folder: Path,
     config: StudyConfig,
@@ -120,11 +156,10 @@ def run_locked(
     record = record.model_copy(update={"budget": config.budget, "task": config.task})
     write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
     study = compose_study(folder, config, backend, kb, record)
-    study.sandbox.backend.reap(study.study_id)  # what a crashed run of this study left behind
     if resume:
-        # reads the jobs' file times: before the release
-        settle_interrupted_jobs(study.ledger, study.kb, study.study_id, study.folder / "jobs", say)
-        quota.release_leftovers(study.folder / "jobs")  # output folders a killed run left mounted
+        settle_leftovers(study, say)
+    else:
+        study.sandbox.backend.reap(study.study_id)
     connection = sqlite3.connect(folder / "checkpoints.db", check_same_thread=False)
     try:
         saver = SqliteSaver(connection)

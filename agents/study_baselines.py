@@ -8,8 +8,8 @@ from collections.abc import Callable
 from sqlmodel import select
 
 from discover.agents.context import StudyContext
-from discover.agents.graph import check_job, train_and_record, unused_job_id, vet_architecture
 from discover.agents.record import StudyError
+from discover.agents.runs import check_job, train_and_record, unused_job_id, vet_architecture
 from discover.budget.jobs import OutOfBudget
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import TrainResult

@@ -51,7 +51,10 @@ def tokens_per_s(folder: Path, process: subprocess.Popen) -> float:
     if process.returncode != 0:
         raise SystemExit(f"study {folder} failed:\n{output}")
     result = json.loads((folder / "runs" / BASELINE / "screen-seed0" / "result.json").read_text())
-    return float(result["tokens_per_s"])
+    # Wall-clock speed, what sharing the host costs; the result's own tokens_per_s is per CPU-second
+    # on a CPU host (load-independent by design, so it cannot show this).
+    tokens = result["steps"] * result["config"]["batch_size"] * result["config"]["seq_len"]
+    return tokens / float(result["wall_time_s"])
 
 
 def measure(root: Path, steps: int, together: int) -> list[float]:

@@ -17,6 +17,7 @@ from discover.study_cli import (
     baseline_app,
     doctor_command,
     init_command,
+    replicate_command,
     run_command,
     show_command,
     status_command,
@@ -34,6 +35,7 @@ app.command("status")(status_command)
 app.command("show")(show_command)
 app.command("report")(report_command)
 app.command("reproduce")(reproduce_command)
+app.command("replicate")(replicate_command)
 app.command("doctor")(doctor_command)
 app.add_typer(baseline_app, name="baseline")
 app.command("check")(check)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,10 @@ from discover.agents.proposers import PROPOSERS
 from discover.console import UsageError, fail, stdout
 from discover.experiments.tasks import TASKS
 from discover.sandbox.backends import BACKENDS
+
+if TYPE_CHECKING:
+    from discover.agents.config import StudyConfig
+    from discover.sandbox.select import Choice
 
 FolderOpt = Annotated[Path, typer.Option("--dir", "-C", help="The study folder (default: here).")]
 
@@ -55,7 +59,6 @@ def run_command(
 ):
     """Research until the budget is spent: propose, probe, train, score, verify, record; then print
     the leaderboard. Ctrl-C finishes the running experiments; twice stops at once."""
-    from discover.agents.compose import choose_sandbox
     from discover.agents.config import ConfigError, load_config
     from discover.agents.context import fidelity_specs
     from discover.agents.record import StudyError
@@ -71,11 +74,7 @@ def run_command(
         )  # fmt: skip
         config = study_budget(folder, config, budget, resume)
         fidelity_specs(config)  # a bad task or setting fails here, before anything is written
-        config = config.with_overrides(proposer=resolve_proposer(config.proposer, config.llm.base_url))
-        untrusted = (
-            None if PROPOSERS.get(config.proposer).trusted else f"what the {config.proposer} proposer writes"
-        )
-        choice = choose_sandbox(config.sandbox, untrusted)
+        config, choice = study_sandbox_choice(config)
     except (ConfigError, TaskConfigError, SandboxUnavailable, UsageError, StudyError) as exc:
         fail(str(exc))
     where = f"on the Ray cluster at {config.ray_address or 'auto'}, " if config.executor == "ray" else ""
@@ -94,6 +93,44 @@ def run_command(
         f"experiments this run: {endings}. Spent {outcome.spent_s / 60:.1f} of {outcome.budget_s / 60:.1f} "
         f"device-minutes. Full leaderboard: {folder / 'leaderboard.md'}"
     )
+    write_report(folder)
+
+
+def replicate_command(
+    design: Annotated[str, typer.Argument(help="A verified design's name or id.")],
+    folder: FolderOpt = Path("."),
+    budget: Annotated[
+        str | None, typer.Option(help="Change the study's budget first (its runs are charged to it).")
+    ] = None,
+    sandbox: Annotated[str | None, typer.Option(help=f"{BACKENDS.help(('auto',))}.")] = None,
+):
+    """Test a design's claim again: it and its baseline trained at full fidelity on as many fresh
+    seeds, scored on a fresh held-out set; records whether the claim held. Charged to the study."""
+    from discover.agents.config import ConfigError, load_config
+    from discover.agents.record import StudyError
+    from discover.agents.study import replicate_design, study_budget
+    from discover.progress import Progress
+    from discover.sandbox.select import SandboxUnavailable
+
+    try:
+        config = load_config(folder).with_overrides(budget=budget, sandbox=sandbox)
+        config, choice = study_sandbox_choice(study_budget(folder, config, budget, resume=True))
+    except (ConfigError, SandboxUnavailable, StudyError) as exc:
+        fail(str(exc))
+    try:
+        with Progress(folder, stdout) as progress:
+            row = replicate_design(folder, config, choice.backend, design, say=progress.say)
+    except StudyError as exc:
+        fail(str(exc))
+    if row.status != "complete":
+        stdout.print(f"replication of {escape(design)} inconclusive: {escape(row.reason or '')}")
+    else:
+        held = "held" if row.beats else "did not hold"
+        stdout.print(
+            f"replication of {escape(design)} against {escape(row.baseline)} on fresh seeds {row.seeds} "
+            f"and a fresh held-out set: mean gain {row.difference:+.4f}, p = {row.p_value:.3g} "
+            f"(alpha {row.alpha:g}): the claim {held}"
+        )
     write_report(folder)
 
 
@@ -224,6 +261,17 @@ def doctor_command(folder: FolderOpt = Path(".")):
     stdout.print(table)
     if any(check.state == "fail" for check in checks):
         raise typer.Exit(1)
+
+
+def study_sandbox_choice(config: StudyConfig) -> tuple[StudyConfig, Choice]:
+    """The study's proposer resolved, and the sandbox its designs run in: one that isolates unless
+    the proposer writes only trusted code. SandboxUnavailable when there is none."""
+    from discover.agents.compose import choose_sandbox
+
+    config = config.with_overrides(proposer=resolve_proposer(config.proposer, config.llm.base_url))
+    writes = f"what the {config.proposer} proposer writes"
+    untrusted = None if PROPOSERS.get(config.proposer).trusted else writes
+    return config, choose_sandbox(config.sandbox, untrusted)
 
 
 def resolve_proposer(name: str, base_url: str | None) -> str:

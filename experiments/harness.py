@@ -48,7 +48,12 @@ class FitSummary(BaseModel):
     final_train_loss: float
     params: int
     flops_per_token: float  # forward-pass matrix-product FLOPs per token at the task's length
-    tokens_per_s: float  # training throughput after the first logging interval
+    tokens_per_s: float  # training throughput after the first logging interval, by the wall clock
+    # The clock tokens_per_s counts seconds of. A sandboxed run's is measured outside the job over
+    # it all (`discover.sandbox.runner`), replacing the value above: on a CPU host per CPU-second
+    # of the job, so another process competing for the cores cannot lower it; on a GPU, which a
+    # job holds alone, per second of wall time.
+    throughput_clock: Literal["wall", "cpu"] = "wall"
     peak_memory_mb: float  # GPU: peak allocated; CPU: the process's peak resident set
     wall_time_s: float
     steps: int

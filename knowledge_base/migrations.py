@@ -16,12 +16,12 @@ from contextlib import AbstractContextManager
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Column, Connection, String, inspect, select
+from sqlalchemy import Column, Connection, Integer, String, inspect, select
 from sqlmodel import SQLModel
 
 from discover.knowledge_base.schema import SchemaVersion, Verification
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Migration = Callable[[Operations], None]
 
@@ -39,7 +39,17 @@ def verifications(ops: Operations) -> None:
     Verification.__table__.create(ops.get_bind(), checkfirst=True)
 
 
-MIGRATIONS: dict[int, Migration] = {2: experiment_links, 3: verifications}
+def replications(ops: Operations) -> None:
+    """4: a verification may replicate an earlier one (fresh seeds, a fresh held-out draw). Step 3
+    creates today's table, so only a table made by an earlier release of step 3 lacks them."""
+    present = {column["name"] for column in inspect(ops.get_bind()).get_columns("verification")}
+    if "replicates" not in present:
+        ops.add_column("verification", Column("replicates", String, nullable=True))
+    if "heldout_draw" not in present:
+        ops.add_column("verification", Column("heldout_draw", Integer, nullable=False, server_default="0"))
+
+
+MIGRATIONS: dict[int, Migration] = {2: experiment_links, 3: verifications, 4: replications}
 
 
 class SchemaError(RuntimeError):

@@ -111,7 +111,8 @@ class Verification(SQLModel, table=True):
     """A design tested against a baseline at full fidelity: per-seed values of both, trained on the
     same seeds, and the test that decided it (`discover.agents.statistics.compare`). `q_value` is
     the Benjamini-Hochberg adjustment over every complete verification of the study, recomputed as
-    they accumulate; the design beats the baseline only when it is at most `alpha` (schema 3)."""
+    they accumulate; the design beats the baseline only when it is at most `alpha` (schema 3). A
+    replication (`replicates`) tests a claim again on fresh seeds and held-out data (schema 4)."""
 
     id: str = Field(default_factory=new_id, primary_key=True)
     study_id: str | None = Field(default=None, index=True)
@@ -129,7 +130,9 @@ class Verification(SQLModel, table=True):
     p_value: float | None = None  # one-sided
     q_value: float | None = None
     alpha: float = 0.05
-    beats: bool = False
+    beats: bool = False  # for a replication: whether the claim held (its own test, outside BH)
+    replicates: str | None = None  # the id of the verification it tests again (schema 4)
+    heldout_draw: int = 0  # the held-out set it was scored on (`Sandbox.heldout_seed_of`)
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -369,22 +369,54 @@ class KnowledgeBase:
         task: str | None = None,
         study_id: str | None = None,
     ) -> Finding:
-        require_one_of("verdict", verdict, VERDICTS)
-        if not statement.strip():
-            raise StoreError("a finding needs a statement")
-        if confidence is not None and not 0.0 <= confidence <= 1.0:
-            raise StoreError(f"confidence must be between 0 and 1, got {confidence}")
-        low, high = effect_interval if effect_interval is not None else (None, None)
-        finding = Finding(
-            statement=statement, verdict=verdict, evidence_run_ids=list(evidence_run_ids),
-            effect_size=effect_size, effect_low=low, effect_high=high, confidence=confidence,
-            tags=list(tags), task=task, study_id=study_id,
-        )  # fmt: skip
+        fields = finding_fields(
+            statement, verdict, evidence_run_ids, effect_size, effect_interval, confidence, tags
+        )
+        finding = Finding(**fields, task=task, study_id=study_id)
         with self.writing() as session:
             session.add(finding)
             index_row(session, finding)
         self.embed_missing()
         return finding
+
+    def revise_finding(
+        self,
+        finding_id: str,
+        statement: str,
+        verdict: str,
+        evidence_run_ids: Sequence[str] = (),
+        effect_size: float | None = None,
+        effect_interval: tuple[float, float] | None = None,
+        confidence: float | None = None,
+        tags: Sequence[str] = (),
+    ) -> Finding:
+        """The finding with new evidence: its row and its search item rewritten in place (and its
+        vector recomputed), so retrieval never returns the superseded version."""
+        fields = finding_fields(
+            statement, verdict, evidence_run_ids, effect_size, effect_interval, confidence, tags
+        )
+        with self.writing() as session:
+            finding = session.get(Finding, finding_id)
+            if finding is None:
+                raise StoreError(f"no finding {finding_id}")
+            for name, value in fields.items():
+                setattr(finding, name, value)
+            session.add(finding)
+            item = session.exec(
+                select(SearchItem).where(SearchItem.kind == "finding", SearchItem.ref_id == finding_id)
+            ).one()
+            item.body, item.verdict = " ".join([finding.statement, *finding.tags]), finding.verdict
+            session.add(item)
+            session.execute(delete(Embedding).where(Embedding.item_id == item.id))
+        self.embed_missing()
+        return finding
+
+    def find_finding(self, study_id: str, tag: str) -> Finding | None:
+        """The study's latest finding tagged `tag`."""
+        with self.reading() as session:
+            rows = session.exec(select(Finding).where(Finding.study_id == study_id)).all()
+        tagged = [row for row in rows if tag in row.tags]
+        return max(tagged, key=lambda row: (row.created_at, row.id), default=None)
 
     def log_llm_call(self, role: str, model: str, **fields: Any) -> LLMCall:
         call = LLMCall(role=role, model=model, **fields)
@@ -531,6 +563,29 @@ def delete_document(session: Session, document: Document) -> None:
     session.execute(delete(SearchItem).where(SearchItem.kind == "chunk", SearchItem.ref_id.in_(chunk_ids)))
     session.execute(delete(Chunk).where(Chunk.document_id == document.id))
     session.delete(document)
+
+
+def finding_fields(
+    statement: str,
+    verdict: str,
+    evidence_run_ids: Sequence[str],
+    effect_size: float | None,
+    effect_interval: tuple[float, float] | None,
+    confidence: float | None,
+    tags: Sequence[str],
+) -> dict[str, Any]:
+    """A finding's columns, checked: StoreError for a bad verdict, statement or confidence."""
+    require_one_of("verdict", verdict, VERDICTS)
+    if not statement.strip():
+        raise StoreError("a finding needs a statement")
+    if confidence is not None and not 0.0 <= confidence <= 1.0:
+        raise StoreError(f"confidence must be between 0 and 1, got {confidence}")
+    low, high = effect_interval if effect_interval is not None else (None, None)
+    return {
+        "statement": statement, "verdict": verdict, "evidence_run_ids": list(evidence_run_ids),
+        "effect_size": effect_size, "effect_low": low, "effect_high": high, "confidence": confidence,
+        "tags": list(tags),
+    }  # fmt: skip
 
 
 def require_one_of(field: str, value: str, allowed: Sequence[str]) -> None:

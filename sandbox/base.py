@@ -62,6 +62,9 @@ class JobOutcome(BaseModel):
     # Peak resident set of the job's largest process, measured by its parent outside the job's
     # reach (`waiting.py`); None where the backend cannot tell.
     peak_memory_mb: float | None = None
+    # The job's CPU time by the kernel's account (user + system, every thread, the processes it
+    # reaped), measured by its parent outside the job's reach; None where the backend cannot tell.
+    cpu_time_s: float | None = None
 
 
 class Backend(Protocol):

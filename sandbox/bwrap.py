@@ -26,7 +26,7 @@ from discover.sandbox.cgroup import JobCgroup, remove_leftovers
 from discover.sandbox.local import LocalBackend, job_environment, python_command, run_local
 from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
-from discover.sandbox.watchdog import read_peak_memory, watched
+from discover.sandbox.watchdog import read_accounting, watched
 
 SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/alternatives", "/etc/ssl", "/etc/localtime")
 SANDBOX_UID = 65534  # nobody, inside the user namespace of a bwrap run by a normal user
@@ -75,9 +75,10 @@ class BwrapBackend(LocalBackend):
         if os.geteuid() == 0:
             # A user namespace created by root maps the sandbox user to host root (no process
             # limit, root-only files readable). So as root: no user namespace, and the job drops
-            # to a host uid of its own before Python starts (`drop_to` below).
+            # to a host uid of its own before Python starts (`drop_to` below). The watchdog keeps
+            # CAP_KILL, to end the job's processes (another uid) and reap them before it reports.
             identity = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-                        "--unshare-cgroup-try", "--cap-drop", "ALL",
+                        "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_KILL",
                         "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # fmt: skip
         else:
             identity = [
@@ -137,8 +138,11 @@ class BwrapBackend(LocalBackend):
         finally:
             if cgroup:
                 cgroup.remove()
-        log, peak_memory_mb = read_peak_memory(exited.log)
-        result = outcome(job, replace(exited, log=log, peak_memory_mb=peak_memory_mb), out_dir)
+        # The watchdog's account of the job, not this process's of bwrap (`command`).
+        log, accounting = read_accounting(exited.log)
+        peak_memory_mb, cpu_time_s = accounting or (None, None)
+        measured = replace(exited, log=log, peak_memory_mb=peak_memory_mb, cpu_time_s=cpu_time_s)
+        result = outcome(job, measured, out_dir)
         if oom_kills and result.status == "failed":
             result.reason = (
                 f"killed: the job's processes together exceeded the {job.limits.memory_mb} MB memory limit"

@@ -32,7 +32,7 @@ from discover.sandbox.backends import OFFLINE_IMAGE, BackendOptions
 from discover.sandbox.base import Job, JobOutcome, failure_reason, hidden_mounts, lease_path
 from discover.sandbox.local import LocalBackend, job_environment, python_command
 from discover.sandbox.runtime import host_runtime_paths
-from discover.sandbox.watchdog import read_peak_memory, watched
+from discover.sandbox.watchdog import Accounting, read_accounting, watched
 
 LABEL_STUDY = "discover.study"
 LABEL_JOB = "discover.job"
@@ -94,10 +94,11 @@ def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def watchdog_peak_memory(container: docker.models.containers.Container) -> float | None:
-    """The job's peak memory, from the watchdog's last line on stdout (`watchdog.py`): stdout alone,
-    as Docker may log a line of stderr the job wrote before it died after the watchdog's line."""
-    return read_peak_memory(container.logs(stdout=True, stderr=False, tail=1).decode(errors="replace"))[1]
+def watchdog_accounting(container: docker.models.containers.Container) -> Accounting | None:
+    """The job's peak memory and CPU time, from the watchdog's last line on stdout (`watchdog.py`):
+    stdout alone, as Docker may log a line of stderr the job wrote before it died after the
+    watchdog's line."""
+    return read_accounting(container.logs(stdout=True, stderr=False, tail=1).decode(errors="replace"))[1]
 
 
 class DockerBackend(LocalBackend):
@@ -183,8 +184,8 @@ class DockerBackend(LocalBackend):
                 exit_code = None
                 container.kill()
             log = container.logs(stdout=True, stderr=True)[-limits.log_kb * 1024 :].decode(errors="replace")
-            log, _ = read_peak_memory(log)
-            peak_memory_mb = watchdog_peak_memory(container)
+            log, _ = read_accounting(log)
+            peak_memory_mb, cpu_time_s = watchdog_accounting(container) or (None, None)
             container.reload()
             oom = container.attrs["State"].get("OOMKilled", False)
         finally:
@@ -208,7 +209,7 @@ class DockerBackend(LocalBackend):
             )  # fmt: skip
         return JobOutcome(
             job_id=job.job_id, status="ok", exit_code=0, wall_time_s=seconds, log_tail=log,
-            peak_memory_mb=peak_memory_mb,
+            peak_memory_mb=peak_memory_mb, cpu_time_s=cpu_time_s,
         )  # fmt: skip
 
     def reap(self, study_id: str | None = None, job_id: str | None = None) -> int:

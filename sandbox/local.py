@@ -130,6 +130,7 @@ class LocalExit:
     log: str
     wall_time_s: float
     peak_memory_mb: float | None  # measured by this process (`waiting.py`); None after a timeout
+    cpu_time_s: float | None  # likewise
 
 
 def run_local(
@@ -154,10 +155,10 @@ def run_local(
         os.killpg(process.pid, signal.SIGKILL)
     if finished is None:
         wait_for_exit(process.pid, None)  # reap the killed job
-    exit_code, peak_memory_mb = finished or (None, None)
+    exit_code, peak_memory_mb, cpu_time_s = finished or (None, None, None)
     process.returncode = -1 if exit_code is None else exit_code  # reaped here, not by Popen
     RUNNING.discard(process.pid)
-    return LocalExit(exit_code, tail.text(), time.perf_counter() - started, peak_memory_mb)
+    return LocalExit(exit_code, tail.text(), time.perf_counter() - started, peak_memory_mb, cpu_time_s)
 
 
 def python_command(job_dir: Path | str, out_dir: Path | str, python: str = sys.executable) -> list[str]:

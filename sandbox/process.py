@@ -52,4 +52,6 @@ def outcome(job: Job, exited: LocalExit, out_dir: Path) -> JobOutcome:
     if exited.exit_code != 0:
         reason = failure_reason(out_dir, exited.log, exited.exit_code)
         return JobOutcome(status="failed", reason=reason, exit_code=exited.exit_code, **common)
-    return JobOutcome(status="ok", exit_code=0, peak_memory_mb=exited.peak_memory_mb, **common)
+    return JobOutcome(
+        status="ok", exit_code=0, peak_memory_mb=exited.peak_memory_mb, cpu_time_s=exited.cpu_time_s, **common
+    )

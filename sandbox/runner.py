@@ -16,6 +16,7 @@ back with size limits and validated; nothing a job writes is trusted as-is.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import secrets
@@ -92,6 +93,13 @@ class Sandbox:
         # regenerate the answers with the task's own code. A study keeps one seed for all its runs.
         self.heldout_seed = secrets.randbelow(2**62) if heldout_seed is None else heldout_seed
 
+    def heldout_seed_of(self, draw: int) -> int:
+        """The secret seed of held-out set number `draw`: 0 is the study's own, every other a fresh
+        set for rechecks and replications (derived, so `discover reproduce` can draw it again)."""
+        if draw == 0:
+            return self.heldout_seed
+        return int.from_bytes(hashlib.sha256(f"{self.heldout_seed}:{draw}".encode()).digest()[:8]) % 2**62
+
     def refuses(self, candidate: VettedCandidate) -> bool:
         """Whether the candidate's vetting forbids running it at all (the static check refused it)."""
         return self.static_check and candidate.refused
@@ -145,8 +153,10 @@ class Sandbox:
         job_id: str | None = None,
         on_log: Callable[[StepLog], None] | None = None,
         deadline: float | None = None,
+        heldout_draw: int = 0,
     ) -> TrainResult:
-        """Fit, predict and audit; with a `deadline` (time.monotonic()), every job ends by it."""
+        """Fit, predict and audit on held-out set `heldout_draw` (`heldout_seed_of`); with a
+        `deadline` (time.monotonic()), every job ends by it."""
         fit_job = self._job("fit", spec, device, candidate.trusted, job_id, deadline)
         if self.refuses(candidate):  # before any job folder is written
             reason = f"static check: {candidate.violations[0]}"
@@ -161,21 +171,29 @@ class Sandbox:
         except HeldoutError as exc:
             raise JobFailed(JobOutcome(job_id=fit_job.job_id, status="failed", reason=str(exc))) from None
         # What a score depends on is measured here, not taken from fit.json: parameters from the
-        # weights, throughput and wall time from this process's clock around the whole job
-        # (start-up included, so it is a lower bound, the same for every candidate), and on the CPU
-        # peak memory from the kernel's account of the job (a GPU's peak is the job's own report).
+        # weights; throughput over the whole job (start-up included, so it is a lower bound, the
+        # same for every candidate); wall time from this process's clock; and on the CPU peak
+        # memory from the kernel's account of the job (a GPU's peak is the job's own report).
+        # Throughput counts a GPU job's wall time, as it holds its device alone, but a CPU job's
+        # CPU time by the kernel's account: other work competing for the cores stretches the wall
+        # clock many-fold, not the job's CPU time.
+        tokens = cfg.steps * the_task.tokens_per_batch(cfg)
         measured = {
             "candidate": candidate.name,
             "params": params,
-            "tokens_per_s": cfg.steps * the_task.tokens_per_batch(cfg) / fit_outcome.wall_time_s,
+            "tokens_per_s": tokens / fit_outcome.wall_time_s,
+            "throughput_clock": "wall",
             "wall_time_s": fit_outcome.wall_time_s,
             "data_version": the_task.data_version(cfg),  # inside the job held-out files look empty
         }
-        if not device.startswith("cuda") and fit_outcome.peak_memory_mb is not None:
-            measured["peak_memory_mb"] = fit_outcome.peak_memory_mb
+        if not device.startswith("cuda"):
+            if fit_outcome.cpu_time_s:
+                measured |= {"tokens_per_s": tokens / fit_outcome.cpu_time_s, "throughput_clock": "cpu"}
+            if fit_outcome.peak_memory_mb is not None:
+                measured["peak_memory_mb"] = fit_outcome.peak_memory_mb
         summary = summary.model_copy(update=measured)
 
-        heldout = the_task.heldout(cfg, self.heldout_seed)
+        heldout = the_task.heldout(cfg, self.heldout_seed_of(heldout_draw))
         scrambled, cuts, order = audit_inputs(heldout.inputs, spec.seed)
         logits = self._predict(fit_job, spec, "predict", candidate, weights, heldout.inputs, deadline)
         audit = self._predict(fit_job, spec, "audit", candidate, weights, scrambled, deadline)

@@ -3,6 +3,7 @@ service is missing, and skips with the reason elsewhere."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,11 @@ def job_mounts(jobs_dir: Path) -> list[Path]:
     from discover.sandbox import quota
 
     return [point for _, point in quota.mounted() if point.is_relative_to(jobs_dir.resolve())]
+
+
+def discover(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """The command line as a user runs it, in a process of its own."""
+    command = [sys.executable, "-m", "discover.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)

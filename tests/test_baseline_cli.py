@@ -4,17 +4,10 @@ study as its reference. Bad files are refused with one line and nothing stored."
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import CANDIDATES
+from tests.conftest import CANDIDATES, discover
 from tests.test_study import TINY_STUDY
-
-
-def discover(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "discover.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
 def stored_baselines(folder: Path) -> list[str]:

@@ -16,13 +16,17 @@ from scipy import stats
 from discover.agents.claims import refresh_q_values
 from discover.agents.compose import compose_study
 from discover.agents.config import ConfigError, StudyConfig, load_config
-from discover.agents.graph import probe, verify
+from discover.agents.graph import RECHECK_SEED_OFFSET, probe, recheck, replicate, verify
 from discover.agents.record import StudyRecord, open_knowledge_base
+from discover.agents.runs import train_and_record
 from discover.agents.statistics import ALPHA, compare, q_values
 from discover.agents.status import study_status
 from discover.agents.study_baselines import train_baselines
 from discover.experiments.baselines import builtin_baselines
-from discover.knowledge_base.schema import Verification
+from discover.knowledge_base.schema import Run, Verification
+from discover.report.data import load_study, slug
+
+from .conftest import discover
 
 TRIALS = 4000
 
@@ -125,7 +129,8 @@ def test_a_verification_claims_a_better_design_and_not_a_copy_of_the_baseline(st
         [], study_id=study.study_id,
     )  # fmt: skip
 
-    claimed = verify(study, {"experiment_id": "e00001", "architecture_id": better.id})
+    state = {"experiment_id": "e00001", "architecture_id": better.id}
+    claimed = state | verify(study, state)
     assert claimed["status"] == "verified", claimed
     verification = claimed["verification"]
     assert verification["beats_baseline"] and verification["p_value"] < ALPHA, verification
@@ -142,6 +147,66 @@ def test_a_verification_claims_a_better_design_and_not_a_copy_of_the_baseline(st
     assert [row.beats for row in rows] == [True, False]
     status = study_status(study.folder)
     assert status.claims == 1 and [v.design for v in status.verifications] == ["softmax", "linear_copy"]
+    assert [v.replication for v in status.verifications] == ["not replicated", ""]
+
+    # The claim tested again: fresh seeds for both, scored on a fresh held-out set, its own test.
+    again = replicate(study, claimed)["replication"]
+    assert again["held"] and again["seeds"] == [2000, 2001, 2002], again
+    replication = study.kb.get(Verification, again["id"])
+    assert replication.replicates == verification["id"] and replication.heldout_draw == 2
+    assert replication.q_value is None  # not one more discovery for the false-discovery control
+    runs = [(arch.name, run) for arch, run in study.kb.study_runs(study.study_id, "full") if run.seed >= 2000]
+    assert sorted((name, run.seed) for name, run in runs) == sorted(
+        (name, seed) for name in ("softmax", "linear_attention") for seed in (2000, 2001, 2002)
+    )
+    assert all(run.result["replication_of"] == verification["id"] for _, run in runs)
+    status = study_status(study.folder)
+    assert status.claims == 1 and len(status.verifications) == 2  # still one claim, now replicated
+    assert status.verifications[0].replication == "held"
+    assert replicate(study, claimed) == {}  # replicated already: a resumed node does not do it twice
+
+
+def test_a_design_too_good_to_believe_is_screened_again_on_fresh_data_before_promotion(study):
+    """At a margin of 0 every design ahead of the reference is "too good": softmax is (~0.2 bits
+    per byte), a copy of the baseline is not."""
+    study.config = study.config.model_copy(
+        update={"scoring": study.config.scoring.model_copy(update={"too_good_margin": 0.0})}
+    )
+    baselines = builtin_baselines()
+    softmax = baselines["softmax_attention"].read_text()
+    better = study.kb.add_architecture("softmax", softmax, "human", "attention", [], study_id=study.study_id)
+    first = train_and_record(study, better, "screen", study.config.seed)
+    state = {"experiment_id": "e00001", "architecture_id": better.id, "screen_run_id": first.id}
+    outcome = recheck(study, state | {"fitness": first.fitness})
+    second = study.kb.get(Run, outcome["recheck"]["run_id"])
+    assert second.status == "succeeded" and second.result["recheck_of"] == first.id
+    assert second.seed == study.config.seed + RECHECK_SEED_OFFSET and second.result["heldout_draw"] == 1
+    assert second.result["value"] != first.result["value"]  # another seed, other held-out bytes
+    assert outcome["fitness"] == min(first.fitness, second.fitness)  # promotion goes by the lower
+
+    copy = study.kb.add_architecture(
+        "linear_copy", baselines["linear_attention"].read_text() + "\n# again\n", "human", "A/A", [],
+        study_id=study.study_id,
+    )  # fmt: skip
+    plain = train_and_record(study, copy, "screen", study.config.seed)
+    state = {"experiment_id": "e00002", "architecture_id": copy.id, "screen_run_id": plain.id}
+    assert recheck(study, state | {"fitness": plain.fitness}) == {}
+
+    # Both screening results are recorded and shown, the recheck labelled as such.
+    view = load_study(study.folder).design(slug(better.id))
+    assert [run.purpose for run in view.runs] == [
+        "screening (one seed)",
+        "too-good recheck (another seed, fresh held-out set)",
+    ]
+    assert view.recheck_fitness == second.fitness
+    assert view.screen_fitness == min(first.fitness, second.fitness)
+
+
+def test_replicate_refuses_a_design_without_a_claim_in_one_line(study):
+    (baseline,) = [arch for arch, _ in study.kb.study_runs(study.study_id, "screen")]
+    for design, says in ((baseline.name, "has no verification"), ("nothing", "no design named")):
+        done = discover("replicate", design, "-C", str(study.folder))
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_a_design_computing_a_baselines_function_is_not_trained_again(study):

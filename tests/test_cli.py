@@ -1,15 +1,8 @@
 """The `discover` command as a user runs it: happy paths, and bad input as one line, no traceback."""
 
 import json
-import subprocess
-import sys
 
-from .conftest import CANDIDATES
-
-
-def discover(*args, cwd=None):
-    command = [sys.executable, "-c", "from discover.cli import main; main()", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+from .conftest import CANDIDATES, discover
 
 
 def assert_one_line_error(run, words):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,16 +22,9 @@ import discover.agents.proposers as proposers_package
 import discover.experiments.tasks as tasks_package
 import discover.sandbox.backends as backends_module
 
-from .conftest import TINY_STUDY
+from .conftest import TINY_STUDY, discover
 
 FAST = ["--set", "steps=20", "--set", "log_every=10", "--set", "test_examples=64"]
-
-
-def discover(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "discover.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
 @contextmanager

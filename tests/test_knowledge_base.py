@@ -29,6 +29,7 @@ from discover.knowledge_base.schema import (
     Run,
     SearchItem,
     Study,
+    Verification,
     utcnow,
 )
 from discover.knowledge_base.search import SearchFilters, create_index
@@ -339,6 +340,24 @@ def test_a_version_1_knowledge_base_gains_experiment_links(kb_location):
         linked = kb.add_architecture("new", "code = 2", "human", experiment_id="e00007")
         assert kb.get(Architecture, linked.id).experiment_id == "e00007"
         assert kb.study_verifications("any") == []  # schema 3 added the verifications table
+
+
+def test_a_version_3_knowledge_base_gains_replications(kb_location):
+    """Schema 4: a verification may replicate another, on a fresh held-out draw; the verifications
+    release 3 stored are kept, as originals on the study's own held-out set."""
+    with KnowledgeBase(kb_location, starter=None) as kb:
+        kb.add_verification(
+            Verification(study_id="s", architecture_id="a", baseline="b", task="mqar", status="complete")
+        )
+        with kb._begin_schema_change() as connection:  # back to what release 3 created
+            ops = Operations(MigrationContext.configure(connection))
+            with ops.batch_alter_table("verification") as batch:
+                batch.drop_column("replicates")
+                batch.drop_column("heldout_draw")
+            connection.execute(text("UPDATE schemaversion SET version = 3"))
+    with KnowledgeBase(kb_location, starter=None) as kb:
+        (kept,) = kb.study_verifications("s")
+        assert kept.replicates is None and kept.heldout_draw == 0 and kept.baseline == "b"
 
 
 def test_a_foreign_database_is_not_taken_over(tmp_path):

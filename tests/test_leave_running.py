@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY_STUDY, job_mounts, job_processes
+from .conftest import TINY_STUDY, discover, job_mounts, job_processes
 
 STUDY = f'name = "unattended"\nsandbox = "process"\n{TINY_STUDY}'
-
-
-def discover(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "discover.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
 def start(*args: str) -> subprocess.Popen:

@@ -31,6 +31,10 @@ CONTEXTS = {
         "elites": [PARENT], "failures": ["low-rank state: NaN at step 40"],
         "findings": [{"verdict": "refutes", "kind": "finding", "text": "fixed decay hurts recall"}],
         "documents": [{"title": "Short convolutions", "text": "local context for keys"}],
+        "claims": [
+            {"design": "conv_gate", "baseline": "softmax_attention", "beats": True, "difference": 0.012,
+             "q_value": 0.01, "seeds": [1, 2, 3, 4, 5], "replication": "held"},
+        ],
     },
     "coder": {
         "task": task_info(), "contract": CONTRACT, "parent": PARENT, "previous_code": "class Mixer: pass",
@@ -69,6 +73,14 @@ def test_the_analyst_sees_a_screening_run_as_one_seed_and_the_verification_in_fu
     assert "p = 0.002, q = 0.004" in text and "the design beats the baseline" in text
     unverified = render("analyst", {**CONTEXTS["analyst"], "verification": None})
     assert "Verification" not in unverified
+
+
+def test_the_researcher_sees_screening_as_one_seed_and_wins_only_as_verified_claims():
+    text = render("researcher", CONTEXTS["researcher"])
+    assert "screening fitness 0." in text and "one seed" in text
+    claim = "conv_gate against softmax_attention: beats it (mean gain +0.0120, q = 0.01, 5 seeds;"
+    assert f"{claim} replication: held)" in text
+    assert "Verified at full fidelity" not in render("researcher", {**CONTEXTS["researcher"], "claims": []})
 
 
 def test_the_coder_is_shown_why_its_last_attempt_failed():

@@ -16,18 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import discover, require
 from tests.test_study import TINY_STUDY
 
 ARTIFACTS = Path(os.environ.get("DISCOVER_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 # What an LLM might put in a design's motivation: markup that would run if a page echoed it.
 HOSTILE_MOTIVATION = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & more'
 HOSTILE_NAME = '=HYPERLINK("http://evil")<b>bold</b>[red]markup[/red]'
-
-
-def discover(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "discover.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
 def query(folder: Path, sql: str, *params: object) -> list[tuple]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import discover
+
 TINY_STUDY = """\
 name = "tiny"
 baselines = ["softmax_attention"]
@@ -44,11 +46,6 @@ def study(tmp_path, docker_backend) -> Path:
     folder.mkdir()
     (folder / "discover.toml").write_text(TINY_STUDY)
     return folder
-
-
-def discover(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "discover.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 def start(*args: str) -> subprocess.Popen:

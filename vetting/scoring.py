@@ -2,7 +2,8 @@
 
     fitness = weighted mean of
         quality    = sigmoid(log quality ratio / quality_scale)
-        efficiency = mean of sigmoid(log2 throughput ratio) and sigmoid(log2 memory ratio)
+        efficiency = mean of sigmoid(log2 throughput ratio) and sigmoid(log2 memory ratio);
+                     the throughput term is 0.5 when the two were timed by different clocks
         judge      = a qualitative score in [0, 1] from an LLM judge, when one is given
 
 The log quality ratio is log(reference's error / result's error), where error is the distance from
@@ -89,7 +90,10 @@ def fitness(
     scale = cfg.quality_scale or task.quality_scale
     ratio = log_quality_ratio(result.value, reference.value, task, cfg.error_floor)
     quality = _sigmoid(ratio / scale)
-    throughput = _sigmoid(math.log2(result.tokens_per_s / reference.tokens_per_s))
+    # Throughputs by different clocks do not compare (tokens per CPU-second against per wall-second:
+    # a reference measured before the CPU clock was, in a resumed study), so neither side gains.
+    same_clock = result.throughput_clock == reference.throughput_clock
+    throughput = _sigmoid(math.log2(result.tokens_per_s / reference.tokens_per_s)) if same_clock else 0.5
     memory = _sigmoid(math.log2(reference.peak_memory_mb / max(result.peak_memory_mb, 1e-9)))
     efficiency = (throughput + memory) / 2
 

@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from discover.agents.statistics import mean_interval
-from discover.agents.status import RunSummary, StudyStatus, open_study, study_status
+from discover.agents.status import RunSummary, StudyStatus, open_study, run_purpose, study_status
+from discover.agents.verifications import VerificationSummary
 from discover.budget.ledger import replay
 from discover.budget.store import DatabaseLedgerStore
 from discover.experiments.tasks import get_task
@@ -53,7 +54,10 @@ class DesignView(BaseModel):
     diff: list[tuple[str, str]]  # (kind, line) of a unified diff against the first parent's code
     runs: list[RunView]
     screen: dict | None  # the best successful screening run's result
-    screen_fitness: float | None
+    screen_fitness: float | None  # the lower of it and the too-good recheck's, when rechecked
+    recheck_fitness: float | None  # the too-good recheck's (0 when it failed); None: not rechecked
+    verifications: list[VerificationSummary]  # its claims tested, oldest first, replications inside
+    awaiting_verification: bool  # promoted, but the budget left could not verify it
     full: FullFidelity | None
     probes: list[dict]  # {name, passed, reason} of the last check, when recorded
     judge: dict | None
@@ -143,7 +147,9 @@ def load_study(folder: Path) -> StudyView:
                 known |= {architecture.id: architecture for architecture in session.exec(outside)}
         charged = replay(DatabaseLedgerStore(kb, record.study_id).entries()).charged  # in charge order
         claims = {
-            row.architecture_id: row.seeds for row in kb.study_verifications(record.study_id) if row.beats
+            row.architecture_id: row.seeds
+            for row in kb.study_verifications(record.study_id)
+            if row.beats and row.replicates is None
         }
 
     runs_by_design: dict[str, list[Run]] = defaultdict(list)
@@ -174,6 +180,7 @@ def load_study(folder: Path) -> StudyView:
             children,
             finding_rows,
             llm_usd.get(architecture.experiment_id or ""),
+            [row for row in status.verifications if row.architecture_id == architecture.id],
         )
         for architecture in known.values()
         if architecture.id in runs_by_design or architecture.study_id == record.study_id
@@ -201,11 +208,23 @@ def design_view(
     children: dict[str, list[str]],
     findings: list[dict],
     llm_usd: float | None,
+    verifications: list[VerificationSummary],
 ) -> DesignView:
-    screened = [run for run in runs if run.fidelity == "screen" and run.status == "succeeded"]
+    screened = [  # its own screening runs: a too-good recheck is shown beside them, not instead
+        run
+        for run in runs
+        if run.fidelity == "screen" and run.status == "succeeded" and "recheck_of" not in run.result
+    ]
     best = max(screened, key=lambda run: run.fitness or 0.0, default=None)
+    rechecks = [run for run in runs if "recheck_of" in run.result]
+    recheck = None if not rechecks else (rechecks[-1].fitness or 0.0) * (rechecks[-1].status == "succeeded")
+    screen_fitness = best.fitness if best else None
+    if screen_fitness is not None and recheck is not None:
+        screen_fitness = min(screen_fitness, recheck)
     full_values = [
-        run.result["value"] for run in runs if run.fidelity == "full" and run.status == "succeeded"
+        run.result["value"]
+        for run in runs
+        if run.fidelity == "full" and run.status == "succeeded" and "replication_of" not in run.result
     ]
     full = None
     if full_values:
@@ -229,14 +248,16 @@ def design_view(
         diff=diff,
         runs=[
             RunView(
-                id=run.id, fidelity=run.fidelity, seed=run.seed, status=run.status,
+                id=run.id, fidelity=run.fidelity, purpose=run_purpose(run), seed=run.seed, status=run.status,
                 value=run.result.get("value"), fitness=run.fitness, failure_reason=run.failure_reason,
                 cost_device_seconds=run.cost_device_seconds, curve=read_curve(run),
                 efficiency={key: run.result[key] for key in EFFICIENCY if key in run.result},
             )
             for run in runs
         ],
-        screen=best.result if best else None, screen_fitness=best.fitness if best else None, full=full,
+        screen=best.result if best else None, screen_fitness=screen_fitness, recheck_fitness=recheck,
+        verifications=verifications, full=full,
+        awaiting_verification=not verifications and any("awaiting_verification" in r.result for r in runs),
         probes=probes, judge=best.result.get("judge") if best else None,
         findings=[
             {key: value for key, value in finding.items() if key != "runs"}

@@ -130,15 +130,20 @@ class LMTask(SequenceTask):
             windows = text[starts + offsets].long()
             yield Batch(windows[:, :-1].to(device), windows[:, 1:].to(device))
 
-    def validation_windows(self, cfg: LMConfig) -> torch.Tensor:
-        """Evenly spaced windows over the validation text: the same bytes for every candidate."""
+    def validation_windows(self, cfg: LMConfig, shift_seed: int | None = None) -> torch.Tensor:
+        """Evenly spaced windows over the validation text, all shifted by less than their spacing
+        (by `shift_seed`; none without one): the same bytes for every candidate of a study, and
+        other bytes of the same text for a fresh held-out draw (a recheck, a replication)."""
         text = self.corpus(cfg).validation
         count = min(cfg.eval_windows, (len(text) - 1) // (cfg.seq_len + 1))
-        starts = torch.linspace(0, len(text) - cfg.seq_len - 2, count).long()
+        span = len(text) - cfg.seq_len - 2
+        spacing = span // max(count, 1)
+        shift = 0 if shift_seed is None or spacing < 2 else shift_seed % spacing
+        starts = torch.linspace(0, span - shift, count).long() + shift
         return text[starts[:, None] + torch.arange(cfg.seq_len + 1)].long()
 
     def heldout(self, cfg: LMConfig, secret_seed: int | None = None) -> Batch:
-        windows = self.validation_windows(cfg)
+        windows = self.validation_windows(cfg, secret_seed)
         return Batch(windows[:, :-1], windows[:, 1:])
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: LMConfig) -> dict[str, float]:
