@@ -31,12 +31,12 @@ class ConfigError(ValueError):
 
 
 class ScreenConfig(Section):
-    settings: dict[str, Any] = Field(default_factory=lambda: {"steps": 500})
+    settings: dict[str, Any] = Field(default_factory=lambda: {"steps": 200})
 
 
 class PromotionConfig(Section):
     fraction: float = Field(default=0.2, gt=0, le=1)
-    min_screened: int = Field(default=5, ge=1)
+    min_screened: int = Field(default=3, ge=1)
     seeds: int = Field(default=5, ge=3)  # per verification, for the design and the baseline alike
     alpha: float = Field(default=ALPHA, gt=0, lt=0.5)  # one-sided; the study's false-discovery rate
     replicate: bool = True  # test every claim again (fresh seeds and held-out data) when the budget allows
@@ -65,7 +65,8 @@ class StudyConfigBase(Section):
     ray_address: str | None = None  # "auto": the cluster this machine belongs to; or host:port
     seed: int = 0
     baselines: list[str] = Field(default_factory=lambda: ["softmax_attention", "gated_deltanet"])
-    settings: dict[str, Any] = Field(default_factory=dict)
+    # A trial's full fidelity (study.toml.j2 says why); a study for research sets its own.
+    settings: dict[str, Any] = Field(default_factory=lambda: {"steps": 300})
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)

@@ -230,13 +230,21 @@ def recheck(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
 
 
 def decide_promotion(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
-    """Promote when the design is in the top `fraction` of the study's screened designs so far."""
+    """Promote when the design's screening metric is ahead of the best baseline's (a verification
+    tests exactly that, so one behind it is not worth the device time) and its fitness is in the
+    top `fraction` of the study's screened designs so far (once `min_screened` were screened)."""
     rule = study.config.promotion
-    scores = [
+    run = study.kb.get(Run, state["screen_run_id"])
+    reference = study.reference("screen", study.config.seed)
+    assert run is not None and reference is not None
+    if study.score(TrainResult.model_validate(run.result), reference[1]).relative_improvement <= 0:
+        return {"promoted": False}
+    scores = [  # one per design: a too-good recheck is not another design
         run.fitness
         for architecture, run in study.kb.study_runs(study.study_id, fidelity="screen")
         if architecture.origin != "baseline" and run.status == "succeeded" and run.fitness is not None
-    ]
+        and "recheck_of" not in run.result
+    ]  # fmt: skip
     if len(scores) < rule.min_screened:
         return {"promoted": False}
     rank = sum(score > state["fitness"] for score in scores)  # designs strictly better

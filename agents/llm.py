@@ -6,8 +6,14 @@ must validate against a pydantic schema, every call recorded, and a cap on dolla
 
 Works with OpenAI, vLLM, Ollama, llama.cpp's server: anything that speaks /chat/completions.
 Transient failures (429, 5xx, timeouts, dropped connections) are retried by the openai client with
-exponential backoff; a malformed answer gets one repair re-ask. What still fails raises LLMError
-with one line, after the call is recorded, so the loop can record the failed step and go on.
+exponential backoff; a malformed answer gets one repair re-ask, and an answer cut off at the token
+limit one re-ask for a shorter answer. A refusal is recorded as one and not asked again. What still
+fails raises LLMError with one line, after the call is recorded, so the loop can record the failed
+step and go on.
+
+Answers are read the way real models write them: reasoning blocks (`<think>…</think>`) are dropped,
+the JSON object may sit in prose or among several fences, and strings may hold raw newlines. A role
+that answers with a file (the coder) gives it in a ```python block, and JSON is accepted too.
 The API key is read from the environment and never recorded.
 """
 
@@ -18,13 +24,23 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import openai
+from openai.types.chat.chat_completion import Choice
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Answer = TypeVar("Answer", bound=BaseModel)
 MAX_ANSWER_CHARS = 100_000  # longer replies are treated as malformed, never parsed
+PYTHON_TAGS = ("python", "python3", "py")
+# A fence: an opening line (``` and an optional language tag) and a closing line of its own.
+FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+REASONING_TAGS = "think|thinking|reasoning"
+REASONING = re.compile(rf"<({REASONING_TAGS})>.*?</\1>", re.DOTALL | re.IGNORECASE)
+REASONING_END = re.compile(rf"</(?:{REASONING_TAGS})>", re.IGNORECASE)
+# strict=False: raw newlines and tabs inside strings, as local models often write them, are kept.
+DECODER = json.JSONDecoder(strict=False)
 
 
 class LLMSettings(BaseModel):
@@ -54,7 +70,7 @@ class CallRecord(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    status: str = "ok"  # ok, malformed or error
+    status: str = "ok"  # ok, malformed, refused or error
     error: str | None = None
 
 
@@ -64,6 +80,16 @@ class LLMError(RuntimeError):
 
 class DollarCapReached(LLMError):
     pass
+
+
+class NoJSONObject(ValueError):
+    """A reply with no JSON object in it at all (as opposed to one that does not validate)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    truncated: bool  # the endpoint stopped it at the token limit (finish_reason "length")
 
 
 class LLM:
@@ -83,30 +109,42 @@ class LLM:
             max_retries=settings.max_retries,
         )
 
-    def ask(self, role: str, messages: list[dict[str, str]], schema: type[Answer]) -> Answer:
-        """The role's answer as a validated `schema` instance. A malformed answer is shown its
-        error and asked once more."""
-        conversation = [*messages, {"role": "user", "content": answer_instructions(schema)}]
+    def ask(
+        self, role: str, messages: list[dict[str, str]], schema: type[Answer], code_field: str | None = None
+    ) -> Answer:
+        """The role's answer as a validated `schema` instance. With `code_field`, the answer is a
+        file: the reply's last ```python block fills that field (a JSON answer is accepted too).
+        A malformed or truncated answer is shown what was wrong and asked once more."""
+        instructions = code_instructions() if code_field else answer_instructions(schema)
+        conversation = [*messages, {"role": "user", "content": instructions}]
         reply = self._complete(role, conversation)
         try:
-            return parse_answer(reply, schema)
+            return self._read(reply, schema, code_field)
         except ValueError as first:
             self._note_malformed(role, str(first))
             conversation += [
-                {"role": "assistant", "content": reply[:4000]},
-                {
-                    "role": "user",
-                    "content": f"That answer was not usable: {first}. {answer_instructions(schema)}",
-                },
+                {"role": "assistant", "content": reply.text[:4000]},
+                {"role": "user", "content": repair_request(str(first), reply.truncated, instructions)},
             ]
         reply = self._complete(role, conversation)
         try:
-            return parse_answer(reply, schema)
+            return self._read(reply, schema, code_field)
         except ValueError as second:
             self._note_malformed(role, str(second))
             raise LLMError(f"{role}: malformed answer after one repair: {second}") from None
 
-    def _complete(self, role: str, messages: list[dict[str, str]]) -> str:
+    def _read(self, reply: Reply, schema: type[Answer], code_field: str | None) -> Answer:
+        # A cut-off answer is never taken, even where part of it parses: an earlier draft block
+        # would pass for the answer the model did not finish.
+        if reply.truncated:
+            raise ValueError(
+                f"the answer was cut off at the token limit ({self.settings.max_tokens:,} tokens)"
+            )
+        if code_field:
+            return parse_code_answer(reply.text, schema, code_field)
+        return parse_answer(reply.text, schema)
+
+    def _complete(self, role: str, messages: list[dict[str, str]]) -> Reply:
         cap = self.settings.dollar_cap
         if cap is not None and self.spent_usd >= cap:
             raise DollarCapReached(f"LLM dollar cap reached: ${self.spent_usd:.2f} of ${cap:.2f} spent")
@@ -127,10 +165,16 @@ class LLM:
         prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         cost = self.cost(model, prompt, completion)
         self.spent_usd += cost
-        self.record(CallRecord(role=role, model=model, prompt_tokens=prompt, completion_tokens=completion,
-                               cost_usd=cost, latency_s=time.perf_counter() - started))  # fmt: skip
         choice = response.choices[0] if response.choices else None
-        return (choice.message.content or "") if choice else ""
+        refusal = refusal_of(choice)
+        self.record(CallRecord(role=role, model=model, prompt_tokens=prompt, completion_tokens=completion,
+                               cost_usd=cost, latency_s=time.perf_counter() - started,
+                               status="refused" if refusal else "ok", error=refusal))  # fmt: skip
+        if refusal:  # asking again for the same thing would only be refused again
+            raise LLMError(f"{role}: the model refused: {refusal}")
+        if choice is None:
+            return Reply("", truncated=False)
+        return Reply(choice.message.content or "", truncated=choice.finish_reason == "length")
 
     def _note_malformed(self, role: str, reason: str) -> None:
         self.record(
@@ -148,22 +192,106 @@ def answer_instructions(schema: type[BaseModel]) -> str:
     )
 
 
-def parse_answer(reply: str, schema: type[Answer]) -> Answer:
-    """The JSON object in a reply (bare, or in a ``` fence), validated; ValueError says why not."""
+def code_instructions() -> str:
+    return (
+        "Reply with the complete Python file in one ```python fenced block. If you write several "
+        "blocks, the last ```python block is taken as the file."
+    )
+
+
+def repair_request(problem: str, truncated: bool, instructions: str) -> str:
+    if truncated:
+        return (
+            "That answer was cut off at the token limit. Answer again, shorter: keep prose and "
+            f"comments brief and leave out anything the answer does not need. {instructions}"
+        )
+    return f"That answer was not usable: {problem}. {instructions}"
+
+
+def refusal_of(choice: Choice | None) -> str | None:
+    """The model's refusal, on one line, where the endpoint reported one."""
+    if choice is None:
+        return None
+    text = choice.message.refusal
+    if not text and choice.finish_reason == "content_filter":
+        text = "the endpoint's content filter stopped the answer"
+    return " ".join(str(text).split())[:500] if text else None
+
+
+def answer_text(reply: str) -> str:
+    """The reply without its reasoning blocks; ValueError where nothing usable is left."""
     if not reply.strip():
         raise ValueError("the reply was empty")
     if len(reply) > MAX_ANSWER_CHARS:
         raise ValueError(f"the reply was {len(reply):,} characters, more than {MAX_ANSWER_CHARS:,}")
-    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", reply, re.DOTALL)
-    text = fenced.group(1) if fenced else reply[reply.find("{") : reply.rfind("}") + 1]
-    if not text:
-        raise ValueError("the reply held no JSON object")
+    text = REASONING.sub("", reply)
+    text = REASONING_END.split(text)[-1]  # some servers drop the opening tag: all before is reasoning
+    if not text.strip():
+        raise ValueError("the reply held only reasoning, no answer")
+    return text
+
+
+def json_objects(text: str) -> list[dict]:
+    """The top-level JSON objects in a text, in order; braces in prose that open no object are skipped."""
+    found = []
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = DECODER.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        found.append(value)
+        start = text.find("{", end)
+    return found
+
+
+def parse_answer(reply: str, schema: type[Answer]) -> Answer:
+    """The reply's JSON answer, validated; ValueError says why there is none. Tried in turn: the
+    ```json fences (last first), then every JSON object in the text (last first): models put
+    drafts and examples before the answer."""
+    text = answer_text(reply)
+    fenced = [obj for tag, body in FENCE.findall(text) if tag.lower() == "json" for obj in json_objects(body)]
+    candidates = [*reversed(fenced), *reversed(json_objects(text))]
+    if not candidates:
+        raise NoJSONObject("the reply held no JSON object")
+    errors = []
+    for candidate in candidates:
+        try:
+            return schema.model_validate(candidate)
+        except ValidationError as exc:
+            errors.append(exc)
+    raise ValueError(describe_validation(errors[0])) from None  # the likeliest answer's fault
+
+
+def parse_code_answer(reply: str, schema: type[Answer], field: str) -> Answer:
+    """A file answer: the last ```python block fills `field` (a bare ``` block holding Python where
+    no block is tagged); without one, the reply's JSON answer as `parse_answer` reads it."""
+    fences = FENCE.findall(answer_text(reply))
+    tagged = [body for tag, body in fences if tag.lower() in PYTHON_TAGS]
+    bare = [body for tag, body in fences if not tag and looks_like_python(body)]
+    if not (tagged or bare):
+        try:
+            return parse_answer(reply, schema)
+        except NoJSONObject:
+            raise ValueError("the reply held no ```python block with the file (and no JSON object)") from None
     try:
-        return schema.model_validate_json(text)
+        return schema.model_validate({field: (tagged or bare)[-1]})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "the answer"
-        raise ValueError(f"{where}: {error['msg']}") from None
+        raise ValueError(describe_validation(exc)) from None
+
+
+def looks_like_python(body: str) -> bool:
+    # A bare fence may hold a JSON answer (itself valid Python) or shell; a module has statements.
+    return not body.lstrip().startswith(("{", "[")) and bool(
+        re.search(r"^(import|from|class|def)\s", body, re.MULTILINE)
+    )
+
+
+def describe_validation(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the answer"
+    return f"{where}: {error['msg']}"
 
 
 def describe_api_error(exc: openai.APIError) -> str:

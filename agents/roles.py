@@ -3,7 +3,7 @@
     researcher  parents, elites, baselines, retrieved findings and documents, recent failures
                 -> ResearchPlan (name, hypothesis, motivation, design plan)
     coder       the plan, the parent's file, the contract; on a repair, its last file and the
-                probes it failed -> CandidateCode
+                probes it failed -> CandidateCode (the file in a ```python block, or JSON)
     analyst     the experiment's result beside its parents and the baselines -> typed findings
     judge       (optional) the design's code and idea -> a score in [0, 1] for fitness's
                 qualitative term, which the metric cannot see
@@ -71,10 +71,14 @@ def task_info(study: StudyContext) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def ask(llm: LLM, prompts: Path | None, role: str, context: dict[str, Any], schema: type[BaseModel]):
-    """The role's answer to its template (from `prompts` where that folder overrides it)."""
+def ask(
+    llm: LLM, prompts: Path | None, role: str, context: dict[str, Any], schema: type[BaseModel],
+    code_field: str | None = None,
+):  # fmt: skip
+    """The role's answer to its template (from `prompts` where that folder overrides it); with
+    `code_field`, an answer in a ```python block fills that field."""
     prompt = render(role, context, prompts)
-    return llm.ask(role, [{"role": "user", "content": prompt}], schema)
+    return llm.ask(role, [{"role": "user", "content": prompt}], schema, code_field=code_field)
 
 
 # ----------------------------------------------------------------------------- what roles are shown
@@ -164,7 +168,8 @@ def write_candidate(
         "verdict": {"failures": failures} if previous is not None else None,
         "previous_code": previous or "",
     }
-    answer: CandidateCode = ask(llm, prompts, "coder", context, CandidateCode)
+    # The file comes in a ```python block, the way models write code; a JSON answer is taken too.
+    answer: CandidateCode = ask(llm, prompts, "coder", context, CandidateCode, code_field="code")
     return answer.code
 
 

@@ -1,23 +1,36 @@
 """Search efficiency and loop overhead of `discover run`'s offline proposers.
 
 Runs real studies (the study runner, knowledge base, ledger and process sandbox; grammar designs
-are trusted code) with several proposers, several seeds each, for the same number of experiments:
-evolution (the default: classic designs first, guided mutation), its ablations (a random initial
-population; random mutation), and random search (the control). The MQAR setting is one where
-designs spread out (vocab 64, length 64, 16 pairs, d_model 32, 400 steps): linear attention scores
-about 0.06, most random designs stay near that, and a few reach 1.0. The studies of a seed run side
-by side, one core each where the machine has enough (on two cores, more than two arms share them).
+are trusted code) with several proposers ("arms"), several seeds each, for the same number of
+experiments: evolution (the default: guided mutation), its ablation with random mutation, and
+random search (the control). The MQAR setting is one where designs spread out (vocab 64, length
+64, 16 pairs, d_model 32, 400 steps): linear attention scores about 0.06, most random designs stay
+near that, and a few reach 1.0. The studies of a seed run side by side, one core each where the
+machine has enough (on two cores, more than two arms share them).
+
+A fair comparison: every arm starts from the same designs (`--start`). With `classics` (the
+default, as `discover init` configures evolution) every arm first screens the grammar's five
+classic designs; with `random`, every arm first screens the same `initial` random designs of its
+seed. Every arm runs the evolution proposer, and the control is its initial population made
+endless: the classics (if any), then uniform samples drawn exactly as `proposer = "random"` draws
+them. Seed s of every arm uses the same training seed and the same first designs, so arms are
+compared to the control seed by seed (a paired t-interval, `discover.agents.statistics.compare`).
+
 Reports
 
 - search efficiency: the best fitness (what the proposers maximise) and the best held-out accuracy
-  after n experiments, and how many experiments each evolution needs to reach random search's
-  final best (median over random's seeds); target <= 1/2;
+  after n experiments, per arm; each arm minus the control, paired by seed, with a 95% interval:
+  the final best, and the mean of the best-so-far curve (the area under it, so it rewards getting
+  there sooner); the experiments each arm needs to reach the same seed's control's final best
+  (target <= n/2);
 - overhead: the share of charged device time spent outside training steps (sandbox start-up,
   probes, prediction and audit jobs, the study's own bookkeeping); target <= 3%.
 
-Writes the `search` section of benchmarks/RESULTS.md.
+Writes the `search` section of benchmarks/RESULTS.md (`search-random-start` with `--start random`)
+when run with at least 10 seeds; fewer is a smoke check, printed only.
 
-    python -m benchmarks.search --seeds 5 --experiments 16 [--arms evolution random]
+    python -m benchmarks.search [--seeds 10] [--experiments 12] [--start classics]
+        [--arms evolution random]
 """
 
 from __future__ import annotations
@@ -27,12 +40,14 @@ import json
 import math
 import statistics
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks.results import machine, write_section
 from benchmarks.study_overhead import DeviceTime, device_time, table
 from discover.agents.config import StudyConfig
+from discover.agents.statistics import compare, interval_level
 from discover.agents.study import run_study
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox.process import ProcessBackend
@@ -42,20 +57,26 @@ SETTINGS = {
     "warmup_steps": 20, "test_examples": 256,
 }  # fmt: skip
 
-
-EVOLUTION = {"population": 16, "tournament": 4, "initial": 4, "guided": True, "classics": True}
-ARMS = {  # name -> (proposer, the [evolution] section)
-    "evolution": ("evolution", EVOLUTION),
-    "evolution (random start)": ("evolution", {**EVOLUTION, "classics": False}),
-    "evolution (random mutation)": ("evolution", {**EVOLUTION, "guided": False}),
-    "random": ("random", EVOLUTION),
+EVOLUTION = {"population": 16, "tournament": 4, "initial": 4, "guided": True}
+ENDLESS = 10**9  # an initial population that never ends: evolution then only samples at random
+ARMS = {  # name -> what it changes in the [evolution] section
+    "evolution": {},
+    "evolution (random mutation)": {"guided": False},
+    "random": {"initial": ENDLESS},
 }
+CONTROL = "random"
+STARTS = {  # --start -> the [evolution] section's `classics`, and the RESULTS.md section written
+    "classics": (True, "search"),
+    "random": (False, "search-random-start"),
+}
+MIN_SEEDS = 10  # fewer gives intervals too wide to say anything: a smoke check, not a result
+ALPHA = 0.025  # one-sided, so `compare`'s interval is the two-sided 95% one
 
 
-def study_config(arm: str, seed: int) -> StudyConfig:
-    proposer, evolution = ARMS[arm]
+def study_config(arm: str, seed: int, start: str) -> StudyConfig:
+    evolution = {**EVOLUTION, "classics": STARTS[start][0], **ARMS[arm]}
     return StudyConfig.model_validate({
-        "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
+        "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": "evolution", "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
         "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
         "evolution": evolution,
@@ -63,78 +84,107 @@ def study_config(arm: str, seed: int) -> StudyConfig:
     })  # fmt: skip
 
 
-def run_one(arm: str, seed: int, experiments: int, root: Path) -> dict:
+def run_one(arm: str, seed: int, experiments: int, start: str, root: Path) -> dict:
     folder = root / f"{list(ARMS).index(arm)}-{seed}"
-    config = study_config(arm, seed)
+    config = study_config(arm, seed, start)
     run_study(folder, config, ProcessBackend(), max_experiments=experiments, say=lambda line: None)
     study_id = json.loads((folder / "study.json").read_text())["study_id"]
     accuracies, fitnesses = [], []
     with KnowledgeBase(folder / "knowledge.db", starter=None) as kb:
         for architecture, run in kb.study_runs(study_id, "screen"):
-            if architecture.origin != "baseline":
+            # one value per experiment: its design's screening run, not the too-good gate's recheck
+            if architecture.origin != "baseline" and "recheck_of" not in run.result:
                 succeeded = run.status == "succeeded"
                 accuracies.append(run.result["value"] if succeeded else 0.0)
                 fitnesses.append(run.fitness if succeeded and run.fitness is not None else 0.0)
     return {
-        "fitness": best_so_far(fitnesses), "accuracy": best_so_far(accuracies),
+        "fitness": best_so_far(fitnesses, experiments), "accuracy": best_so_far(accuracies, experiments),
         "device_time": device_time(folder),
     }  # fmt: skip
 
 
-def best_so_far(values: list[float]) -> list[float]:
+def best_so_far(values: list[float], n: int) -> list[float]:
+    """The best value after each of n experiments; a study that stopped early keeps its last best."""
     best, curve = 0.0, []
     for value in values:
         best = max(best, value)
         curve.append(best)
-    return curve
+    return curve + [best] * (n - len(curve))
 
 
 def experiments_to_reach(curve: list[float], target: float) -> int | None:
     return next((index + 1 for index, best in enumerate(curve) if best >= target), None)
 
 
+def paired(arm: list[float], control: list[float]) -> str:
+    """The arm minus the control, value s of each from seed s: mean [interval], one-sided p."""
+    comparison = compare(arm, control, alpha=ALPHA)
+    low, high = comparison.interval
+    return f"{comparison.difference:+.3f} [{low:+.3f}, {high:+.3f}], p = {comparison.p_value:.3f}"
+
+
 def efficiency_table(results: dict[str, list[dict]], measure: str, marks: list[int]) -> str:
-    """Median best `measure` after n experiments per arm, and how many experiments each evolution
-    arm needed to reach random search's final best (the median over random's seeds)."""
+    """Per arm: the median best `measure` after n experiments; the paired difference from the
+    control in the final best and in the mean of the best-so-far curve; and the experiments needed
+    to reach the same seed's control's final best."""
     n = marks[-1]
-    rows = []
+    medians = []
     for arm, runs in results.items():
         cells = [f"{statistics.median(run[measure][m - 1] for run in runs):.3f}" for m in marks]
-        rows.append(f"| {arm} | " + " | ".join(cells) + " |")
-    target = statistics.median(run[measure][-1] for run in results["random"])
-    lines = []
-    for arm in (arm for arm in results if arm != "random"):
-        reach = [experiments_to_reach(run[measure], target) for run in results[arm]]
+        medians.append(f"| {arm} | " + " | ".join(cells) + " |")
+    control = results[CONTROL]
+    rows = []
+    for arm, runs in results.items():
+        if arm == CONTROL:
+            final = area = "control"
+        else:
+            final = paired([r[measure][-1] for r in runs], [r[measure][-1] for r in control])
+            area = paired(
+                [statistics.mean(r[measure]) for r in runs], [statistics.mean(r[measure]) for r in control]
+            )
+        targets = [ref[measure][-1] for ref in control]  # the same seed's control's final best
+        reach = [experiments_to_reach(r[measure], target) for r, target in zip(runs, targets, strict=True)]
+        within = sum(r is not None and r <= n // 2 for r in reach)
         median = statistics.median(r if r is not None else math.inf for r in reach)  # unreached: never
-        median_text = f"{median:.0f}" if math.isfinite(median) else f"more than {n}"
-        per_seed = ", ".join(str(r) if r is not None else "not reached" for r in reach)
-        lines.append(f"- {arm}: {per_seed}; median {median_text} (target: <= {n // 2})")
+        per_seed = ", ".join(str(r) if r is not None else "-" for r in reach)
+        median_text = f"{median:.0f}" if math.isfinite(median) else f"> {n}"
+        rows.append(f"| {arm} | {final} | {area} | {per_seed} | {median_text} | {within}/{len(reach)} |")
     return (
         f"Median best {measure} after n experiments:\n\n"
-        "| proposer | " + " | ".join(f"n={m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
-        + "\n".join(rows) + "\n\n"
-        f"Random search's final best {measure} (median over seeds): {target:.3f}. Experiments needed "
-        "to reach it, per seed:\n\n" + "\n".join(lines)
+        "| arm | " + " | ".join(f"n={m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
+        + "\n".join(medians) + "\n\n"
+        f"Each arm minus {CONTROL}, paired by seed: mean difference [{interval_level(ALPHA):.0%} "
+        f"interval], one-sided p that the arm is better; then the experiments the arm needed to "
+        f"reach the same seed's {CONTROL} final best {measure} (per seed, '-' not within {n}), their "
+        f"median (target: <= {n // 2}), and the seeds that reached it within {n // 2}:\n\n"
+        f"| arm | final best {measure} | mean best-so-far {measure} | experiments to reach, per seed "
+        "| median | within n/2 |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
     )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=MIN_SEEDS)
     parser.add_argument("--experiments", type=int, default=12)
+    parser.add_argument("--start", choices=list(STARTS), default="classics", help="every arm's first designs")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     args = parser.parse_args()
-    if "random" not in args.arms:
-        parser.error("--arms must include random: it is the control every evolution arm is measured against")
+    if CONTROL not in args.arms:
+        parser.error(f"--arms must include {CONTROL}: it is the control every other arm is measured against")
+    if args.seeds < 2:
+        parser.error("--seeds must be at least 2: the comparisons pair seeds")
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS if arm in args.arms}
+    began = time.monotonic()
     pool = ProcessPoolExecutor(len(results))  # the arms of a seed side by side
     with tempfile.TemporaryDirectory(prefix="discover-search-") as root, pool:
         for seed in range(args.seeds):
-            futures = {arm: pool.submit(run_one, arm, seed, args.experiments, Path(root)) for arm in results}
+            study = (args.experiments, args.start, Path(root))
+            futures = {arm: pool.submit(run_one, arm, seed, *study) for arm in results}
             for arm, future in futures.items():
                 result = future.result()
                 results[arm].append(result)
                 print(arm, seed, [round(v, 3) for v in result["accuracy"]], flush=True)
+            print(f"seed {seed} done, {time.monotonic() - began:,.0f} s so far", flush=True)
 
     n = args.experiments
     marks = sorted({max(1, n // 4), n // 2, 3 * n // 4, n})
@@ -144,13 +194,30 @@ def main() -> None:
             split.add(run["device_time"])
     checks = split.check_seconds
     fixed = statistics.median(split.outside["screen"]) + statistics.median(checks)
+    classics, section = STARTS[args.start]
+    common = (
+        "the grammar's five classic designs (linear attention, retention, GLA, DeltaNet, Gated DeltaNet)"
+        if classics
+        else f"the same {EVOLUTION['initial']} random designs per seed"
+    )
     body = (
         "## Search efficiency and loop overhead (`discover run`, offline proposers)\n\n"
         f"Machine: {machine()}. {args.seeds} seeds per arm, {n} experiments per study, process "
-        f"sandbox; MQAR {SETTINGS}; screening only (no promotion), reference baseline linear_attention; "
-        f"evolution {EVOLUTION} (classics: the grammar's classic designs come first). "
+        f"sandbox; MQAR {SETTINGS}; screening only (no promotion), reference baseline linear_attention. "
+        f"Every arm starts from {common}, and seed s of every arm trains with seed s (each study "
+        "draws its own secret held-out set, so one design scores a little differently in each). A "
+        "design far ahead of the reference is screened again (the too-good recheck): that run is "
+        "charged but is not an experiment of the curves. Every arm is the "
+        f"evolution proposer, {EVOLUTION}: evolution as configured, evolution (random mutation) with "
+        "`guided = false`, and random with an initial population that never ends (after the common "
+        "start, uniform samples of the grammar, drawn as `proposer = \"random\"` draws them). "
         "Fitness is what the proposers maximise (held-out accuracy against the reference, with "
-        "throughput and memory); accuracy alone is shown beside it.\n\n"
+        "throughput and memory); accuracy alone is shown beside it. Differences from random are "
+        "paired by seed: a paired t-interval (`discover.agents.statistics.compare`), one per "
+        "comparison, not adjusted for the several made. The mean best-so-far is the area under the "
+        "best-so-far curve over n: unlike the experiments needed to reach a target, it is defined "
+        "for every seed, so it can be paired and averaged, and it rewards reaching a high fitness "
+        "sooner.\n\n"
         + efficiency_table(results, "fitness", marks) + "\n\n"
         + efficiency_table(results, "accuracy", marks) + "\n\n"
         f"Overhead: {split.charged:,.0f} device-seconds charged, {split.in_steps:,.0f} inside training "
@@ -160,7 +227,10 @@ def main() -> None:
         f"trains for {fixed / 0.03:,.0f} s or more (benchmarks/study_overhead.py measures a real study)."
     )  # fmt: skip
     print(body)
-    write_section("search", body)
+    if args.seeds < MIN_SEEDS:
+        print(f"\nNot written to RESULTS.md: {args.seeds} seeds are a smoke check, {MIN_SEEDS} a result.")
+    else:
+        write_section(section, body)
 
 
 if __name__ == "__main__":

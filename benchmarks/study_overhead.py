@@ -1,8 +1,8 @@
 """Where a real study's device time goes: inside training steps, or around them.
 
-Runs `discover run`'s study runner with the configuration `discover init` writes (mqar, screening
-runs of 500 steps, the top fifth promoted to the task's full 2000 steps with 3 seeds, evolution,
-the `auto` sandbox) until the budget is spent, then splits the charged device time into
+Runs `discover run`'s study runner with the configuration `discover init` writes (mqar, its
+screening and full fidelities, promotion and verification seeds, evolution, the `auto` sandbox)
+until the budget is spent, then splits the charged device time into
 
 - training steps: each run's time inside its training loop, from the harness's own per-interval
   throughput (metrics.jsonl);
@@ -127,8 +127,9 @@ def main() -> None:
     body = (
         "## Device time of a real study (`discover run` with `discover init`'s defaults)\n\n"
         f"Machine: {machine()}. Budget {args.budget}, sandbox {choice.why.split(':')[0]}, "
-        f"{wall / 60:.0f} min wall; mqar, screening 500 steps, promotion of the top fifth to 2000 steps "
-        "x 3 seeds, evolution, reference baselines softmax attention and Gated DeltaNet.\n\n"
+        f"{wall / 60:.0f} min wall; mqar, screening {config.screen.settings['steps']} steps, promotion "
+        f"of the top fifth ahead of the best baseline to {config.settings['steps']} steps x "
+        f"{config.promotion.seeds} seeds, evolution, reference baselines {', '.join(config.baselines)}.\n\n"
         + table(split) + "\n\n"
         f"Charged {split.charged:,.0f} device-seconds, {split.in_steps:,.0f} inside training steps: "
         f"**{split.outside_share:.1%} outside them** (target <= 3%). A run's time outside its steps is "

@@ -190,7 +190,7 @@ class LLMCall(SQLModel, table=True):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    status: str = "ok"  # "ok" or "error"
+    status: str = "ok"  # "ok", "error" (a failed request or a malformed answer) or "refused"
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

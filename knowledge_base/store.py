@@ -379,22 +379,11 @@ class KnowledgeBase:
         self.embed_missing()
         return finding
 
-    def revise_finding(
-        self,
-        finding_id: str,
-        statement: str,
-        verdict: str,
-        evidence_run_ids: Sequence[str] = (),
-        effect_size: float | None = None,
-        effect_interval: tuple[float, float] | None = None,
-        confidence: float | None = None,
-        tags: Sequence[str] = (),
-    ) -> Finding:
+    def revise_finding(self, finding_id: str, statement: str, verdict: str, **evidence: Any) -> Finding:
         """The finding with new evidence: its row and its search item rewritten in place (and its
-        vector recomputed), so retrieval never returns the superseded version."""
-        fields = finding_fields(
-            statement, verdict, evidence_run_ids, effect_size, effect_interval, confidence, tags
-        )
+        vector recomputed), so retrieval never returns the superseded version. `evidence`: the
+        keyword arguments of `add_finding` from evidence_run_ids to tags."""
+        fields = finding_fields(statement, verdict, **evidence)
         with self.writing() as session:
             finding = session.get(Finding, finding_id)
             if finding is None:
@@ -568,11 +557,11 @@ def delete_document(session: Session, document: Document) -> None:
 def finding_fields(
     statement: str,
     verdict: str,
-    evidence_run_ids: Sequence[str],
-    effect_size: float | None,
-    effect_interval: tuple[float, float] | None,
-    confidence: float | None,
-    tags: Sequence[str],
+    evidence_run_ids: Sequence[str] = (),
+    effect_size: float | None = None,
+    effect_interval: tuple[float, float] | None = None,
+    confidence: float | None = None,
+    tags: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A finding's columns, checked: StoreError for a bad verdict, statement or confidence."""
     require_one_of("verdict", verdict, VERDICTS)

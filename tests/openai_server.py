@@ -5,8 +5,9 @@ It stands in for what cannot run here (a paid model).
   synonym table, so that "forgetting" and "decay" land together, as a real embedding model would
   put them) and hashed into one of DIM dimensions.
 - /chat/completions: replays `server.script`, one step per request: {"content": "..."} answers,
-  {"status": 429} fails with that HTTP status, {"sleep": seconds, ...} waits first. An exhausted
-  script answers 500, so a test states every request it expects.
+  {"status": 429} fails with that HTTP status, {"sleep": seconds, ...} waits first. An answer may
+  also set "finish_reason" (default "stop") and "refusal" (then "content" may be left out). An
+  exhausted script answers 500, so a test states every request it expects.
 - /models (GET): lists `server.models`.
 """
 
@@ -60,14 +61,18 @@ class Handler(BaseHTTPRequestHandler):
                     step["status"], {"error": {"message": f"scripted {step['status']}", "type": "test"}}
                 )
                 return
-            content = step["content"]
+            content = step.get("content")
+            message = {"role": "assistant", "content": content}
+            if "refusal" in step:
+                message["refusal"] = step["refusal"]
             prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+            completion = len((content or step.get("refusal") or "").split())
             self.reply(200, {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": content}}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": len(content.split()),
-                          "total_tokens": prompt + len(content.split())},
+                "choices": [{"index": 0, "finish_reason": step.get("finish_reason", "stop"),
+                             "message": message}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion},
             })  # fmt: skip
         else:
             self.reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})

@@ -54,7 +54,9 @@ def study(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("report") / "study"
     folder.mkdir()
     (folder / "discover.toml").write_text(TINY_STUDY)
-    finished = discover("run", "-C", str(folder), "--budget", "1.5m", "--sandbox", "process")
+    finished = discover(
+        "run", "-C", str(folder), "--budget", "5m", "--max-experiments", "7", "--sandbox", "process"
+    )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     child = query(folder, "SELECT id FROM architecture WHERE parent_ids != '[]' ORDER BY created_at LIMIT 1")
     assert child, "the study proposed no design with a parent; raise its budget"

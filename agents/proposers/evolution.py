@@ -5,8 +5,9 @@ oldest, rather than the worst, keeps a lucky early score from ruling the search 
 
 The initial population starts with the grammar's classic designs (`classics`, on by default:
 linear attention, retention, GLA, DeltaNet, Gated DeltaNet), then random ones up to `initial`.
-Human designs are where the good basins of a mostly flat landscape are likely to be; random search
-gets no such head start, so `benchmarks/search.py` has an arm that measures evolution without it.
+Human designs are where the good basins of a mostly flat landscape are likely to be;
+`benchmarks/search.py` gives every arm it compares (random search included) the same start, the
+classics or the same random designs (`--start`), so the comparison measures the search alone.
 
 Guided mutation (`guided`, on by default) picks which motif to change from what the study has
 measured so far instead of at random: each motif's mean fitness over the designs that use it,
