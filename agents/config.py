@@ -61,6 +61,7 @@ class StudyConfigBase(Section):
     proposer: str = "auto"  # "auto" or a registered proposer (see discover.agents.proposers)
     sandbox: str = "auto"  # "auto" or a registered backend (see discover.sandbox.backends)
     workers: int | None = Field(default=None, ge=1)  # None: one per GPU, or 1 without GPUs
+    max_idle_experiments: int = Field(default=20, ge=1)  # in a row with nothing to train: then stop
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # "auto": the cluster this machine belongs to; or host:port
     seed: int = 0

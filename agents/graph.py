@@ -45,6 +45,8 @@ class ExperimentState(TypedDict, total=False):
     parent_ids: list[str]
     context: dict[str, Any]  # retrieved findings and documents, for the researcher
     proposal: dict[str, Any]  # a Proposal
+    duplicates: list[str]  # this experiment's plans that repeated an earlier design, and what they repeated
+    replan: bool  # the last plan was a duplicate, and the proposer is asked again
     architecture_id: str
     verdict: dict[str, Any]  # the last probe verdict
     vetting: dict[str, Any]  # the probed candidate's Vetting: screen and verify reuse it, unparsed
@@ -58,6 +60,7 @@ class ExperimentState(TypedDict, total=False):
     duplicate_of: str  # the design the probe found computing the same function
     finding_ids: list[str]
     status: str  # how the experiment ended, see ENDINGS
+    ended: bool  # set by `record`, the last node: `status` is final
     reason: str
 
 
@@ -91,8 +94,9 @@ def retrieve(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
 
 
 def propose(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    context = state["context"] | {"duplicates": state.get("duplicates", [])}
     try:
-        proposal = study.proposer.propose(study, state["number"], state["parent_ids"], state["context"])
+        proposal = study.proposer.propose(study, state["number"], state["parent_ids"], context)
     except ProposerStop as stop:
         return {"status": stop.status, "reason": str(stop)}
     return {"proposal": proposal.model_dump()}
@@ -100,9 +104,16 @@ def propose(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
 
 def check_novelty(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     """Before any device time: the proposer says how a duplicate is recognised (the same code, or
-    for planned designs the same idea, before any code is written)."""
-    duplicate = study.proposer.duplicate_of(study, Proposal.model_validate(state["proposal"]))
-    return {} if duplicate is None else {"status": "duplicate", "reason": duplicate}
+    for planned designs the same idea, before any code is written). A duplicate plan is proposed
+    again, shown what it repeated, up to the proposer's `replans` times; then the experiment ends."""
+    proposal = Proposal.model_validate(state["proposal"])
+    duplicate = study.proposer.duplicate_of(study, proposal)
+    if duplicate is None:
+        return {"replan": False}
+    tried = [*state.get("duplicates", []), f"{proposal.name}: {duplicate}"]
+    if len(tried) <= study.proposer.replans:
+        return {"duplicates": tried, "replan": True}
+    return {"status": "duplicate", "reason": duplicate, "duplicates": tried, "replan": False}
 
 
 def write_code(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
@@ -335,7 +346,7 @@ def analyze(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
 def record(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     status = state.get("status", "failed")
     study.report(state["experiment_id"], state)
-    return {"status": status}
+    return {"status": status, "ended": True}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -374,7 +385,9 @@ def _after_propose(state: ExperimentState) -> str:
 
 
 def _after_novelty(state: ExperimentState) -> str:
-    return "record" if state.get("status") == "duplicate" else "write_code"
+    if state.get("status") == "duplicate":
+        return "record"
+    return "propose" if state.get("replan") else "write_code"
 
 
 def _after_probe(study: StudyContext, state: ExperimentState) -> str:
@@ -416,7 +429,7 @@ def build_graph(study: StudyContext, checkpointer: BaseCheckpointSaver | None = 
     graph.add_edge("select_parents", "retrieve")
     graph.add_edge("retrieve", "propose")
     graph.add_conditional_edges("propose", _after_propose, ["check_novelty", "record"])
-    graph.add_conditional_edges("check_novelty", _after_novelty, ["write_code", "record"])
+    graph.add_conditional_edges("check_novelty", _after_novelty, ["propose", "write_code", "record"])
     graph.add_conditional_edges("write_code", _after_write_code, ["probe", "record"])
     graph.add_conditional_edges("probe", partial(_after_probe, study), ["screen", "write_code", "record"])
     graph.add_conditional_edges("screen", _after_screen, ["judge", "analyze", "record"])

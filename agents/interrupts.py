@@ -1,7 +1,9 @@
 """Stopping a study by a signal, and waiting in a way that lets the stop be heard.
 
 Ctrl-C (SIGINT), SIGTERM (what `timeout`, systemd, Kubernetes and Slurm send) and SIGHUP (a closed
-terminal) all mean the same: the first drains, the second stops at once.
+terminal) all mean the same: the first drains, the second stops at once. A drained Ctrl-C still
+exits with status 130, as an interrupted command does; a drained SIGTERM or SIGHUP is a clean stop
+a scheduler asked for, status 0.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class interrupts:
         self.stopping, self.say, self.backend, self.study_id = stopping, say, backend, study_id
         self.jobs_dir = jobs_dir
         self.previous: dict[int, Any] = {}
+        self.received: int | None = None  # the first signal, if any
 
     def __enter__(self) -> interrupts:
         if threading.current_thread() is threading.main_thread():
@@ -45,6 +48,7 @@ class interrupts:
     def handle(self, signum: int, frame: object) -> None:
         if not self.stopping.is_set():
             self.stopping.set()
+            self.received = signum
             name = signal.Signals(signum).name
             self.say(f"interrupted: finishing the running jobs ({name}; a second signal stops now)")
             return

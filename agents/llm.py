@@ -25,11 +25,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import openai
 from openai.types.chat.chat_completion import Choice
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from discover.agents.llm_limits import PromptTooLong, refit, token_parameter
 
 Answer = TypeVar("Answer", bound=BaseModel)
 MAX_ANSWER_CHARS = 100_000  # longer replies are treated as malformed, never parsed
@@ -52,13 +54,17 @@ class LLMSettings(BaseModel):
     default_model: str = "gpt-4o-mini"
     timeout_s: float = Field(default=180.0, gt=0)  # per request, so a stalled stream ends
     max_retries: int = Field(default=4, ge=0)
-    max_tokens: int = Field(default=8192, gt=0)
+    max_tokens: int = Field(default=8192, gt=0)  # the answer's limit, unless token_limits names the role
+    token_limits: dict[str, int] = Field(default_factory=dict)  # role -> its answer's token limit
     # model -> (dollars per million prompt tokens, dollars per million completion tokens)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     dollar_cap: float | None = Field(default=None, ge=0)
 
     def model_for(self, role: str) -> str:
         return self.models.get(role, self.default_model)
+
+    def token_limit_for(self, role: str) -> int:
+        return self.token_limits.get(role, self.max_tokens)
 
 
 class CallRecord(BaseModel):
@@ -78,6 +84,10 @@ class LLMError(RuntimeError):
     """A step the LLM could not complete; the message is one line."""
 
 
+class ContextTooLong(LLMError):
+    """The prompt alone fills the model's context: the role must show less (`roles.ask`)."""
+
+
 class DollarCapReached(LLMError):
     pass
 
@@ -90,6 +100,7 @@ class NoJSONObject(ValueError):
 class Reply:
     text: str
     truncated: bool  # the endpoint stopped it at the token limit (finish_reason "length")
+    limit: int  # that limit
 
 
 class LLM:
@@ -102,6 +113,7 @@ class LLM:
         self.settings = settings
         self.record = record or (lambda call: None)
         self.spent_usd = spent_usd
+        self.token_parameters: dict[str, str] = {}  # model -> the token-limit parameter it accepts
         self.client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=os.environ.get(settings.api_key_env) or "unused",  # local servers need none
@@ -137,9 +149,7 @@ class LLM:
         # A cut-off answer is never taken, even where part of it parses: an earlier draft block
         # would pass for the answer the model did not finish.
         if reply.truncated:
-            raise ValueError(
-                f"the answer was cut off at the token limit ({self.settings.max_tokens:,} tokens)"
-            )
+            raise ValueError(f"the answer was cut off at the token limit ({reply.limit:,} tokens)")
         if code_field:
             return parse_code_answer(reply.text, schema, code_field)
         return parse_answer(reply.text, schema)
@@ -149,18 +159,21 @@ class LLM:
         if cap is not None and self.spent_usd >= cap:
             raise DollarCapReached(f"LLM dollar cap reached: ${self.spent_usd:.2f} of ${cap:.2f} spent")
         model = self.settings.model_for(role)
-        started = time.perf_counter()
-        try:
-            response = self.client.chat.completions.create(
-                model=model,
-                messages=messages,
-                max_tokens=self.settings.max_tokens,  # type: ignore[arg-type]
-            )
-        except openai.APIError as exc:
-            reason = describe_api_error(exc)
-            self.record(CallRecord(role=role, model=model, latency_s=time.perf_counter() - started,
-                                   status="error", error=reason))  # fmt: skip
-            raise LLMError(f"{role}: {reason}") from None
+        parameter = self.token_parameters.get(model, "max_tokens")
+        request = {"model": model, "messages": messages, parameter: self.settings.token_limit_for(role)}
+        while True:  # each refit changes the request for good, so this ends
+            started = time.perf_counter()
+            try:
+                response = self.client.chat.completions.create(**request)
+                break
+            except openai.APIError as exc:
+                reason = describe_api_error(exc)
+                self.record(CallRecord(role=role, model=model, latency_s=time.perf_counter() - started,
+                                       status="error", error=reason))  # fmt: skip
+                refitted = self._refit(role, request, exc)
+                if refitted is None:
+                    raise LLMError(f"{role}: {reason}") from None
+                request = refitted
         usage = response.usage
         prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         cost = self.cost(model, prompt, completion)
@@ -172,9 +185,26 @@ class LLM:
                                status="refused" if refusal else "ok", error=refusal))  # fmt: skip
         if refusal:  # asking again for the same thing would only be refused again
             raise LLMError(f"{role}: the model refused: {refusal}")
+        limit = request[token_parameter(request)]
         if choice is None:
-            return Reply("", truncated=False)
-        return Reply(choice.message.content or "", truncated=choice.finish_reason == "length")
+            return Reply("", truncated=False, limit=limit)
+        return Reply(choice.message.content or "", truncated=choice.finish_reason == "length", limit=limit)
+
+    def _refit(self, role: str, request: dict[str, Any], exc: openai.APIError) -> dict[str, Any] | None:
+        """The request fitted to what a 400 said the model accepts (remembering the token-limit
+        parameter it wants); None for any other error. ContextTooLong when only a shorter prompt
+        can help."""
+        if not isinstance(exc, openai.BadRequestError):
+            return None
+        try:
+            refitted = refit(dict(request), str(exc.message))
+        except PromptTooLong:
+            raise ContextTooLong(f"{role}: the prompt fills the model's context") from None
+        if refitted is not None and refitted == request:
+            return None  # nothing left to change
+        if refitted is not None:
+            self.token_parameters[request["model"]] = token_parameter(refitted)
+        return refitted
 
     def _note_malformed(self, role: str, reason: str) -> None:
         self.record(

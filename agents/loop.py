@@ -2,7 +2,9 @@
 of the experiment graph, checkpointed so that `--resume` continues it where it stopped.
 
 It stops starting new experiments on Ctrl-C (the running ones finish), when the proposer runs dry
-or the LLM dollar cap is reached, after a few experiments in a row broken by discover itself, at
+or the LLM dollar cap is reached, after a few experiments in a row broken by discover itself, after
+`max_idle_experiments` in a row that gave nothing to train (a proposer out of ideas repeats
+itself, and duplicates cost no device time, so the budget alone would never stop it), at
 `--max-experiments`, or when the budget left cannot cover another experiment.
 """
 
@@ -25,6 +27,7 @@ from discover.budget.jobs import Paused
 from discover.experiments.files import write_atomic
 
 MAX_INTERNAL_ERRORS = 3  # consecutive experiments broken by discover itself before the study stops
+IDLE_ENDINGS = frozenset({"duplicate", "no_proposal", "no_code", "rejected"})  # nothing was trained
 Say = Callable[[str], None]
 
 
@@ -38,6 +41,7 @@ class Outcome:
     budget_s: float = 0.0
     leaderboard: list[dict] = field(default_factory=list)
     rank_correlation: float | None = None
+    signal: int | None = None  # the signal that stopped it, if one did
 
 
 class StudyLoop:
@@ -50,6 +54,7 @@ class StudyLoop:
         self.admit_lock = threading.Lock()
         self.started = 0
         self.internal_errors = 0
+        self.idle = 0  # experiments in a row that ended in IDLE_ENDINGS
         self.exhausted = False
         self.llm_capped = False
         study.on_record = self.on_record
@@ -98,6 +103,7 @@ class StudyLoop:
             return
         with self.admit_lock:
             self.internal_errors = 0
+            self.idle = self.idle + 1 if final.get("status") in IDLE_ENDINGS else 0
             if final.get("status") == "exhausted":
                 self.exhausted = True
             if final.get("status") == "llm_cap":
@@ -115,6 +121,12 @@ class StudyLoop:
                 why = "the LLM dollar cap is reached"
             elif self.internal_errors >= MAX_INTERNAL_ERRORS:
                 why = f"{MAX_INTERNAL_ERRORS} experiments in a row failed inside discover"
+            elif self.idle >= (limit := self.study.config.max_idle_experiments):
+                why = (
+                    f"{limit} experiments in a row gave nothing to train (duplicates, designs that failed "
+                    "their probes, or no usable answer): the proposer looks out of ideas "
+                    "(max_idle_experiments sets how many)"
+                )
             elif self.max_experiments is not None and self.started >= self.max_experiments:
                 why = f"{self.max_experiments} experiment(s) run"
             elif not self.study.affordable():

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from discover.agents.llm import LLM
+from discover.agents.llm import LLM, ContextTooLong
+from discover.agents.llm_limits import shrink
 from discover.experiments.contract import CONTRACT
 from discover.knowledge_base.parents import make_policy
 from discover.knowledge_base.schema import Architecture, Finding, Run
@@ -76,9 +77,14 @@ def ask(
     code_field: str | None = None,
 ):  # fmt: skip
     """The role's answer to its template (from `prompts` where that folder overrides it); with
-    `code_field`, an answer in a ```python block fills that field."""
+    `code_field`, an answer in a ```python block fills that field. A prompt too long for the
+    model's context is asked once more showing half as much (`llm_limits.shrink`)."""
     prompt = render(role, context, prompts)
-    return llm.ask(role, [{"role": "user", "content": prompt}], schema, code_field=code_field)
+    try:
+        return llm.ask(role, [{"role": "user", "content": prompt}], schema, code_field=code_field)
+    except ContextTooLong:
+        shorter = render(role, shrink(context), prompts)
+        return llm.ask(role, [{"role": "user", "content": shorter}], schema, code_field=code_field)
 
 
 # ----------------------------------------------------------------------------- what roles are shown
@@ -121,11 +127,15 @@ def research_context(study: StudyContext, parent_ids: list[str]) -> dict[str, An
     parents = [describe(*best_run[pid], code=True) for pid in parent_ids if pid in best_run]
     query = " ".join([study.task.description] + [parent["motivation"] for parent in parents])
     hits = study.kb.search(query[:2000], k=RETRIEVED)
+    runs = study.kb.study_runs(study.study_id)
+    # An attempt its experiment repaired into a design that trained did not fail for good.
+    repaired = {a.experiment_id for a, run in runs if run.status == "succeeded" and a.experiment_id}
     failures = [
         f"{architecture.name}: {run.failure_reason}"
-        for architecture, run in reversed(study.kb.study_runs(study.study_id))
+        for architecture, run in reversed(runs)
         if run.status in ("failed", "rejected") and run.failure_reason
-    ][:RECENT_FAILURES]
+        and architecture.experiment_id not in repaired
+    ][:RECENT_FAILURES]  # fmt: skip
     refuted = [hit.text for hit in hits if hit.kind == "finding" and hit.verdict == "refutes"]
     return {
         "task": task_info(study),
@@ -145,6 +155,7 @@ def research_context(study: StudyContext, parent_ids: list[str]) -> dict[str, An
         ],
         "documents": [{"title": hit.title, "text": hit.text} for hit in hits if hit.kind == "chunk"],
         "failures": failures + refuted[: max(0, RECENT_FAILURES - len(failures))],
+        "duplicates": [],  # this experiment's plans that repeated earlier designs (the graph fills it)
     }
 
 

@@ -4,9 +4,11 @@ budget spent and left, experiments by outcome, runs in progress, LLM spend, the 
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
+from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel
 from sqlmodel import select
 
@@ -30,6 +32,9 @@ class StudyStatus(BaseModel):
     reserved_s: float  # held by jobs running now
     left_s: float | None  # budget_s - spent_s - reserved_s: what new jobs may still reserve
     designs: dict[str, int]  # latest screening status of each proposed design -> count
+    # How each experiment ended (graph.ENDINGS; "unfinished" while one runs or waits for --resume),
+    # from the study's checkpoints: duplicates and answers without a design leave no design behind.
+    experiments: dict[str, int] = {}
     running: list[str]  # designs with a run in progress
     llm_usd: float
     llm_calls: int
@@ -87,6 +92,7 @@ def study_status(folder: Path) -> StudyStatus:
             designs=dict(designs), running=running, llm_usd=math.fsum(calls), llm_calls=len(calls),
             leaderboard=rows, rank_correlation=correlation, verifications=verifications,
             claims=sum(verification.beats for verification in verifications), awaiting_verification=awaiting,
+            experiments=experiment_endings(folder),
         )  # fmt: skip
 
 
@@ -111,6 +117,27 @@ class DesignDetail(BaseModel):
     code: str
     runs: list[RunSummary]
     findings: list[dict]
+
+
+def experiment_endings(folder: Path) -> dict[str, int]:
+    """How many of the study's experiments ended each way, read from its checkpoints (each
+    experiment's last checkpointed state)."""
+    path = folder / "checkpoints.db"
+    if not path.exists():
+        return {}
+    # Not read-only: the saver sets up its tables on first use (a no-op on an existing study).
+    connection = sqlite3.connect(path, check_same_thread=False)
+    try:
+        saver = SqliteSaver(connection)
+        threads = {checkpoint.config["configurable"]["thread_id"] for checkpoint in saver.list(None)}
+        endings: Counter[str] = Counter()
+        for thread in threads:
+            last = saver.get_tuple({"configurable": {"thread_id": thread}})
+            values = last.checkpoint["channel_values"] if last else {}
+            endings[values.get("status", "failed") if values.get("ended") else "unfinished"] += 1
+        return dict(endings)
+    finally:
+        connection.close()
 
 
 def run_purpose(run: Run) -> str:

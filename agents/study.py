@@ -164,12 +164,15 @@ def run_locked(
     try:
         saver = SqliteSaver(connection)
         loop = StudyLoop(study, build_graph(study, saver), saver, max_experiments, say)
-        with interrupts(study.stopping, say, study.sandbox.backend, study.study_id, study.folder / "jobs"):
+        jobs = study.folder / "jobs"
+        with interrupts(study.stopping, say, study.sandbox.backend, study.study_id, jobs) as signals:
             try:
-                if (cannot_go_on := train_baselines(study, say)) is not None:
-                    return loop.finish(stopped_because=cannot_go_on)
+                cannot_go_on = train_baselines(study, say)
             except Paused:
                 say("interrupted while training the baselines; --resume continues")
-            return loop.run()
+                cannot_go_on = None
+            outcome = loop.finish(stopped_because=cannot_go_on) if cannot_go_on else loop.run()
+        outcome.signal = signals.received
+        return outcome
     finally:
         connection.close()

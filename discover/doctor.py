@@ -110,7 +110,8 @@ def llm_endpoint(config: StudyConfig) -> Check:
         available = {model.id for model in client.models.list()}
     except openai.APIError as exc:
         return Check("LLM endpoint", "fail", f"{settings.base_url or 'OpenAI'}: {type(exc).__name__}")
-    wanted = {settings.model_for(role) for role in ("researcher", "coder", "analyst")}
+    roles = {"researcher", "coder", "analyst", *settings.models} | ({"judge"} if settings.judge else set())
+    wanted = {settings.model_for(role) for role in roles}  # every model the study will ask
     missing = sorted(wanted - available)
     if missing:
         return Check("LLM endpoint", "fail", f"answers, but lacks model(s) {', '.join(missing)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -87,13 +88,16 @@ def run_command(
             outcome = run_study(folder, config, choice.backend, resume, max_experiments, say=progress.say)
     except StudyError as exc:
         fail(str(exc))
-    stdout.print(leaderboard_table(outcome.leaderboard, outcome.stopped_because))
+    stdout.print(leaderboard_table(outcome.leaderboard, "at the end of this run"))
+    stdout.print(f"stopped because {escape(outcome.stopped_because)}", soft_wrap=True)
     endings = ", ".join(f"{count} {status}" for status, count in sorted(outcome.endings.items())) or "none"
     stdout.print(
         f"experiments this run: {endings}. Spent {outcome.spent_s / 60:.1f} of {outcome.budget_s / 60:.1f} "
         f"device-minutes. Full leaderboard: {folder / 'leaderboard.md'}"
     )
     write_report(folder)
+    if outcome.signal == signal.SIGINT:  # drained, but the user interrupted it: say so to the shell
+        raise typer.Exit(130)
 
 
 def replicate_command(
@@ -195,6 +199,9 @@ def status_command(
     )
     designs = ", ".join(f"{count} {state}" for state, count in sorted(status.designs.items())) or "none yet"
     stdout.print(f"designs: {designs}")
+    endings = sorted(status.experiments.items())
+    experiments = ", ".join(f"{count} {end}" for end, count in endings) or "none yet"
+    stdout.print(f"experiments: {experiments}")
     if status.running:
         stdout.print(f"running: {', '.join(status.running)}")
     stdout.print(leaderboard_table(status.leaderboard, f"{len(status.leaderboard)} screened"))

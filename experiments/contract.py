@@ -26,12 +26,14 @@ A candidate is ONE Python file that defines:
 - Causal: output at position t may depend only on inputs at positions <= t.
 - Batch-independent: each sample's output depends only on that sample.
 - Accept and ignore unknown keyword arguments (**kwargs) so the task can pass options.
-- Import only torch, math, typing, functools, dataclasses, collections, itertools, operator,
-  numbers, enum, abc and __future__. No file, network, subprocess or environment access; no
-  changes to torch, builtins or any other module; no `global`, `type()`, computed `getattr`
-  names, Tensor subclasses, or special methods other than `__init__`/`__repr__`; do not redefine
-  nn.Module's own methods. Module level holds only imports, constants, functions and classes:
-  nothing runs at import. A static check rejects files that break these rules.
+- Import only torch, einops, math, typing, functools, dataclasses, collections, itertools,
+  operator, numbers, enum, abc and __future__ (of torch.utils, only torch.utils.checkpoint; no
+  torch module that reaches files, processes or process-wide state). No file, network,
+  subprocess or environment access; no changes to torch, builtins or any other module; no
+  `global`, `type()`, computed `getattr` names, Tensor subclasses, or special methods other than
+  `__init__`/`__repr__`; do not redefine nn.Module's own methods. Module level holds only
+  imports, constants, functions and classes: nothing runs at import. A static check rejects
+  files that break these rules.
 - The task's fixed backbone wraps the Mixer: token embedding, N pre-norm residual blocks
   (Mixer, then an MLP where the task uses one), final norm, output head. The backbone, data,
   optimiser, schedule and evaluation belong to the trusted harness, not to the candidate.

@@ -5,9 +5,10 @@ It stands in for what cannot run here (a paid model).
   synonym table, so that "forgetting" and "decay" land together, as a real embedding model would
   put them) and hashed into one of DIM dimensions.
 - /chat/completions: replays `server.script`, one step per request: {"content": "..."} answers,
-  {"status": 429} fails with that HTTP status, {"sleep": seconds, ...} waits first. An answer may
-  also set "finish_reason" (default "stop") and "refusal" (then "content" may be left out). An
-  exhausted script answers 500, so a test states every request it expects.
+  {"status": 429} fails with that HTTP status (and "message", the error's text, if given),
+  {"sleep": seconds, ...} waits first. An answer may also set "finish_reason" (default "stop")
+  and "refusal" (then "content" may be left out). An exhausted script answers 500, so a test
+  states every request it expects.
 - /models (GET): lists `server.models`.
 """
 
@@ -57,9 +58,8 @@ class Handler(BaseHTTPRequestHandler):
             step = self.server.script.pop(0) if self.server.script else {"status": 500}
             time.sleep(step.get("sleep", 0))
             if "status" in step:
-                self.reply(
-                    step["status"], {"error": {"message": f"scripted {step['status']}", "type": "test"}}
-                )
+                message = step.get("message", f"scripted {step['status']}")
+                self.reply(step["status"], {"error": {"message": message, "type": "test"}})
                 return
             content = step.get("content")
             message = {"role": "assistant", "content": content}

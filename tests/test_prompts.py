@@ -5,10 +5,15 @@ import re
 
 import pytest
 
+from discover.agents.compose import compose_study
+from discover.agents.config import StudyConfig
+from discover.agents.record import StudyRecord, open_knowledge_base
+from discover.agents.roles import research_context
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.contract import CONTRACT
 from discover.experiments.tasks import TASKS, get_task
 from discover.prompts.templates import PROMPT_DIR, ROLES, PromptError, render
+from discover.sandbox.process import ProcessBackend
 
 
 def task_info(name="mqar"):
@@ -30,6 +35,7 @@ CONTEXTS = {
         "baselines": [{"name": "softmax_attention", "value": 0.99}], "parents": [PARENT],
         "elites": [PARENT], "failures": ["low-rank state: NaN at step 40"],
         "findings": [{"verdict": "refutes", "kind": "finding", "text": "fixed decay hurts recall"}],
+        "duplicates": ["gated_mix-e00007: the same idea as gated_mix-e00002"],
         "documents": [{"title": "Short convolutions", "text": "local context for keys"}],
         "claims": [
             {"design": "conv_gate", "baseline": "softmax_attention", "beats": True, "difference": 0.012,
@@ -83,6 +89,12 @@ def test_the_researcher_sees_screening_as_one_seed_and_wins_only_as_verified_cla
     assert "Verified at full fidelity" not in render("researcher", {**CONTEXTS["researcher"], "claims": []})
 
 
+def test_the_researcher_is_told_which_of_its_plans_repeated_an_earlier_design():
+    text = render("researcher", CONTEXTS["researcher"])
+    assert "repeated designs already tried" in text and "the same idea as gated_mix-e00002" in text
+    assert "repeated designs" not in render("researcher", {**CONTEXTS["researcher"], "duplicates": []})
+
+
 def test_the_coder_is_shown_why_its_last_attempt_failed():
     text = render("coder", CONTEXTS["coder"])
     assert "causality: output at t depends on t+1" in text and "class Mixer: pass" in text
@@ -114,3 +126,32 @@ def test_prompt_errors_are_one_line(tmp_path):
         render("analyst", CONTEXTS["analyst"], tmp_path)
     with pytest.raises(PromptError, match="does not exist"):
         render("analyst", CONTEXTS["analyst"], tmp_path / "missing")
+
+
+def test_the_researcher_is_warned_only_of_ideas_that_failed_for_good(tmp_path):
+    """A first attempt the coder repaired into a design that trained is not a failure to avoid."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    config = StudyConfig.model_validate({"name": "prompts", "task": "mqar", "proposer": "evolution"})
+    kb = open_knowledge_base(folder)
+    row = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
+    record = StudyRecord(study_id=row.id, heldout_seed=1, created_at="2026-12-06T00:00:00")
+    study = compose_study(folder, config, ProcessBackend(), kb, record)
+    for experiment, attempts in (("e00001", ["rejected", "succeeded"]), ("e00002", ["rejected", "rejected"])):
+        for repair, status in enumerate(attempts):
+            design = kb.add_architecture(
+                f"idea-{experiment}-r{repair}", f"code {experiment} {repair}", "llm", "m", [],
+                study_id=row.id, experiment_id=experiment,
+            )  # fmt: skip
+            trained = status == "succeeded"
+            kb.add_run(
+                design.id, "mqar", study_id=row.id, status=status, fitness=0.5 if trained else None,
+                failure_reason=None if trained else f"causality: {experiment} attempt {repair}",
+                result={"value": 0.5} if trained else {},
+            )  # fmt: skip
+    failures = research_context(study, [])["failures"]
+    assert failures == [
+        "idea-e00002-r1: causality: e00002 attempt 1",
+        "idea-e00002-r0: causality: e00002 attempt 0",
+    ]
+    kb.close()

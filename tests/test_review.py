@@ -21,7 +21,10 @@ from tests.test_study import TINY_STUDY
 
 ARTIFACTS = Path(os.environ.get("DISCOVER_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 # What an LLM might put in a design's motivation: markup that would run if a page echoed it.
-HOSTILE_MOTIVATION = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & more'
+HOSTILE_MOTIVATION = (
+    '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & more '
+    "**loud** `code` [click](javascript:alert(1))"
+)
 HOSTILE_NAME = '=HYPERLINK("http://evil")<b>bold</b>[red]markup[/red]'
 
 
@@ -160,6 +163,8 @@ def test_report_exports_csv_and_inert_markdown(study):
     (child_id,) = query(study, "SELECT id FROM architecture WHERE name = ?", HOSTILE_NAME)[0]
     markdown = (report / "designs" / f"{child_id}.md").read_text()
     assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+    # Markdown markup from an LLM shows as its characters: no emphasis, code span or link.
+    assert r"\*\*loud\*\*" in markdown and r"\`code\`" in markdown and "[click](" not in markdown
     assert "```python\n" in markdown
 
 

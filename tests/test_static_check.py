@@ -6,7 +6,8 @@ from textwrap import dedent
 import pytest
 
 from discover.experiments.baselines import builtin_baselines
-from discover.vetting.static_check import Violation, static_check
+from discover.experiments.contract import CONTRACT
+from discover.vetting.static_check import ALLOWED_IMPORTS, ALLOWED_TORCH_MODULES, Violation, static_check
 
 CANDIDATES = Path(__file__).parent / "candidates"
 # Four lines, so a snippet's first own line is line 5.
@@ -242,3 +243,9 @@ def test_alias_chains_too_long_to_follow_are_refused():
     links = "".join(f"    a{i + 1} = a{i}\n" for i in reversed(range(40)))
     violations = check(f"def f():\n{links}    a0 = torch\n")
     assert any("chained too deeply" in v.message for v in violations)
+
+
+def test_the_contract_names_every_import_the_static_check_allows():
+    """What coders are told they may import is what the check lets through, no less."""
+    for module in (*ALLOWED_IMPORTS, *ALLOWED_TORCH_MODULES):
+        assert module in CONTRACT, module

@@ -82,7 +82,7 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
     out = finished.stdout
     assert "proposer evolution" in out  # no endpoint configured: the embedded default
     assert "training baseline softmax_attention" in out
-    assert "accuracy (the budget is spent)" in out
+    assert "stopped because the budget is spent" in out
     assert "softmax_attention" in out and "motif-" in out
     assert (study / "leaderboard.md").read_text().startswith("# tiny: leaderboard on mqar")
     assert f"report: {(study / 'report' / 'index.html').resolve().as_uri()}" in out  # written at the end
@@ -221,6 +221,37 @@ PLAN = {
 }
 
 
+def test_a_study_whose_researcher_only_repeats_itself_stops_on_its_own(study, openai_server):
+    """The model answers its code in a python fence (no re-ask), then proposes the same idea again
+    and again: each repeat is asked for again, shown what it repeated, and each experiment ends a
+    duplicate that cost no device time, so only the idle limit ends the study, with one line."""
+    (study / "discover.toml").write_text(
+        "max_idle_experiments = 3\n"
+        + TINY_STUDY
+        + f'[llm]\nbase_url = "{openai_server.base_url}"\ndefault_model = "scripted"\n'
+    )
+    answer = lambda value: {"content": json.dumps(value)}  # noqa: E731
+    fenced = {"content": f"Here is the file.\n\n```python\n{CAUSAL}```\n\nIt is causal by construction."}
+    findings = {"findings": [{"statement": "a running mean trains", "verdict": "inconclusive"}]}
+    # e00001 trains; e00002-e00004 each plan the same idea three times (asked again twice).
+    openai_server.script = [answer(PLAN), fenced, answer(findings), *[answer(PLAN)] * 9]
+    result = discover("run", "-C", str(study), "--budget", "10m")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 experiments in a row gave nothing to train" in result.stdout, result.stdout
+    assert openai_server.script == []  # stopped right after the third repeat: no request more
+    assert query(study, "SELECT status FROM llmcall WHERE status != 'ok'") == []  # no re-ask, ever
+    trained = query(
+        study, "SELECT a.name, r.status FROM run r JOIN architecture a ON a.id = r.architecture_id "
+        "WHERE a.origin = 'llm'",
+    )  # fmt: skip
+    assert trained == [("running_mean-e00001", "succeeded")]
+    prompts = [body["messages"][0]["content"] for path, body in openai_server.requests if "chat" in path]
+    again = [prompt for prompt in prompts if "repeated designs already tried" in prompt]
+    assert len(again) == 6 and "running_mean-e00002: the same idea as running_mean-e00001" in again[0]
+    status = json.loads(discover("status", "-C", str(study), "--json").stdout)
+    assert status["experiments"] == {"screened": 1, "duplicate": 3}  # counted, though no design was kept
+
+
 def test_llm_study_survives_every_failure_and_records_it(study, openai_server):
     (study / "discover.toml").write_text(
         TINY_STUDY + f'[llm]\nbase_url = "{openai_server.base_url}"\ndefault_model = "scripted"\n'
@@ -291,9 +322,9 @@ def test_ctrl_c_finishes_the_running_job_then_resume_continues(study):
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, out
+    assert process.returncode == 130, out  # drained, and the shell hears it was interrupted
     assert "interrupted: finishing the running jobs" in out
-    assert "(interrupted)" in out  # the leaderboard says why the study stopped
+    assert "stopped because interrupted" in out
     assert query(study, "SELECT COUNT(*) FROM run WHERE status = 'running'")[0][0] == 0
     assert_ledger_exact(study)  # the job in flight was finished and charged, not abandoned
     paused = [line.split(":")[0] for line in out.splitlines() if "paused before its next job" in line]
@@ -316,6 +347,9 @@ def test_doctor_checks_the_endpoint_and_its_models(tmp_path, openai_server, dock
     (folder / "discover.toml").write_text(llm.replace('"scripted"', '"gpt-9"'))
     missing = discover("doctor", "-C", str(folder))
     assert missing.returncode == 1 and "lacks model(s) gpt-9" in missing.stdout
+    (folder / "discover.toml").write_text(llm + 'judge = true\nmodels = { judge = "judge-1" }\n')
+    judge = discover("doctor", "-C", str(folder))  # the judge's model is checked too
+    assert judge.returncode == 1 and "lacks model(s) judge-1" in judge.stdout
 
     (folder / "discover.toml").write_text(llm.replace(openai_server.base_url, "http://127.0.0.1:9/v1"))
     unreachable = discover("doctor", "-C", str(folder))

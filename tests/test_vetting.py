@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import discover.agents.graph as graph
+import discover.agents.runs as runs
 import discover.vetting.static_check as rules
 from discover.agents.config import load_config
 from discover.agents.study import run_study
@@ -116,7 +116,7 @@ def test_check_then_train_checks_the_candidate_once(tmp_path, static_checks):
 def test_an_experiment_checks_its_candidate_once(tmp_path, monkeypatch, static_checks):
     """Through probe and screen of a real experiment of the study graph, with the grammar's designs
     taken as untrusted: one static check of the candidate, none of the (built-in) baseline."""
-    monkeypatch.setattr(graph, "trusted_origins", frozenset)
+    monkeypatch.setattr(runs, "trusted_origins", frozenset)
     (tmp_path / "discover.toml").write_text(STUDY)
     backend = ProcessBackend(allow_untrusted=True)
     run_study(tmp_path, load_config(tmp_path), backend, max_experiments=1, say=lambda line: None)

@@ -3,7 +3,8 @@
 The experiment graph (`discover.agents.graph`) calls a proposer at each step that depends on who
 proposes; every method but `propose` has a default that fits a proposer without an LLM:
 
-    select_parents -> context -> propose -> duplicate_of -> write_code -> (probes)
+    select_parents -> context -> propose -> duplicate_of -> [propose again, up to `replans` times]
+        -> write_code -> (probes)
         -> [write_code again, up to `repair_attempts` times] -> ... -> judge -> analyze
 
 A new proposer is one file in this folder (a `Proposer` subclass) and one `PROPOSERS.register`
@@ -71,6 +72,7 @@ class Proposer(ABC):
     config_section: ClassVar[str | None] = None  # its section of discover.toml
     config_class: ClassVar[type[Section] | None] = None
     repair_attempts: int = 0  # how often a design that failed its probes is rewritten
+    replans: int = 0  # how often a duplicate plan is proposed again, shown what it repeated
 
     @classmethod
     def create(cls, setup: ProposerSetup) -> Proposer:

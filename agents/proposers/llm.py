@@ -33,6 +33,7 @@ CURRENT_EXPERIMENT: ContextVar[str | None] = ContextVar("current_experiment", de
 
 class LLMConfig(LLMSettings):
     repair_attempts: int = Field(default=2, ge=0)
+    replans: int = Field(default=2, ge=0)  # a plan that repeats an earlier design is asked for again
     judge: bool = False
     prompts_dir: str | None = None  # templates here override the built-in ones (relative: to the study)
 
@@ -49,7 +50,7 @@ class LLMProposer(Proposer):
 
     def __init__(self, llm: LLM, config: LLMConfig, prompts: Path | None) -> None:
         self.llm, self.config, self.prompts = llm, config, prompts
-        self.repair_attempts = config.repair_attempts
+        self.repair_attempts, self.replans = config.repair_attempts, config.replans
 
     @classmethod
     def create(cls, setup: ProposerSetup) -> LLMProposer:

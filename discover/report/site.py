@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import html
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,9 +44,14 @@ def number(value: float | None, digits: int = 4) -> str:
     return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|~>])")
+
+
 def markdown_text(text: str) -> str:
-    """LLM text as inert Markdown: no HTML a viewer would render, no line starting a heading."""
-    return html.escape(text, quote=False).replace("\n#", "\n\\#")
+    """LLM text as inert Markdown: no HTML a viewer would render, and every character Markdown
+    reads as markup (emphasis, code, links, headings, lists, tables) escaped, so `**x**` and
+    `[x](javascript:...)` show as the characters they are."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def build_report(folder: Path) -> Path:
