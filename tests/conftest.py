@@ -135,3 +135,22 @@ def discover(
     """The command line as a user runs it, in a process of its own."""
     command = [sys.executable, "-m", "discover.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+@pytest.fixture
+def bare_study(tmp_path):
+    """A study's objects on an empty knowledge base (evolution, mqar, the process backend), for
+    tests that write its records by hand; nothing is trained."""
+    from discover.agents.compose import compose_study
+    from discover.agents.config import StudyConfig
+    from discover.agents.record import StudyRecord, open_knowledge_base
+    from discover.sandbox.process import ProcessBackend
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    config = StudyConfig.model_validate({"name": "bare", "task": "mqar", "proposer": "evolution"})
+    kb = open_knowledge_base(folder)
+    row = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
+    record = StudyRecord(study_id=row.id, heldout_seed=1, created_at="2026-12-06T00:00:00")
+    yield compose_study(folder, config, ProcessBackend(), kb, record)
+    kb.close()

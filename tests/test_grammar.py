@@ -10,8 +10,6 @@ import torch
 from sqlmodel import select
 
 from discover.agents.analyst import analyze
-from discover.agents.compose import compose_study
-from discover.agents.config import StudyConfig
 from discover.agents.grammar import (
     CLASSICS,
     SLOTS,
@@ -27,14 +25,12 @@ from discover.agents.proposers.base import Member
 from discover.agents.proposers.evolution import EvolutionConfig, EvolutionProposer, motif_estimates
 from discover.agents.proposers.grammar_search import genome_by_name, name_of
 from discover.agents.proposers.random_search import RandomProposer
-from discover.agents.record import StudyRecord, open_knowledge_base
 from discover.agents.statistics import mean_interval, rank_correlation
 from discover.experiments.contract import load_mixer_class
 from discover.experiments.probes import check
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Finding, Run
 from discover.knowledge_base.search import SearchFilters
-from discover.sandbox.process import ProcessBackend
 from discover.vetting.static_check import static_check
 
 
@@ -183,24 +179,18 @@ def test_every_slot_has_at_least_two_motifs():
     assert all(len(values) >= 2 for values in SLOTS.values())
 
 
-def test_the_analyst_keeps_one_finding_per_motif_change_revised_as_pairs_accumulate(tmp_path):
+def test_the_analyst_keeps_one_finding_per_motif_change_revised_as_pairs_accumulate(bare_study):
     """Three parent->child pairs that add a short convolution (fitness +0.10, +0.12, +0.08): one
     finding, revised with each pair, "supports" once the paired interval clears zero. A design
     without a grammar parent adds no finding: its own screening result is a measurement."""
-    folder = tmp_path / "study"
-    folder.mkdir()
-    config = StudyConfig.model_validate({"name": "analyst", "task": "mqar", "proposer": "evolution"})
-    kb = open_knowledge_base(folder)
-    row = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
-    record = StudyRecord(study_id=row.id, heldout_seed=1, created_at="2026-12-06T00:00:00")
-    study = compose_study(folder, config, ProcessBackend(), kb, record)
+    study, kb = bare_study, bare_study.kb
 
     def screened(genome: Genome, fitness: float, parent_ids: list[str]) -> tuple[str, str]:
         architecture = kb.add_architecture(
-            name_of(genome), render(genome), "evolution", "", parent_ids, study_id=row.id
+            name_of(genome), render(genome), "evolution", "", parent_ids, study_id=study.study_id
         )
         run = kb.add_run(
-            architecture.id, "mqar", study_id=row.id, fidelity="screen", status="succeeded",
+            architecture.id, "mqar", study_id=study.study_id, fidelity="screen", status="succeeded",
             fitness=fitness, result={"value": fitness, "metric": "accuracy"},
         )  # fmt: skip
         return architecture.id, run.id
@@ -216,7 +206,7 @@ def test_the_analyst_keeps_one_finding_per_motif_change_revised_as_pairs_accumul
         statements.append(finding.statement)
         verdicts.append(finding.verdict)
     with kb.reading() as session:
-        findings = session.exec(select(Finding).where(Finding.study_id == row.id)).all()
+        findings = session.exec(select(Finding).where(Finding.study_id == study.study_id)).all()
     assert len(findings) == 1  # revised in place, not one line per design
     assert verdicts == ["inconclusive", "supports", "supports"]  # one pair has no interval
     assert findings[0].effect_size == pytest.approx(0.10) and findings[0].effect_low > 0
@@ -226,4 +216,3 @@ def test_the_analyst_keeps_one_finding_per_motif_change_revised_as_pairs_accumul
 
     lone_id, lone_run = screened(Genome(heads=8), 0.9, [])
     assert analyze(study, lone_id, kb.get(Run, lone_run)) is None
-    kb.close()

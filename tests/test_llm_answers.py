@@ -6,11 +6,12 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from pydantic import BaseModel
 
 from discover.agents import roles
 from discover.agents.llm import LLM, CallRecord, LLMError, LLMSettings
 from discover.experiments.tasks import get_task
+
+from .test_llm import GOOD, MESSAGES, Plan
 
 FILE = """\
 import torch
@@ -26,15 +27,6 @@ class Mixer(nn.Module):
         return self.proj(x)
 """
 PLAN = {"name": "linear_mix", "hypothesis": "a projection is a floor", "design_plan": "one linear layer"}
-
-
-class Plan(BaseModel):
-    hypothesis: str
-    steps: list[str]
-
-
-GOOD = json.dumps({"hypothesis": "gating fixes recall", "steps": ["add a gate", "train"]})
-MESSAGES = [{"role": "user", "content": "propose a mixer"}]
 
 
 @pytest.fixture

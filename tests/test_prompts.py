@@ -5,15 +5,11 @@ import re
 
 import pytest
 
-from discover.agents.compose import compose_study
-from discover.agents.config import StudyConfig
-from discover.agents.record import StudyRecord, open_knowledge_base
 from discover.agents.roles import research_context
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.contract import CONTRACT
 from discover.experiments.tasks import TASKS, get_task
 from discover.prompts.templates import PROMPT_DIR, ROLES, PromptError, render
-from discover.sandbox.process import ProcessBackend
 
 
 def task_info(name="mqar"):
@@ -128,24 +124,18 @@ def test_prompt_errors_are_one_line(tmp_path):
         render("analyst", CONTEXTS["analyst"], tmp_path / "missing")
 
 
-def test_the_researcher_is_warned_only_of_ideas_that_failed_for_good(tmp_path):
+def test_the_researcher_is_warned_only_of_ideas_that_failed_for_good(bare_study):
     """A first attempt the coder repaired into a design that trained is not a failure to avoid."""
-    folder = tmp_path / "study"
-    folder.mkdir()
-    config = StudyConfig.model_validate({"name": "prompts", "task": "mqar", "proposer": "evolution"})
-    kb = open_knowledge_base(folder)
-    row = kb.add_study(config.name, config.model_dump(mode="json"), config.budget.text)
-    record = StudyRecord(study_id=row.id, heldout_seed=1, created_at="2026-12-06T00:00:00")
-    study = compose_study(folder, config, ProcessBackend(), kb, record)
+    study, kb = bare_study, bare_study.kb
     for experiment, attempts in (("e00001", ["rejected", "succeeded"]), ("e00002", ["rejected", "rejected"])):
         for repair, status in enumerate(attempts):
             design = kb.add_architecture(
                 f"idea-{experiment}-r{repair}", f"code {experiment} {repair}", "llm", "m", [],
-                study_id=row.id, experiment_id=experiment,
+                study_id=study.study_id, experiment_id=experiment,
             )  # fmt: skip
             trained = status == "succeeded"
             kb.add_run(
-                design.id, "mqar", study_id=row.id, status=status, fitness=0.5 if trained else None,
+                design.id, "mqar", study_id=study.study_id, status=status, fitness=0.5 if trained else None,
                 failure_reason=None if trained else f"causality: {experiment} attempt {repair}",
                 result={"value": 0.5} if trained else {},
             )  # fmt: skip
@@ -154,4 +144,3 @@ def test_the_researcher_is_warned_only_of_ideas_that_failed_for_good(tmp_path):
         "idea-e00002-r1: causality: e00002 attempt 1",
         "idea-e00002-r0: causality: e00002 attempt 0",
     ]
-    kb.close()
