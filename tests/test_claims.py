@@ -25,8 +25,10 @@ from discover.agents.study_baselines import train_baselines
 from discover.experiments.baselines import builtin_baselines
 from discover.knowledge_base.schema import Run, Verification
 from discover.report.data import load_study, slug
+from discover.report.site import build_report
 
 from .conftest import discover
+from .test_default_study import assert_wins_only_from_verifications
 
 TRIALS = 4000
 
@@ -164,6 +166,10 @@ def test_a_verification_claims_a_better_design_and_not_a_copy_of_the_baseline(st
     assert status.claims == 1 and len(status.verifications) == 2  # still one claim, now replicated
     assert status.verifications[0].replication == "held"
     assert replicate(study, claimed) == {}  # replicated already: a resumed node does not do it twice
+
+    # Its report marks the claim as one, and speaks of no other win.
+    build_report(study.folder)
+    assert_wins_only_from_verifications(study.folder / "report", {"softmax"})
 
 
 def test_a_design_too_good_to_believe_is_screened_again_on_fresh_data_before_promotion(study):
