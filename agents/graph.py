@@ -245,10 +245,10 @@ def decide_promotion(study: StudyContext, state: ExperimentState) -> dict[str, A
     tests exactly that, so one behind it is not worth the device time) and its fitness is in the
     top `fraction` of the study's screened designs so far (once `min_screened` were screened)."""
     rule = study.config.promotion
-    run = study.kb.get(Run, state["screen_run_id"])
+    screened = study.kb.get(Run, state["screen_run_id"])
     reference = study.reference("screen", study.config.seed)
-    assert run is not None and reference is not None
-    if study.score(TrainResult.model_validate(run.result), reference[1]).relative_improvement <= 0:
+    assert screened is not None and reference is not None
+    if study.score(TrainResult.model_validate(screened.result), reference[1]).relative_improvement <= 0:
         return {"promoted": False}
     scores = [  # one per design: a too-good recheck is not another design
         run.fitness
