@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
+import sys
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where a candidate is loaded, so hashing code needs no torch
     import torch
+
+LOADED = itertools.count()  # numbers each loaded candidate module
 
 CONTRACT = """\
 A candidate is ONE Python file that defines:
@@ -56,8 +60,8 @@ def code_hash(source: str) -> str:
 def load_mixer_class(path: str | Path) -> type[torch.nn.Module]:
     """Import a candidate file and return its `Mixer` class, or raise CandidateError.
 
-    The file is executed as a fresh module that is not registered in `sys.modules`, so two
-    candidates never see each other. This runs untrusted code: call it only inside a sandbox.
+    The file is executed as a fresh module under a name no other load shares, so two candidates
+    never see each other. This runs untrusted code: call it only inside a sandbox.
     """
     import torch
 
@@ -71,11 +75,14 @@ def load_mixer_class(path: str | Path) -> type[torch.nn.Module]:
     except SyntaxError as exc:
         raise CandidateError(f"syntax error at line {exc.lineno}: {exc.msg}") from None
 
-    module = types.ModuleType(f"candidate_{path.stem}")
+    # A name of its own in `sys.modules`: torch.compile looks a function's module up there.
+    module = types.ModuleType(f"candidate_{path.stem}_{next(LOADED)}")
     module.__file__ = str(path)
+    sys.modules[module.__name__] = module
     try:
         exec(code, module.__dict__)
     except Exception as exc:
+        del sys.modules[module.__name__]
         raise CandidateError(f"import failed: {describe_error(exc)}") from None
 
     mixer = module.__dict__.get("Mixer")

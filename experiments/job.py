@@ -52,7 +52,9 @@ def run(job_dir: Path, out_dir: Path) -> None:
     if job.action == "fit":
         # torch.optim imports dynamo, which rewraps torch.manual_seed: let it happen before the
         # snapshot, not after (check and predict build no optimizer and skip the 1 s import).
-        importlib.import_module("torch._dynamo")
+        dynamo = importlib.import_module("torch._dynamo")
+        if cfg.compile:  # the first compiled call patches nn.Module's constructor: do it now
+            dynamo.mutation_guard.install_generation_tagging_init()
     guard = IntegrityGuard(
         {
             "harness": harness,

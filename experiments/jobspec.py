@@ -19,7 +19,9 @@ class JobFile(BaseModel):
     task: str
     settings: dict[str, Any] = {}
     seed: int = 0
-    device: str = "cpu"  # "cpu" or "cuda:N"; the pool hands these out
+    # "cuda" is the first GPU the job sees: its sandbox shows it only the one GPU it was given
+    # (`discover.sandbox.gpus`), so a job never names a host's device ordinal or UUID.
+    device: Literal["cpu", "cuda"] = "cpu"
 
 
 class JobError(BaseModel):

@@ -43,6 +43,7 @@ class Job(JobFile):
 
     job_id: str
     study_id: str = "adhoc"
+    gpu: str | None = None  # the host's id (index or UUID) of the GPU the backend pins; None on CPU
     trusted: bool = False  # built-in baseline or template-generated code (`discover.vetting.trust`)
     read_only_paths: list[str] = Field(default_factory=list)  # host data the job reads, e.g. a corpus folder
     # Host files holding held-out data inside folders the job sees (an lm corpus's validation

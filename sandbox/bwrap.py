@@ -10,7 +10,6 @@ processes together are bounded too (`cgroup.py`).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from discover.sandbox.backends import BackendOptions
 from discover.sandbox.base import Job, JobOutcome, hidden_mounts, lease_path
 from discover.sandbox.cgroup import JobCgroup, remove_leftovers
+from discover.sandbox.gpus import GpuNotFound, device_nodes
 from discover.sandbox.local import LocalBackend, job_environment, python_command, run_local
 from discover.sandbox.process import outcome
 from discover.sandbox.runtime import host_runtime_paths
@@ -110,9 +110,9 @@ class BwrapBackend(LocalBackend):
         system = [Path(path) for path in SYSTEM_PATHS]
         for empty, hidden in hidden_mounts(job, job_dir, [*system, *binds]):
             command += ["--ro-bind", str(empty), str(hidden)]
-        if job.device.startswith("cuda"):
-            for device in sorted(glob.glob("/dev/nvidia*")):
-                command += ["--dev-bind", device, device]
+        if job.gpu is not None:
+            for node in device_nodes(job.gpu):
+                command += ["--dev-bind", node, node]
         command += ["--ro-bind", str(job_dir), "/job", "--bind", str(out_dir), "/out", "--chdir", "/tmp"]
         command += ["--ro-bind", str(lease_path(job_dir)), "/lease"]
         # bwrap builds / and /dev as tmpfs with no size limit: once every mount point exists, make
@@ -130,10 +130,14 @@ class BwrapBackend(LocalBackend):
         return command + watched(sys.executable, job.limits.timeout_s, "/lease", job_command)
 
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
+        try:
+            command = self.command(job, job_dir, out_dir)
+        except GpuNotFound as exc:
+            return JobOutcome(job_id=job.job_id, status="failed", reason=str(exc))
         cgroup = JobCgroup.create(job.study_id, job.job_id, job.limits.memory_mb)
         try:
             procs = cgroup.procs if cgroup else None
-            exited = run_local(self.command(job, job_dir, out_dir), job, env={}, cgroup_procs=procs)
+            exited = run_local(command, job, env={}, cgroup_procs=procs)
             oom_kills = cgroup.oom_kills() if cgroup else 0
         finally:
             if cgroup:

@@ -101,6 +101,18 @@ def watchdog_accounting(container: docker.models.containers.Container) -> Accoun
     return read_accounting(container.logs(stdout=True, stderr=False, tail=1).decode(errors="replace"))[1]
 
 
+def container_environment(job: Job) -> dict[str, str]:
+    environment = job_environment(job, home="/tmp")
+    if job.gpu is not None:
+        environment["CUDA_VISIBLE_DEVICES"] = "0"  # the container sees the requested GPU alone
+    return environment
+
+
+def gpu_requests(job: Job) -> list[DeviceRequest]:
+    """The job's GPU, by the host's index or UUID (NVIDIA's runtime takes both); none on CPU."""
+    return [] if job.gpu is None else [DeviceRequest(device_ids=[job.gpu], capabilities=[["gpu"]])]
+
+
 class DockerBackend(LocalBackend):
     name = "docker"
     isolates = True
@@ -143,11 +155,7 @@ class DockerBackend(LocalBackend):
     def execute(self, job: Job, job_dir: Path, out_dir: Path) -> JobOutcome:
         limits = job.limits
         python = sys.executable if self.host_runtime else "python3"
-        environment = job_environment(job, home="/tmp")
-        gpus = []
-        if job.device.startswith("cuda"):
-            gpus = [DeviceRequest(device_ids=[job.device.partition(":")[2] or "0"], capabilities=[["gpu"]])]
-            environment["CUDA_VISIBLE_DEVICES"] = "0"  # the one GPU the container sees
+        environment = container_environment(job)
         started = time.perf_counter()
         container = self.client.containers.run(
             self.image,
@@ -174,7 +182,7 @@ class DockerBackend(LocalBackend):
             labels={LABEL_STUDY: job.study_id, LABEL_JOB: job.job_id},
             environment=environment,
             working_dir="/tmp",
-            device_requests=gpus,
+            device_requests=gpu_requests(job),
             log_config=LogConfig(type="json-file", config={"max-size": f"{limits.log_kb}k", "max-file": "1"}),
         )
         try:

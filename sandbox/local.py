@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from discover.sandbox.base import Job
+from discover.sandbox.gpus import pinned_environment
 from discover.sandbox.pool import DevicePool
 from discover.sandbox.waiting import wait_for_exit
 
@@ -40,11 +41,7 @@ def job_environment(job: Job, home: str) -> dict[str, str]:
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
     }
-    if job.device.startswith("cuda"):
-        env["CUDA_VISIBLE_DEVICES"] = job.device.partition(":")[2] or "0"
-    else:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    return env
+    return env | pinned_environment(job.gpu)
 
 
 PR_SET_PDEATHSIG = 1
@@ -67,7 +64,7 @@ def rlimits(job: Job, cgroup_procs: Path | None = None) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_mb << 20,) * 2)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids,) * 2)
-        if not job.device.startswith("cuda"):  # CUDA reserves far more address space than it uses
+        if job.device != "cuda":  # CUDA reserves far more address space than it uses
             resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)
 
     return apply

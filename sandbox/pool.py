@@ -1,7 +1,7 @@
 """The device pool: hands out GPUs (or, on a host without GPUs, CPU slots), one job per device.
 
-Slots are named like the devices a job is given: "cuda:0", "cuda:3" (host GPU ids, which the
-sandbox backends pin with CUDA_VISIBLE_DEVICES or a Docker device request) or "cpu:0", "cpu:1".
+Slots name host devices: "cuda:0", "cuda:3", "cuda:GPU-8f…" (a host GPU's index or UUID, which
+every sandbox backend pins so that the job sees that GPU alone, as its first device) or "cpu:0".
 Waiters are served first come, first served, so a job asking for several devices is not starved
 by a stream of single-device jobs.
 """
@@ -21,6 +21,17 @@ SLOT_PATTERN = re.compile(r"(cuda|cpu):([A-Za-z0-9-]+)")
 
 class PoolError(ValueError):
     """A pool that cannot be built, or a request it could never satisfy."""
+
+
+def slot_device(slot: str) -> tuple[Literal["cpu", "cuda"], str | None]:
+    """What a job on `slot` runs on, and the host GPU id its backend pins (None for a CPU slot).
+    A bare "cpu" or "cuda" is the first of its kind."""
+    kind, _, gpu = slot.partition(":")
+    if kind == "cuda":
+        return "cuda", gpu or "0"
+    if kind == "cpu":
+        return "cpu", None
+    raise PoolError(f"device slot {slot!r} is not understood: use names like cuda:0 or cpu:0")
 
 
 def visible_gpus(value: str) -> list[str]:

@@ -62,13 +62,20 @@ def write_files(folder: Path, files: dict[str, bytes]) -> None:
         target.write_bytes(data)
 
 
+def on_node_gpu(job: Job, assigned: list) -> Job:
+    """The job pinned to the GPU Ray assigned it on this node (its id there, an index or a UUID),
+    not to the orchestrator's slot, which only counted jobs in flight."""
+    if job.gpu is None:
+        return job
+    return job.model_copy(update={"gpu": str(assigned[0])})
+
+
 def run_on_node(backend_name: str, image: str | None, job_data: dict, files: dict[str, bytes]) -> dict:
     """The Ray task: run one job in the node's sandbox; returns the outcome and the output files."""
     import ray
 
     job = Job.model_validate(job_data)
-    if job.device.startswith("cuda"):  # the GPU Ray assigned on this node, not the orchestrator's slot
-        job = job.model_copy(update={"device": f"cuda:{int(ray.get_gpu_ids()[0])}"})
+    job = on_node_gpu(job, ray.get_gpu_ids())
     with tempfile.TemporaryDirectory(prefix=f"discover-{job.job_id}-") as root:
         job_dir, out_dir = Path(root) / "job", Path(root) / "out"
         job_dir.mkdir()
@@ -142,7 +149,7 @@ class RayBackend:
 
         files = read_files(job_dir, 1 << 40)  # what the orchestrator wrote: no bound needed
         options: dict[str, Any] = {"num_cpus": job.limits.cpus, "memory": job.limits.memory_mb << 20}
-        if job.device.startswith("cuda"):
+        if job.gpu is not None:
             options["num_gpus"] = 1
         ref = self._remote.options(**options).remote(self.inner, self.image, job.model_dump(), files)
         with self._lock:

@@ -49,6 +49,7 @@ from discover.sandbox.base import (
     strip_special_bits,
 )
 from discover.sandbox.lease import LEASES
+from discover.sandbox.pool import slot_device
 from discover.vetting.candidate import VettedCandidate
 from discover.vetting.heldout import (
     HeldoutError,
@@ -148,7 +149,7 @@ class Sandbox:
         self,
         candidate: VettedCandidate,
         spec: RunSpec,
-        device: str = "cpu",
+        device: str = "cpu",  # the pool's slot: cpu:N, cuda:N or cuda:GPU-UUID
         run_dir: Path | None = None,
         job_id: str | None = None,
         on_log: Callable[[StepLog], None] | None = None,
@@ -195,8 +196,8 @@ class Sandbox:
 
         heldout = the_task.heldout(cfg, self.heldout_seed_of(heldout_draw))
         scrambled, cuts, order = audit_inputs(heldout.inputs, spec.seed)
-        logits = self._predict(fit_job, spec, "predict", candidate, weights, heldout.inputs, deadline)
-        audit = self._predict(fit_job, spec, "audit", candidate, weights, scrambled, deadline)
+        logits = self._predict(fit_job, device, spec, "predict", candidate, weights, heldout.inputs, deadline)
+        audit = self._predict(fit_job, device, spec, "audit", candidate, weights, scrambled, deadline)
         if (violation := audit_violation(logits, audit, cuts, order)) is not None:
             raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
         result = combine(summary, the_task.metric, the_task.score(logits, heldout.targets, cfg))
@@ -212,6 +213,7 @@ class Sandbox:
     def _predict(
         self,
         fit_job: Job,
+        slot: str,
         spec: RunSpec,
         name: str,
         candidate: VettedCandidate,
@@ -221,7 +223,7 @@ class Sandbox:
     ) -> torch.Tensor:
         """Run a predict job on `inputs` and return its validated logits."""
         job_id = f"{fit_job.job_id}-{name}"
-        job = self._job("predict", spec, fit_job.device, fit_job.trusted, job_id, deadline)
+        job = self._job("predict", spec, slot, fit_job.trusted, job_id, deadline)
         out_dir, _ = self._run_on(job, candidate, inputs, {"weights.pt": weights})
         try:
             return read_logits(out_dir / "logits.pt", (*inputs.shape, -1), self.limits.output_mb << 20)
@@ -232,7 +234,7 @@ class Sandbox:
         self,
         action: str,
         spec: RunSpec,
-        device: str,
+        slot: str,
         trusted: bool,
         job_id: str | None,
         deadline: float | None = None,
@@ -246,6 +248,7 @@ class Sandbox:
         if left < MIN_JOB_S:
             raise JobFailed(JobOutcome(job_id=job_id, status="timeout", reason=BUDGET_SPENT))
         corpus = spec.settings.get("corpus_dir")
+        device, gpu = slot_device(slot)
         return Job(
             job_id=job_id,
             study_id=self.study_id,
@@ -254,6 +257,7 @@ class Sandbox:
             settings=spec.settings,
             seed=spec.seed,
             device=device,
+            gpu=gpu,
             trusted=trusted,
             read_only_paths=[str(Path(corpus).resolve())] if corpus else [],
             hidden_paths=spec.task.heldout_files(spec.config),

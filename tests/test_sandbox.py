@@ -179,3 +179,17 @@ def test_a_killed_runs_job_cgroups_are_reaped_unless_in_use(bwrap_backend):
         process.wait()
         busy.remove()
     assert not busy.folder.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ["process", "bwrap"])
+def test_a_compiled_fit_passes_the_integrity_guard(backend_name, request, tmp_path):
+    """torch.compile (the GPU preset's option) patches nn.Module and imports lazily; the job's
+    guard must tell that apart from a candidate's tampering. CPU inductor is the same code path."""
+    backend = ProcessBackend() if backend_name == "process" else request.getfixturevalue("bwrap_backend")
+    sandbox = Sandbox(backend, tmp_path / "jobs", LIMITS)
+    settings = {**TINY, "steps": 4, "log_every": 2, "compile": True}
+    result = sandbox.train(
+        vet(builtin_baselines()["deltanet"], trusted=True), RunSpec.resolve("mqar", settings)
+    )
+    assert result.status == "ok" and result.config["compile"] is True
