@@ -131,7 +131,7 @@ def write_code(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     if architecture is None:
         architecture = study.kb.add_architecture(
             name, code, proposal.origin, proposal.motivation, proposal.parent_ids, study_id=study.study_id,
-            experiment_id=state["experiment_id"],
+            experiment_id=state["experiment_id"], hypothesis=proposal.hypothesis,
         )  # fmt: skip
     study.candidate_file(architecture)
     return {"architecture_id": architecture.id}

@@ -31,7 +31,7 @@ def leaderboard(kb: KnowledgeBase, study_id: str, higher_is_better: bool) -> tup
                 "name": architecture.name, "origin": architecture.origin, "fitness": run.fitness,
                 "screen_value": run.result["value"], "metric": run.result["metric"],
                 "params": run.result["params"], "tokens_per_s": run.result["tokens_per_s"],
-                "motivation": architecture.motivation,
+                "hypothesis": architecture.hypothesis, "motivation": architecture.motivation,
             }  # fmt: skip
     for architecture_id, second in rechecks.items():  # promotion went by the lower of the two
         if (row := rows.get(architecture_id)) is not None:

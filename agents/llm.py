@@ -5,11 +5,14 @@ must validate against a pydantic schema, every call recorded, and a cap on dolla
     plan = llm.ask("researcher", messages, ResearchPlan)
 
 Works with OpenAI, vLLM, Ollama, llama.cpp's server: anything that speaks /chat/completions.
-Transient failures (429, 5xx, timeouts, dropped connections) are retried by the openai client with
-exponential backoff; a malformed answer gets one repair re-ask, and an answer cut off at the token
-limit one re-ask for a shorter answer. A refusal is recorded as one and not asked again. What still
-fails raises LLMError with one line, after the call is recorded, so the loop can record the failed
-step and go on.
+Every HTTP request is recorded as one call, retries included: transient failures (429, 5xx,
+timeouts, dropped connections) are retried here, not inside the openai client, by the policy in
+`llm_retry` (exponential backoff with jitter, or the endpoint's Retry-After, capped). A structured
+answer's schema is sent as `response_format` where the endpoint takes it (`llm_schema`). A
+malformed answer gets one repair re-ask, and an answer cut off at the token limit one re-ask for a
+shorter answer; each is noted beside the calls, as a note, not a request. A refusal is recorded as
+one and not asked again. What still fails raises LLMError with one line, after the call is
+recorded, so the loop can record the failed step and go on.
 
 Answers are read the way real models write them: reasoning blocks (`<think>…</think>`) are dropped,
 the JSON object may sit in prose or among several fences, and strings may hold raw newlines. A role
@@ -25,13 +28,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import openai
-from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion import ChatCompletion, Choice
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from discover.agents.llm_limits import PromptTooLong, refit, token_parameter
+from discover.agents.llm_retry import Failure, failure_of, wait_s
+from discover.agents.llm_schema import rejects_schema_mode, response_format
 
 Answer = TypeVar("Answer", bound=BaseModel)
 MAX_ANSWER_CHARS = 100_000  # longer replies are treated as malformed, never parsed
@@ -53,7 +58,12 @@ class LLMSettings(BaseModel):
     models: dict[str, str] = Field(default_factory=dict)  # role -> model
     default_model: str = "gpt-4o-mini"
     timeout_s: float = Field(default=180.0, gt=0)  # per request, so a stalled stream ends
-    max_retries: int = Field(default=4, ge=0)
+    max_retries: int = Field(default=4, ge=0)  # of a request that failed transiently (429, 5xx, timeout)
+    retry_backoff_s: float = Field(default=1.0, gt=0)  # the first retry's wait; doubled each retry, jittered
+    retry_max_wait_s: float = Field(default=60.0, gt=0)  # the longest wait, an endpoint's Retry-After too
+    # auto: a structured answer's schema is sent as response_format until the endpoint refuses it;
+    # schema: always sent (a refusal fails the step); prompt: never, the prompt alone names it.
+    structured: Literal["auto", "schema", "prompt"] = "auto"
     max_tokens: int = Field(default=8192, gt=0)  # the answer's limit, unless token_limits names the role
     token_limits: dict[str, int] = Field(default_factory=dict)  # role -> its answer's token limit
     # model -> (dollars per million prompt tokens, dollars per million completion tokens)
@@ -68,15 +78,18 @@ class LLMSettings(BaseModel):
 
 
 class CallRecord(BaseModel):
-    """One request to the endpoint, as the knowledge base's LLMCall stores it."""
+    """One HTTP request to the endpoint, or a note on a reply that gave no usable answer, as the
+    knowledge base's LLMCall stores it."""
 
     role: str
     model: str
+    kind: Literal["request", "note"] = "request"  # a note (a malformed answer) sent nothing
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    status: str = "ok"  # ok, malformed, refused or error
+    status: str = "ok"  # a request: ok, refused or error; a note: malformed
+    error_kind: str | None = None  # a failed request's kind (`llm_retry`): rate_limited, timeout, ...
     error: str | None = None
 
 
@@ -97,6 +110,13 @@ class NoJSONObject(ValueError):
 
 
 @dataclass(frozen=True)
+class Sent:
+    request: dict[str, Any]  # as last sent: fitted to what the endpoint accepts
+    response: ChatCompletion
+    latency_s: float
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str
     truncated: bool  # the endpoint stopped it at the token limit (finish_reason "length")
@@ -114,11 +134,12 @@ class LLM:
         self.record = record or (lambda call: None)
         self.spent_usd = spent_usd
         self.token_parameters: dict[str, str] = {}  # model -> the token-limit parameter it accepts
+        self.without_schema_mode: set[str] = set()  # models whose endpoint refused response_format
         self.client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=os.environ.get(settings.api_key_env) or "unused",  # local servers need none
             timeout=settings.timeout_s,
-            max_retries=settings.max_retries,
+            max_retries=0,  # retried in `_send`, so that every request is recorded
         )
 
     def ask(
@@ -129,7 +150,8 @@ class LLM:
         A malformed or truncated answer is shown what was wrong and asked once more."""
         instructions = code_instructions() if code_field else answer_instructions(schema)
         conversation = [*messages, {"role": "user", "content": instructions}]
-        reply = self._complete(role, conversation)
+        structured = None if code_field else schema  # a file is no JSON object: no schema mode
+        reply = self._complete(role, conversation, structured)
         try:
             return self._read(reply, schema, code_field)
         except ValueError as first:
@@ -138,7 +160,7 @@ class LLM:
                 {"role": "assistant", "content": reply.text[:4000]},
                 {"role": "user", "content": repair_request(str(first), reply.truncated, instructions)},
             ]
-        reply = self._complete(role, conversation)
+        reply = self._complete(role, conversation, structured)
         try:
             return self._read(reply, schema, code_field)
         except ValueError as second:
@@ -154,41 +176,75 @@ class LLM:
             return parse_code_answer(reply.text, schema, code_field)
         return parse_answer(reply.text, schema)
 
-    def _complete(self, role: str, messages: list[dict[str, str]]) -> Reply:
+    def _complete(self, role: str, messages: list[dict[str, str]], schema: type[BaseModel] | None) -> Reply:
+        """The endpoint's reply; with `schema`, sent in JSON-schema mode where the endpoint takes it."""
         cap = self.settings.dollar_cap
         if cap is not None and self.spent_usd >= cap:
             raise DollarCapReached(f"LLM dollar cap reached: ${self.spent_usd:.2f} of ${cap:.2f} spent")
         model = self.settings.model_for(role)
         parameter = self.token_parameters.get(model, "max_tokens")
         request = {"model": model, "messages": messages, parameter: self.settings.token_limit_for(role)}
-        while True:  # each refit changes the request for good, so this ends
-            started = time.perf_counter()
-            try:
-                response = self.client.chat.completions.create(**request)
-                break
-            except openai.APIError as exc:
-                reason = describe_api_error(exc)
-                self.record(CallRecord(role=role, model=model, latency_s=time.perf_counter() - started,
-                                       status="error", error=reason))  # fmt: skip
-                refitted = self._refit(role, request, exc)
-                if refitted is None:
-                    raise LLMError(f"{role}: {reason}") from None
-                request = refitted
-        usage = response.usage
+        if schema is not None and self._schema_mode(model):
+            request["response_format"] = response_format(schema)
+        sent = self._send(role, request)
+        usage = sent.response.usage
         prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         cost = self.cost(model, prompt, completion)
         self.spent_usd += cost
-        choice = response.choices[0] if response.choices else None
+        choice = sent.response.choices[0] if sent.response.choices else None
         refusal = refusal_of(choice)
         self.record(CallRecord(role=role, model=model, prompt_tokens=prompt, completion_tokens=completion,
-                               cost_usd=cost, latency_s=time.perf_counter() - started,
+                               cost_usd=cost, latency_s=sent.latency_s,
                                status="refused" if refusal else "ok", error=refusal))  # fmt: skip
         if refusal:  # asking again for the same thing would only be refused again
             raise LLMError(f"{role}: the model refused: {refusal}")
-        limit = request[token_parameter(request)]
+        limit = sent.request[token_parameter(sent.request)]
         if choice is None:
             return Reply("", truncated=False, limit=limit)
         return Reply(choice.message.content or "", truncated=choice.finish_reason == "length", limit=limit)
+
+    def _schema_mode(self, model: str) -> bool:
+        structured = self.settings.structured
+        return structured == "schema" or (structured == "auto" and model not in self.without_schema_mode)
+
+    def _send(self, role: str, request: dict[str, Any]) -> Sent:
+        """The endpoint's response, every HTTP request recorded as one call. A transient failure
+        is asked again after a wait (`llm_retry`); a request the endpoint refused is sent again
+        changed where a change can help (`_adjust`). LLMError when neither helps."""
+        retries = 0
+        while True:  # retries are capped and each change is for good, so this ends
+            started = time.perf_counter()
+            try:
+                response = self.client.chat.completions.create(**request)
+                return Sent(request, response, time.perf_counter() - started)
+            except openai.APIError as exc:
+                failure, latency = failure_of(exc), time.perf_counter() - started
+                self.record(CallRecord(role=role, model=request["model"], latency_s=latency, status="error",
+                                       error_kind=failure.kind, error=failure.reason))  # fmt: skip
+                if failure.transient and retries < self.settings.max_retries:
+                    time.sleep(self._wait(retries, failure))
+                    retries += 1
+                    continue
+                adjusted = self._adjust(role, request, exc)
+                if adjusted is None:
+                    tries = f" (sent {retries + 1} times)" if retries else ""
+                    raise LLMError(f"{role}: {failure.reason}{tries}") from None
+                request = adjusted
+
+    def _wait(self, retry: int, failure: Failure) -> float:
+        return wait_s(retry, failure, self.settings.retry_backoff_s, self.settings.retry_max_wait_s)
+
+    def _adjust(self, role: str, request: dict[str, Any], exc: openai.APIError) -> dict[str, Any] | None:
+        """The request to send instead of one the endpoint refused: fitted to the model's limits
+        (`_refit`), or, where the endpoint refused JSON-schema mode, without it (remembered for
+        the model, so later asks send the prompt alone). None where no change can help."""
+        refitted = self._refit(role, request, exc)
+        if refitted is not None:
+            return refitted
+        if "response_format" in request and self.settings.structured == "auto" and rejects_schema_mode(exc):
+            self.without_schema_mode.add(request["model"])
+            return {key: value for key, value in request.items() if key != "response_format"}
+        return None
 
     def _refit(self, role: str, request: dict[str, Any], exc: openai.APIError) -> dict[str, Any] | None:
         """The request fitted to what a 400 said the model accepts (remembering the token-limit
@@ -207,9 +263,8 @@ class LLM:
         return refitted
 
     def _note_malformed(self, role: str, reason: str) -> None:
-        self.record(
-            CallRecord(role=role, model=self.settings.model_for(role), status="malformed", error=reason)
-        )
+        model = self.settings.model_for(role)
+        self.record(CallRecord(role=role, model=model, kind="note", status="malformed", error=reason))
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         per_prompt, per_completion = self.settings.prices.get(model, (0.0, 0.0))
@@ -322,13 +377,3 @@ def describe_validation(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "the answer"
     return f"{where}: {error['msg']}"
-
-
-def describe_api_error(exc: openai.APIError) -> str:
-    if isinstance(exc, openai.APITimeoutError):
-        return "the endpoint did not answer in time (after retries)"
-    if isinstance(exc, openai.APIConnectionError):
-        return "cannot reach the endpoint (after retries)"
-    if isinstance(exc, openai.APIStatusError):
-        return f"the endpoint answered HTTP {exc.status_code}: {str(exc.message).splitlines()[0][:200]}"
-    return str(exc).splitlines()[0][:200]

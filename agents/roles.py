@@ -1,7 +1,8 @@
 """The LLM roles of the experiment graph: what each is shown, and the answer it must give.
 
-    researcher  parents, elites, baselines, retrieved findings and documents, recent failures
-                -> ResearchPlan (name, hypothesis, motivation, design plan)
+    researcher  parents, elites, baselines, verified claims, the study's motif findings, every
+                design tried, its duplicates and its budget left (`memory.py`), retrieved findings
+                and documents, recent failures -> ResearchPlan (name, hypothesis, motivation, plan)
     coder       the plan, the parent's file, the contract; on a repair, its last file and the
                 probes it failed -> CandidateCode (the file in a ```python block, or JSON)
     analyst     the experiment's result beside its parents and the baselines -> typed findings
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from discover.agents import memory
+from discover.agents.checkpoints import experiment_states
 from discover.agents.llm import LLM, ContextTooLong
 from discover.agents.llm_limits import shrink
 from discover.experiments.contract import CONTRACT
@@ -105,6 +108,7 @@ def describe(architecture: Architecture, run: Run | None, code: bool = False) ->
         "name": architecture.name,
         "fitness": run.fitness if run and run.fitness is not None else math.nan,
         "value": run.result.get("value", math.nan) if run else math.nan,
+        "hypothesis": architecture.hypothesis,
         "motivation": architecture.motivation,
         "code": architecture.code[:CODE_CHARS] if code else "",
     }
@@ -136,7 +140,11 @@ def research_context(study: StudyContext, parent_ids: list[str]) -> dict[str, An
         if run.status in ("failed", "rejected") and run.failure_reason
         and architecture.experiment_id not in repaired
     ][:RECENT_FAILURES]  # fmt: skip
+    motifs = memory.motif_findings(study)
+    shown = {finding["id"] for finding in motifs["shown"]}
+    hits = [hit for hit in hits if hit.ref_id not in shown]  # a motif finding shown once, with its interval
     refuted = [hit.text for hit in hits if hit.kind == "finding" and hit.verdict == "refutes"]
+    states = experiment_states(study.folder)
     return {
         "task": task_info(study),
         "contract": CONTRACT,
@@ -148,6 +156,7 @@ def research_context(study: StudyContext, parent_ids: list[str]) -> dict[str, An
             for claim in verification_summaries(study.kb, study.study_id)
             if claim.status == "complete"
         ][-ELITES:],
+        "motif_findings": motifs,
         "findings": [
             {"verdict": hit.verdict, "kind": hit.kind, "text": hit.text}
             for hit in hits
@@ -155,6 +164,9 @@ def research_context(study: StudyContext, parent_ids: list[str]) -> dict[str, An
         ],
         "documents": [{"title": hit.title, "text": hit.text} for hit in hits if hit.kind == "chunk"],
         "failures": failures + refuted[: max(0, RECENT_FAILURES - len(failures))],
+        "tried": memory.tried_designs(study),
+        "study_duplicates": memory.study_duplicates(states),
+        "budget": memory.budget_left(study, states),
         "duplicates": [],  # this experiment's plans that repeated earlier designs (the graph fills it)
     }
 

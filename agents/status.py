@@ -4,14 +4,13 @@ budget spent and left, experiments by outcome, runs in progress, LLM spend, the 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel
 from sqlmodel import select
 
+from discover.agents.checkpoints import experiment_endings, experiment_outcomes, experiment_states
 from discover.agents.leaderboard import leaderboard
 from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
 from discover.agents.verifications import VerificationSummary, verification_summaries
@@ -35,9 +34,11 @@ class StudyStatus(BaseModel):
     # How each experiment ended (graph.ENDINGS; "unfinished" while one runs or waits for --resume),
     # from the study's checkpoints: duplicates and answers without a design leave no design behind.
     experiments: dict[str, int] = {}
+    # The same grouped (`checkpoints.OUTCOME_OF`): trained, duplicate, no_code, rejected, and others.
+    outcomes: dict[str, int] = {}
     running: list[str]  # designs with a run in progress
     llm_usd: float
-    llm_calls: int
+    llm_requests: int  # HTTP requests to the endpoint, retries included (notes on malformed answers are none)
     leaderboard: list[dict]
     rank_correlation: float | None
     verifications: list[VerificationSummary]  # every claim tested, oldest first (replications inside)
@@ -71,7 +72,9 @@ def study_status(folder: Path) -> StudyStatus:
             proposed = session.exec(
                 select(Architecture.id).where(Architecture.study_id == record.study_id)
             ).all()
-            calls = session.exec(select(LLMCall.cost_usd).where(LLMCall.study_id == record.study_id)).all()
+            calls = session.exec(
+                select(LLMCall.kind, LLMCall.cost_usd).where(LLMCall.study_id == record.study_id)
+            ).all()
         designs = Counter(latest.get(architecture_id, "not trained") for architecture_id in proposed)
         verifications = verification_summaries(kb, record.study_id)
         verified = {verification.design for verification in verifications}
@@ -84,15 +87,17 @@ def study_status(folder: Path) -> StudyStatus:
         if record.budget is None and study.budget:  # a study.json older than the record's budget
             record = StudyRecord.model_validate(record.model_dump() | {"budget": study.budget})
         budget = record.budget
+        endings = experiment_endings(experiment_states(folder))
         return StudyStatus(
             name=study.name, study_id=study.id, task=record.task, budget=budget.text if budget else None,
             budget_s=budget.device_seconds if budget else None,
             spent_s=accounts.spent, reserved_s=accounts.reserved,
             left_s=accounts.left(budget) if budget else None,
-            designs=dict(designs), running=running, llm_usd=math.fsum(calls), llm_calls=len(calls),
+            designs=dict(designs), running=running, llm_usd=math.fsum(cost for _, cost in calls),
+            llm_requests=sum(kind == "request" for kind, _ in calls),
             leaderboard=rows, rank_correlation=correlation, verifications=verifications,
             claims=sum(verification.beats for verification in verifications), awaiting_verification=awaiting,
-            experiments=experiment_endings(folder),
+            experiments=endings, outcomes=experiment_outcomes(endings),
         )  # fmt: skip
 
 
@@ -112,32 +117,12 @@ class DesignDetail(BaseModel):
     id: str
     name: str
     origin: str
+    hypothesis: str
     motivation: str
     parents: list[str]
     code: str
     runs: list[RunSummary]
     findings: list[dict]
-
-
-def experiment_endings(folder: Path) -> dict[str, int]:
-    """How many of the study's experiments ended each way, read from its checkpoints (each
-    experiment's last checkpointed state)."""
-    path = folder / "checkpoints.db"
-    if not path.exists():
-        return {}
-    # Not read-only: the saver sets up its tables on first use (a no-op on an existing study).
-    connection = sqlite3.connect(path, check_same_thread=False)
-    try:
-        saver = SqliteSaver(connection)
-        threads = {checkpoint.config["configurable"]["thread_id"] for checkpoint in saver.list(None)}
-        endings: Counter[str] = Counter()
-        for thread in threads:
-            last = saver.get_tuple({"configurable": {"thread_id": thread}})
-            values = last.checkpoint["channel_values"] if last else {}
-            endings[values.get("status", "failed") if values.get("ended") else "unfinished"] += 1
-        return dict(endings)
-    finally:
-        connection.close()
 
 
 def run_purpose(run: Run) -> str:
@@ -150,7 +135,8 @@ def run_purpose(run: Run) -> str:
 
 
 def design_detail(folder: Path, name_or_id: str) -> DesignDetail:
-    """One design of the study: its motivation, lineage, code, every run and the findings about it."""
+    """One design of the study: its hypothesis and motivation, lineage, code, every run and the
+    findings about it."""
     record, kb = open_study(folder)
     with kb:
         architecture = kb.find_design(record.study_id, name_or_id)
@@ -182,6 +168,6 @@ def design_detail(folder: Path, name_or_id: str) -> DesignDetail:
         ]
         return DesignDetail(
             id=architecture.id, name=architecture.name, origin=architecture.origin,
-            motivation=architecture.motivation, parents=parents, code=architecture.code, runs=runs,
-            findings=findings,
+            hypothesis=architecture.hypothesis, motivation=architecture.motivation, parents=parents,
+            code=architecture.code, runs=runs, findings=findings,
         )  # fmt: skip

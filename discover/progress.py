@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from discover.agents.checkpoints import describe_outcomes
 from discover.agents.record import StudyError
 from discover.agents.status import StudyStatus, study_status
 
@@ -90,6 +91,7 @@ def status_panel(status: StudyStatus, eta_s: float | None) -> RenderableType:
         f"{len(status.running)} running, {counts.get('not trained', 0)} in probes, "
         f"{counts.get('succeeded', 0)} done, {counts.get('failed', 0) + counts.get('rejected', 0)} failed",
     )
+    grid.add_row("ended", describe_outcomes(status.outcomes))
     proposed = [row for row in status.leaderboard if row["origin"] != "baseline"]
     if proposed and proposed[0]["fitness"] is not None:
         best = proposed[0]
@@ -97,7 +99,7 @@ def status_panel(status: StudyStatus, eta_s: float | None) -> RenderableType:
         grid.add_row("best", f"{escape(best['name'])} ({score})")
     if status.running:
         grid.add_row("running", escape(", ".join(status.running)))
-    grid.add_row("LLM", f"${status.llm_usd:.2f} over {status.llm_calls} calls")
+    grid.add_row("LLM", f"${status.llm_usd:.2f} over {status.llm_requests} requests")
     return Group(Text(f"── {status.name} on {status.task} ──", style="bold cyan"), grid)
 
 

@@ -181,6 +181,7 @@ def status_command(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """Where the study in the folder stands: budget, experiments, running jobs, LLM spend, leaderboard."""
+    from discover.agents.checkpoints import describe_outcomes
     from discover.agents.record import StudyError
     from discover.agents.status import study_status
 
@@ -195,13 +196,11 @@ def status_command(
     stdout.print(
         f"[bold]{status.name}[/bold] on {status.task}: spent {status.spent_s / 60:.1f} of {budget} "
         f"device-minutes ({status.reserved_s / 60:.1f} reserved by running jobs); "
-        f"LLM ${status.llm_usd:.2f} over {status.llm_calls} calls"
+        f"LLM ${status.llm_usd:.2f} over {status.llm_requests} requests"
     )
     designs = ", ".join(f"{count} {state}" for state, count in sorted(status.designs.items())) or "none yet"
     stdout.print(f"designs: {designs}")
-    endings = sorted(status.experiments.items())
-    experiments = ", ".join(f"{count} {end}" for end, count in endings) or "none yet"
-    stdout.print(f"experiments: {experiments}")
+    stdout.print(f"experiments: {describe_outcomes(status.outcomes)}")
     if status.running:
         stdout.print(f"running: {', '.join(status.running)}")
     stdout.print(leaderboard_table(status.leaderboard, f"{len(status.leaderboard)} screened"))
@@ -215,7 +214,8 @@ def show_command(
     code: Annotated[bool, typer.Option("--code", help="Also print the candidate file.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
-    """One design: motivation, parents, every run (fidelity, seed, metric, fitness, cost), findings."""
+    """One design: hypothesis, motivation, parents, every run (fidelity, seed, metric, fitness, cost),
+    findings."""
     from discover.agents.record import StudyError
     from discover.agents.status import design_detail
 
@@ -229,6 +229,7 @@ def show_command(
     # Names, motivations and findings may come from an LLM: printed as text, never as markup.
     stdout.print(f"[bold]{escape(detail.name)}[/bold] ({detail.origin}, id {detail.id})")
     stdout.print(f"parents: {escape(', '.join(detail.parents) or 'none')}")
+    stdout.print(f"hypothesis: {escape(detail.hypothesis or 'not recorded')}")
     stdout.print(f"motivation: {escape(detail.motivation or 'not recorded')}")
     table = Table(title="runs", title_justify="left")
     for column in ("fidelity", "seed", "status", "metric", "fitness", "device-s", "reason"):

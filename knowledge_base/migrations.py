@@ -16,12 +16,12 @@ from contextlib import AbstractContextManager
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Column, Connection, Integer, String, inspect, select
+from sqlalchemy import Column, Connection, Integer, String, Text, inspect, select
 from sqlmodel import SQLModel
 
 from discover.knowledge_base.schema import SchemaVersion, Verification
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 Migration = Callable[[Operations], None]
 
@@ -49,7 +49,35 @@ def replications(ops: Operations) -> None:
         ops.add_column("verification", Column("heldout_draw", Integer, nullable=False, server_default="0"))
 
 
-MIGRATIONS: dict[int, Migration] = {2: experiment_links, 3: verifications, 4: replications}
+def hypotheses(ops: Operations) -> None:
+    """5: an architecture keeps the hypothesis it was proposed with, beside its motivation; designs
+    stored before have none (empty). Only a missing column is added: a database may be stamped
+    older than its tables (tests step a new one's version back)."""
+    present = {column["name"] for column in inspect(ops.get_bind()).get_columns("architecture")}
+    if "hypothesis" not in present:
+        ops.add_column("architecture", Column("hypothesis", Text, nullable=False, server_default=""))
+
+
+def call_kinds(ops: Operations) -> None:
+    """6: an LLM call row says whether it was a request or a note on a malformed answer (which
+    sent nothing, and is not counted as a request), and a failed request's kind of error.
+    Errors recorded before have no kind. Only missing columns are added: a database may be
+    stamped older than its tables (tests step a new one's version back)."""
+    present = {column["name"] for column in inspect(ops.get_bind()).get_columns("llmcall")}
+    if "kind" not in present:
+        ops.add_column("llmcall", Column("kind", String, nullable=False, server_default="request"))
+    if "error_kind" not in present:
+        ops.add_column("llmcall", Column("error_kind", String, nullable=True))
+    ops.execute("UPDATE llmcall SET kind = 'note' WHERE status = 'malformed'")
+
+
+MIGRATIONS: dict[int, Migration] = {
+    2: experiment_links,
+    3: verifications,
+    4: replications,
+    5: hypotheses,
+    6: call_kinds,
+}
 
 
 class SchemaError(RuntimeError):

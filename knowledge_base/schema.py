@@ -66,6 +66,7 @@ class Architecture(SQLModel, table=True):
     functional_hash: str | None = Field(default=None, index=True)  # from the probes
     parent_ids: list[str] = json_list_column()
     motivation: str = text_column()
+    hypothesis: str = text_column()  # what the proposer expected of it, and why (schema 5)
     origin: str  # matches ORIGIN_PATTERN
     experiment_id: str | None = None  # the study's experiment that proposed it (schema 2)
     created_at: datetime = Field(default_factory=utcnow)
@@ -186,11 +187,15 @@ class LLMCall(SQLModel, table=True):
     role: str  # researcher, coder, analyst, ...
     experiment_id: str | None = None  # the experiment it was made for, if any (schema 2)
     model: str
+    # "request": one HTTP request (retries each one); "note": a reply that gave no usable answer,
+    # noted beside the request that got it (schema 6)
+    kind: str = "request"
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    status: str = "ok"  # "ok", "error" (a failed request or a malformed answer) or "refused"
+    status: str = "ok"  # a request: "ok", "error" or "refused"; a note: "malformed"
+    error_kind: str | None = None  # a failed request's: "rate_limited", "server_error", "timeout", ... (6)
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -208,13 +208,14 @@ class KnowledgeBase:
         study_id: str | None = None,
         functional_hash: str | None = None,
         experiment_id: str | None = None,
+        hypothesis: str = "",
     ) -> Architecture:
         if not re.fullmatch(ORIGIN_PATTERN, origin):
             raise StoreError(f"origin {origin!r} is not a short lowercase word")
         architecture = Architecture(
             name=name, code=code, code_hash=code_hash(code), origin=origin, motivation=motivation,
             parent_ids=list(parent_ids), study_id=study_id, functional_hash=functional_hash,
-            experiment_id=experiment_id,
+            experiment_id=experiment_id, hypothesis=hypothesis,
         )  # fmt: skip
         with self.writing() as session:
             session.add(architecture)

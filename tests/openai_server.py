@@ -5,10 +5,12 @@ It stands in for what cannot run here (a paid model).
   synonym table, so that "forgetting" and "decay" land together, as a real embedding model would
   put them) and hashed into one of DIM dimensions.
 - /chat/completions: replays `server.script`, one step per request: {"content": "..."} answers,
-  {"status": 429} fails with that HTTP status (and "message", the error's text, if given),
-  {"sleep": seconds, ...} waits first. An answer may also set "finish_reason" (default "stop")
-  and "refusal" (then "content" may be left out). An exhausted script answers 500, so a test
-  states every request it expects.
+  {"status": 429} fails with that HTTP status (and "message", the error's text, and "headers",
+  such as Retry-After, if given), {"sleep": seconds, ...} waits first. An answer may also set
+  "finish_reason" (default "stop") and "refusal" (then "content" may be left out). An exhausted
+  script answers 500, so a test states every request it expects. With `server.schema_mode`
+  False, a request in JSON-schema mode (`response_format`) is refused with a 400, as servers
+  without it answer, and takes no step.
 - /models (GET): lists `server.models`.
 """
 
@@ -48,6 +50,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         self.server.requests.append((self.path, body))
+        self.server.arrivals.append(time.monotonic())
         if self.path.rstrip("/").endswith("/embeddings"):
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(inputs)]
@@ -55,11 +58,16 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, {"object": "list", "data": data, "model": body["model"],
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
         elif self.path.rstrip("/").endswith("/chat/completions"):
+            if "response_format" in body and not self.server.schema_mode:
+                message = f"response_format type '{body['response_format']['type']}' is not supported"
+                self.reply(400, {"error": {"message": message, "type": "invalid_request_error"}})
+                return
             step = self.server.script.pop(0) if self.server.script else {"status": 500}
             time.sleep(step.get("sleep", 0))
             if "status" in step:
                 message = step.get("message", f"scripted {step['status']}")
-                self.reply(step["status"], {"error": {"message": message, "type": "test"}})
+                error = {"error": {"message": message, "type": "test"}}
+                self.reply(step["status"], error, step.get("headers", {}))
                 return
             content = step.get("content")
             message = {"role": "assistant", "content": content}
@@ -85,11 +93,13 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
-    def reply(self, status: int, payload: dict) -> None:
+    def reply(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that timed out
             self.wfile.write(data)
@@ -104,7 +114,9 @@ class OpenAIServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.requests: list[tuple[str, dict]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, in order
         self.script: list[dict] = []
+        self.schema_mode = True  # False: requests with a response_format are refused (400)
         self.models: list[str] = ["scripted"]  # what GET /models lists
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 

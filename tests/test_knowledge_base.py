@@ -360,6 +360,23 @@ def test_a_version_3_knowledge_base_gains_replications(kb_location):
         assert kept.replicates is None and kept.heldout_draw == 0 and kept.baseline == "b"
 
 
+def test_a_version_4_knowledge_base_gains_hypotheses(kb_location):
+    """Schema 5: an architecture keeps its hypothesis; the designs release 4 stored keep their
+    motivation and have an empty hypothesis."""
+    with KnowledgeBase(kb_location, starter=None) as kb:
+        old = kb.add_architecture("old", "code = 1", "llm", "from before the upgrade")
+        with kb._begin_schema_change() as connection:  # back to what release 4 created
+            ops = Operations(MigrationContext.configure(connection))
+            with ops.batch_alter_table("architecture") as batch:
+                batch.drop_column("hypothesis")
+            connection.execute(text("UPDATE schemaversion SET version = 4"))
+    with KnowledgeBase(kb_location, starter=None) as kb:
+        kept = kb.get(Architecture, old.id)
+        assert kept.hypothesis == "" and kept.motivation == "from before the upgrade"
+        new = kb.add_architecture("new", "code = 2", "llm", "m", hypothesis="gates keep what recall needs")
+        assert kb.get(Architecture, new.id).hypothesis == "gates keep what recall needs"
+
+
 def test_a_foreign_database_is_not_taken_over(tmp_path):
     import sqlite3
 

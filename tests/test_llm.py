@@ -23,7 +23,8 @@ def client(openai_server, monkeypatch):
     calls: list[CallRecord] = []
     settings = LLMSettings(
         base_url=openai_server.base_url, api_key_env="TEST_LLM_KEY", models={"coder": "coder-model"},
-        default_model="plan-model", timeout_s=2.0, max_retries=2, prices={"plan-model": (1000.0, 2000.0)},
+        default_model="plan-model", timeout_s=2.0, max_retries=2, retry_backoff_s=0.01,
+        prices={"plan-model": (1000.0, 2000.0)},
     )  # fmt: skip
     return LLM(settings, record=calls.append), calls, openai_server
 
@@ -46,8 +47,10 @@ def test_rate_limits_and_server_errors_are_retried(client):
     llm, calls, server = client
     server.script = [{"status": 429}, {"status": 500}, {"content": GOOD}]
     assert llm.ask("coder", MESSAGES, Plan).hypothesis == "gating fixes recall"
-    assert len(server.requests) == 3 and [c.status for c in calls] == ["ok"]
-    assert calls[0].model == "coder-model"
+    assert len(server.requests) == 3  # each one recorded, by its outcome
+    assert [(c.status, c.error_kind) for c in calls] == [("error", "rate_limited"), ("error", "server_error"),
+                                                         ("ok", None)]  # fmt: skip
+    assert {c.model for c in calls} == {"coder-model"}
 
 
 def test_a_malformed_answer_gets_one_repair(client):
@@ -81,7 +84,7 @@ def test_a_stalled_endpoint_times_out_and_is_recorded(client):
     server.script = [{"sleep": 3, "content": GOOD}] * 3
     with pytest.raises(LLMError, match="did not answer in time"):
         llm.ask("researcher", MESSAGES, Plan)
-    assert [c.status for c in calls] == ["error"]
+    assert [(c.status, c.error_kind) for c in calls] == [("error", "timeout")] * 3
     assert len(server.requests) == 3  # the first try and two retries
 
 

@@ -245,9 +245,12 @@ def test_a_study_whose_researcher_only_repeats_itself_stops_on_its_own(study, op
         "WHERE a.origin = 'llm'",
     )  # fmt: skip
     assert trained == [("running_mean-e00001", "succeeded")]
+    assert query(study, "SELECT hypothesis FROM architecture WHERE origin = 'llm'") == [(PLAN["hypothesis"],)]
     prompts = [body["messages"][0]["content"] for path, body in openai_server.requests if "chat" in path]
     again = [prompt for prompt in prompts if "repeated designs already tried" in prompt]
     assert len(again) == 6 and "running_mean-e00002: the same idea as running_mean-e00001" in again[0]
+    study_repeats = prompts[-1].split("## Plans in this study that repeated an earlier design")[1]
+    assert "running_mean-e00003: the same idea as running_mean-e00001" in study_repeats  # from checkpoints
     status = json.loads(discover("status", "-C", str(study), "--json").stdout)
     assert status["experiments"] == {"screened": 1, "duplicate": 3}  # counted, though no design was kept
 

@@ -47,6 +47,7 @@ class DesignView(BaseModel):
     name: str
     origin: str
     created_at: datetime
+    hypothesis: str
     motivation: str
     code: str
     parents: list[tuple[str, str]]  # (slug, name)
@@ -76,6 +77,18 @@ class DiscoveryPoint(BaseModel):
     verified_claims: int  # designs so far verified as beating the best baseline (`agents/claims.py`)
 
 
+class LLMSpend(BaseModel):
+    """What one role's model cost the study."""
+
+    role: str
+    model: str
+    requests: int = 0  # HTTP requests, each retry one
+    errors: dict[str, int] = {}  # kind (rate_limited, server_error, timeout, refused, ...) -> requests
+    malformed: int = 0  # replies that gave no usable answer (noted; no request of their own)
+    tokens: int = 0
+    usd: float = 0.0
+
+
 class StudyView(BaseModel):
     folder: str
     status: StudyStatus
@@ -83,7 +96,7 @@ class StudyView(BaseModel):
     designs: list[DesignView]  # leaderboard order (baselines among them), then unscreened designs
     discovery: list[DiscoveryPoint]
     spend_s: dict[str, float]  # device-seconds by kind of job
-    llm_by_role: dict[str, dict[str, float]]  # role -> calls, usd, tokens
+    llm_costs: list[LLMSpend]  # by role and model
     findings: list[dict]
     origins: list[str]  # of the proposed designs, for the proposer comparison
 
@@ -195,7 +208,7 @@ def load_study(folder: Path) -> StudyView:
         folder=str(folder.resolve()), status=status, metric=task.metric,
         designs=sorted(designs.values(), key=place),
         discovery=discovery_curve(pairs, charged, claims),
-        spend_s=spend_by_kind(pairs, charged), llm_by_role=llm_by_role(calls),
+        spend_s=spend_by_kind(pairs, charged), llm_costs=llm_costs(calls),
         findings=[{key: value for key, value in row.items() if key != "runs"} for row in finding_rows],
         origins=sorted({a.origin for a in known.values() if a.study_id == record.study_id}),
     )  # fmt: skip
@@ -242,7 +255,8 @@ def design_view(
     run_ids = {run.id for run in runs}
     return DesignView(
         id=architecture.id, slug=slug(architecture.id), name=architecture.name, origin=architecture.origin,
-        created_at=architecture.created_at, motivation=architecture.motivation, code=architecture.code,
+        created_at=architecture.created_at, hypothesis=architecture.hypothesis,
+        motivation=architecture.motivation, code=architecture.code,
         parents=[(slug(parent.id), parent.name) for parent in parents],
         children=[(slug(cid), known[cid].name) for cid in children.get(architecture.id, [])],
         diff=diff,
@@ -312,14 +326,18 @@ def spend_by_kind(pairs: list[tuple[Architecture, Run]], charged: dict[str, floa
     return {kind: math.fsum(seconds) for kind, seconds in spend.items()}
 
 
-def llm_by_role(calls: list[LLMCall]) -> dict[str, dict[str, float]]:
-    roles: dict[str, dict[str, float]] = defaultdict(
-        lambda: {"calls": 0, "usd": 0.0, "tokens": 0, "errors": 0}
-    )
+def llm_costs(calls: list[LLMCall]) -> list[LLMSpend]:
+    """The costs table's rows, one per role and model, in that order."""
+    rows: dict[tuple[str, str], LLMSpend] = {}
     for call in calls:
-        role = roles[call.role]
-        role["calls"] += 1
-        role["usd"] += call.cost_usd
-        role["tokens"] += call.prompt_tokens + call.completion_tokens
-        role["errors"] += call.status != "ok"
-    return dict(roles)
+        row = rows.setdefault((call.role, call.model), LLMSpend(role=call.role, model=call.model))
+        if call.kind == "note":  # a reply that did not parse: its request is counted already
+            row.malformed += 1
+            continue
+        row.requests += 1
+        row.tokens += call.prompt_tokens + call.completion_tokens
+        row.usd += call.cost_usd
+        if call.status != "ok":
+            outcome = call.error_kind or call.status  # a refusal, or an error recorded without a kind
+            row.errors[outcome] = row.errors.get(outcome, 0) + 1
+    return [rows[key] for key in sorted(rows)]
