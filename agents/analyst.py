@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from discover.agents.context import StudyContext
 from discover.agents.grammar import difference
-from discover.agents.proposers.grammar_search import genome_by_name
+from discover.agents.proposers.grammar_search import genome_of
 from discover.agents.statistics import compare, interval_level
 from discover.knowledge_base.schema import Architecture, Finding, Run
 
@@ -41,7 +41,7 @@ def motif_pairs(screened: list[tuple[Architecture, Run]]) -> list[Pair]:
         if not child.parent_ids or child.parent_ids[0] not in best:
             continue
         parent, parent_run = best[child.parent_ids[0]]
-        genomes = genome_by_name().get(parent.name), genome_by_name().get(child.name)
+        genomes = genome_of(parent), genome_of(child)
         if genomes[0] is None or genomes[1] is None:
             continue
         changes = difference(*genomes)

@@ -14,6 +14,10 @@ file with a chunkwise `forward` and a token-by-token `forward_reference`; no dea
     genome = sample(random.Random(0))
     child = random.Random(1).choice(neighbours(genome))
     source = render(child)
+    name = readable_name(child)  # e.g. "delta-decay-silu-wgate-conv4-silugate"
+
+A design's identity is its genome's `key()` (for an architecture, its rendered code); its name is
+for people and says only what the design has, so a study keeps names unique itself.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class Genome(BaseModel):
     heads: Literal[1, 2, 4, 8] = 4  # heads of the memory (capped by d_model's divisors)
 
     def key(self) -> str:
-        """A stable identity: equal genomes, equal keys (used for novelty and names)."""
+        """A stable identity: equal genomes, equal keys (what novelty compares; names are for people)."""
         fields = ",".join(f"{name}={value}" for name, value in self.model_dump().items())
         return hashlib.sha256(fields.encode()).hexdigest()[:10]
 
@@ -130,6 +134,44 @@ def difference(parent: Genome, child: Genome) -> dict[str, tuple[Any, Any]]:
         for slot in SLOTS
         if getattr(parent, slot) != getattr(child, slot)
     }
+
+
+NAME_CHARS = 40  # a name fits a leaderboard column
+
+# The word each motif adds to a design's name, in the order of SLOTS. A motif not listed adds none:
+# nothing there (no decay, gate or convolution, identity features), or the usual 4 heads.
+NAME_WORDS: dict[str, dict[Any, str]] = {
+    "update": {"additive": "add", "delta": "delta"},
+    "decay": {"fixed": "fixdecay", "data": "decay"},
+    "feature_map": {"elu1": "elu1", "relu": "relu", "silu": "silu"},
+    "qk_norm": {"l2": "l2qk"},
+    "write_gate": {"data": "wgate"},
+    "short_conv": {2: "conv2", 4: "conv4"},
+    "output_norm": {"rms": "rms"},
+    "output_gate": {"sigmoid": "siggate", "silu": "silugate"},
+    "heads": {1: "h1", 2: "h2", 8: "h8"},
+}
+
+# A name past NAME_CHARS leaves out these motifs' words, least telling first, until it fits.
+LEFT_OUT_FIRST = ("output_norm", "qk_norm", "heads", "write_gate")
+
+
+def readable_name(genome: Genome) -> str:
+    """A short kebab-case name of what the design has, e.g. 'add-elu1' for linear attention or
+    'delta-silu-wgate-conv4-rms' for DeltaNet. It names every motif unless that would pass
+    NAME_CHARS, so two designs can share one; a study makes its names unique."""
+    words = {
+        slot: NAME_WORDS[slot][value]
+        for slot in SLOTS
+        if (value := getattr(genome, slot)) in NAME_WORDS[slot]
+    }
+    if genome.update == "delta":
+        words.pop("qk_norm", None)  # implied: the delta rule always has unit q/k (see `canonical`)
+    for slot in LEFT_OUT_FIRST:
+        if len("-".join(words.values())) <= NAME_CHARS:
+            break
+        words.pop(slot, None)
+    return "-".join(words.values())
 
 
 @cache

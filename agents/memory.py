@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import select
 
 from discover.agents.checkpoints import duplicates, experiment_endings, experiment_outcomes
-from discover.agents.proposers.grammar_search import genome_by_name
+from discover.agents.proposers.grammar_search import genome_of
 from discover.agents.verifications import VerificationSummary, verification_summaries
 from discover.knowledge_base.schema import Architecture, Finding, Run
 
@@ -108,7 +108,7 @@ def design_line(
 
 def summary(architecture: Architecture) -> str:
     """What the design is: its motifs for a grammar design, else its hypothesis (or motivation)."""
-    genome = genome_by_name().get(architecture.name)
+    genome = genome_of(architecture)
     if genome is not None:
         return genome.describe()
     return one_line(architecture.hypothesis or architecture.motivation or "not described", SUMMARY_CHARS)

@@ -10,7 +10,7 @@ until the budget is spent, then splits the charged device time into
 - the rest of each training run: its three sandbox jobs' start-up (Python, torch, the sandbox),
   data, the prediction and audit jobs, and the study's bookkeeping.
 
-Target (issue 5): <= 3% of the charged time outside training steps.
+Target (issue 21): <= 8% of the charged time outside training steps for a default CPU study.
 Writes the `study-overhead` section of benchmarks/RESULTS.md.
 
     python -m benchmarks.study_overhead [--budget 30m] [--sandbox auto]
@@ -132,9 +132,9 @@ def main() -> None:
         f"{config.promotion.seeds} seeds, evolution, reference baselines {', '.join(config.baselines)}.\n\n"
         + table(split) + "\n\n"
         f"Charged {split.charged:,.0f} device-seconds, {split.in_steps:,.0f} inside training steps: "
-        f"**{split.outside_share:.1%} outside them** (target <= 3%). A run's time outside its steps is "
-        f"a fixed cost (median {fixed:.1f} s at full fidelity), so the share falls below 3% once runs "
-        f"train for {fixed / 0.03:,.0f} s or more."
+        f"**{split.outside_share:.1%} outside them** (target <= 8%). A run's time outside its steps is "
+        f"a fixed cost (median {fixed:.1f} s at full fidelity), so the share falls below 8% once runs "
+        f"train for {fixed / 0.08:,.0f} s or more."
     )  # fmt: skip
     print(body)
     write_section("study-overhead", body)

@@ -60,7 +60,7 @@ class Study(SQLModel, table=True):
 class Architecture(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     study_id: str | None = Field(default=None, index=True)  # None: shared (baselines, human seeds)
-    name: str
+    name: str  # for people, unique within its study; the identity is the code (code_hash)
     code: str = text_column()
     code_hash: str = Field(index=True)
     functional_hash: str | None = Field(default=None, index=True)  # from the probes

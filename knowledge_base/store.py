@@ -13,6 +13,7 @@ Every searchable row gets a `SearchItem` in the same transaction, so the index n
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -210,6 +211,8 @@ class KnowledgeBase:
         experiment_id: str | None = None,
         hypothesis: str = "",
     ) -> Architecture:
+        """Store a design. In a study, a name another of its designs holds gets a suffix (-2, -3,
+        ...): the stored architecture's `name` is the one to show."""
         if not re.fullmatch(ORIGIN_PATTERN, origin):
             raise StoreError(f"origin {origin!r} is not a short lowercase word")
         architecture = Architecture(
@@ -218,6 +221,9 @@ class KnowledgeBase:
             experiment_id=experiment_id, hypothesis=hypothesis,
         )  # fmt: skip
         with self.writing() as session:
+            if study_id is not None:  # a name finds one design of its study (`find_design`)
+                self._lock_names(session, study_id)
+                architecture.name = free_name(name, self._names(session, study_id))
             session.add(architecture)
             index_row(session, architecture)
         return architecture
@@ -314,7 +320,25 @@ class KnowledgeBase:
         """The names of every architecture the study recorded, trained or not (an experiment
         stopped before its first run still holds its design)."""
         with self.reading() as session:
-            return set(session.exec(select(Architecture.name).where(Architecture.study_id == study_id)).all())
+            return self._names(session, study_id)
+
+    def _lock_names(self, session: Session, study_id: str) -> None:
+        """Keep the study's names still until this write commits, so two designs added at once
+        cannot both take a free name. SQLite's BEGIN IMMEDIATE excludes other writers already."""
+        if self.backend == "postgresql":
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"names/{study_id}"}
+            )
+
+    @staticmethod
+    def _names(session: Session, study_id: str) -> set[str]:
+        return set(session.exec(select(Architecture.name).where(Architecture.study_id == study_id)).all())
+
+    def architecture_code_hashes(self, study_id: str) -> set[str]:
+        """The code hashes of every architecture the study recorded, trained or not."""
+        with self.reading() as session:
+            query = select(Architecture.code_hash).where(Architecture.study_id == study_id)
+            return set(session.exec(query).all())
 
     def find_design(self, study_id: str, name_or_id: str) -> Architecture | None:
         """A design of this study, by name or id: one it proposed, or one it trained (a baseline).
@@ -576,6 +600,13 @@ def finding_fields(
         "effect_size": effect_size, "effect_low": low, "effect_high": high, "confidence": confidence,
         "tags": list(tags),
     }  # fmt: skip
+
+
+def free_name(name: str, taken: set[str]) -> str:
+    """`name`, or when another design holds it, `name` with the first free suffix -2, -3, ..."""
+    if name not in taken:
+        return name
+    return next(f"{name}-{number}" for number in itertools.count(2) if f"{name}-{number}" not in taken)
 
 
 def require_one_of(field: str, value: str, allowed: Sequence[str]) -> None:

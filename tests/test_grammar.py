@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -12,21 +13,24 @@ from sqlmodel import select
 from discover.agents.analyst import analyze
 from discover.agents.grammar import (
     CLASSICS,
+    NAME_CHARS,
     SLOTS,
     Genome,
     canonical,
     difference,
     neighbours,
+    readable_name,
     render,
     sample,
     space,
 )
-from discover.agents.proposers.base import Member
+from discover.agents.memory import summary
+from discover.agents.proposers.base import Member, Proposal
 from discover.agents.proposers.evolution import EvolutionConfig, EvolutionProposer, motif_estimates
-from discover.agents.proposers.grammar_search import genome_by_name, name_of
+from discover.agents.proposers.grammar_search import genome_by_code_hash
 from discover.agents.proposers.random_search import RandomProposer
 from discover.agents.statistics import mean_interval, rank_correlation
-from discover.experiments.contract import load_mixer_class
+from discover.experiments.contract import code_hash, load_mixer_class
 from discover.experiments.probes import check
 from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Finding, Run
@@ -53,6 +57,55 @@ def test_neighbours_differ_in_exactly_one_motif():
             changed = difference(parent, child)
             # Switching the delta rule on also fixes qk_norm to l2 (canonical form): at most two slots.
             assert len(changed) == 1 or set(changed) == {"update", "qk_norm"}
+
+
+CLASSIC_NAMES = {
+    "linear attention": "add-elu1",
+    "retention": "add-fixdecay-rms-silugate",
+    "GLA": "add-decay-rms-silugate",
+    "DeltaNet": "delta-silu-wgate-conv4-rms",  # unit q/k go without saying for the delta rule
+    "Gated DeltaNet": "delta-decay-silu-wgate-conv4-silugate",  # with "rms", one past NAME_CHARS
+}
+
+
+def test_a_design_is_named_by_the_motifs_it_has():
+    assert {classic: readable_name(genome) for classic, genome in CLASSICS.items()} == CLASSIC_NAMES
+    eight_heads = Genome(short_conv=2, output_gate="none", heads=8)
+    assert readable_name(eight_heads) == "delta-decay-wgate-conv2-rms-h8"
+    rebuilt = Genome(**CLASSICS["DeltaNet"].model_dump())
+    assert rebuilt is not CLASSICS["DeltaNet"] and readable_name(rebuilt) == CLASSIC_NAMES["DeltaNet"]
+    names = [readable_name(genome) for genome in space()]
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name) and len(name) <= NAME_CHARS for name in names)
+    assert len(set(names)) > 0.85 * len(names)  # only names shortened to fit can be shared
+
+
+def test_a_study_keeps_design_names_unique(bare_study):
+    """Two designs whose names would be the same (one's output norm was left out to fit) get two
+    names in one study; another study's names are its own."""
+    kb, gated = bare_study.kb, CLASSICS["Gated DeltaNet"]
+    plain = gated.model_copy(update={"output_norm": "none"})
+    assert readable_name(plain) == readable_name(gated)
+
+    def store(genome: Genome, study_id: str):
+        return kb.add_architecture(readable_name(genome), render(genome), "evolution", study_id=study_id)
+
+    first, second = store(gated, bare_study.study_id), store(plain, bare_study.study_id)
+    assert (first.name, second.name) == (readable_name(gated), f"{readable_name(gated)}-2")
+    assert kb.find_design(bare_study.study_id, second.name).id == second.id
+    assert store(plain, kb.add_study("other").id).name == readable_name(plain)
+
+
+def test_proposers_know_a_design_by_its_code_not_its_name(bare_study):
+    """A study from before readable names (`motif-<key>`) resumes where it stopped: its designs are
+    known by their code, so evolution repeats none of them and their motifs are still described."""
+    study = bare_study
+    for genome in list(CLASSICS.values())[:2]:
+        old = study.kb.add_architecture(
+            f"motif-{genome.key()}", render(genome), "evolution", study_id=study.study_id
+        )
+        assert summary(old) == genome.describe()
+    proposal = study.proposer.propose(study, 3, [], {})
+    assert proposal.name == CLASSIC_NAMES["GLA"] and "the classic GLA" in proposal.motivation
 
 
 def _mixer(genome: Genome, tmp_path):
@@ -82,7 +135,14 @@ def test_the_default_design_passes_every_probe(tmp_path):
 
 
 def _members(fitness_by_genome: dict[Genome, float]) -> list[Member]:
-    return [Member(f"id-{genome.key()}", genome, value) for genome, value in fitness_by_genome.items()]
+    return [
+        Member(f"id-{genome.key()}", readable_name(genome), genome, value)
+        for genome, value in fitness_by_genome.items()
+    ]
+
+
+def _genome(proposal: Proposal) -> Genome:
+    return genome_by_code_hash()[code_hash(proposal.code)]
 
 
 def test_evolution_starts_from_the_classic_designs_then_random_ones():
@@ -92,9 +152,10 @@ def test_evolution_starts_from_the_classic_designs_then_random_ones():
         proposal = proposer.search(members, tried, rng)
         assert proposal is not None and proposal.parent_ids == []
         proposals.append(proposal)
-        tried.add(proposal.name)
-        members.append(Member(f"id-{proposal.name}", genome_by_name()[proposal.name], 0.5))
-    assert [p.name for p in proposals[:5]] == [name_of(genome) for genome in CLASSICS.values()]
+        tried.add(_genome(proposal).key())
+        members.append(Member(f"id-{proposal.name}", proposal.name, _genome(proposal), 0.5))
+    assert [_genome(p) for p in proposals[:5]] == list(CLASSICS.values())
+    assert [p.name for p in proposals[:5]] == [readable_name(genome) for genome in CLASSICS.values()]
     assert "the classic DeltaNet" in proposals[3].motivation
     assert all(p.motivation.startswith("Initial population: ") for p in proposals[5:])  # random fill
     child = proposer.search(members, tried, rng)
@@ -110,12 +171,12 @@ def test_evolution_starts_at_random_then_mutates_a_tournament_winner():
 
     designs = [sample(random.Random(seed)) for seed in range(5)]
     population = _members({genome: 0.1 * index for index, genome in enumerate(designs)})
-    child = proposer.search(population, {name_of(genome) for genome in designs}, rng)
+    child = proposer.search(population, {genome.key() for genome in designs}, rng)
     assert child is not None
     best = designs[-1]  # the tournament covers the whole population: the fittest wins
     assert child.parent_ids == [f"id-{best.key()}"]
-    assert len(difference(best, genome_by_name()[child.name])) in (1, 2)
-    assert name_of(best) in child.motivation
+    assert len(difference(best, _genome(child))) in (1, 2)
+    assert f"Mutation of {readable_name(best)} " in child.motivation
 
 
 def test_evolution_ignores_failed_members_and_ages_out_the_oldest():
@@ -144,7 +205,7 @@ def test_guided_mutation_keeps_what_sets_the_parent_apart_from_poor_designs():
     parent = Genome()
     poor = [Genome(heads=1, output_norm="none"), Genome(heads=2, output_norm="none")]
     population = _members({poor[0]: 0.1, poor[1]: 0.1, parent: 0.9})
-    tried = {name_of(genome) for genome in (parent, *poor)}
+    tried = {genome.key() for genome in (parent, *poor)}
     kept = {True: 0, False: 0}
     for guided in (True, False):
         proposer = EvolutionProposer(
@@ -153,17 +214,17 @@ def test_guided_mutation_keeps_what_sets_the_parent_apart_from_poor_designs():
         for seed in range(30):
             child = proposer.search(population, tried, random.Random(seed))
             assert child is not None and child.parent_ids == [f"id-{parent.key()}"]
-            changed = difference(parent, genome_by_name()[child.name])
+            changed = difference(parent, _genome(child))
             kept[guided] += not {"heads", "output_norm"} & set(changed)
     assert kept[True] == 30  # guided: always
     assert kept[False] < 30  # a random change of motif sometimes undoes them
 
 
 def test_proposers_never_repeat_a_design_and_say_when_they_run_dry():
-    tried = {name_of(genome) for genome in space()[1:]}
+    tried = {genome.key() for genome in space()[1:]}
     last = RandomProposer().search([], tried, random.Random(0))
-    assert last is None or last.name == name_of(space()[0])  # a few hundred draws may miss it
-    assert RandomProposer().search([], {name_of(genome) for genome in space()}, random.Random(0)) is None
+    assert last is None or _genome(last) == space()[0]  # a few hundred draws may miss it
+    assert RandomProposer().search([], {genome.key() for genome in space()}, random.Random(0)) is None
 
 
 def test_bootstrap_intervals_and_rank_correlation():
@@ -187,7 +248,7 @@ def test_the_analyst_keeps_one_finding_per_motif_change_revised_as_pairs_accumul
 
     def screened(genome: Genome, fitness: float, parent_ids: list[str]) -> tuple[str, str]:
         architecture = kb.add_architecture(
-            name_of(genome), render(genome), "evolution", "", parent_ids, study_id=study.study_id
+            readable_name(genome), render(genome), "evolution", "", parent_ids, study_id=study.study_id
         )
         run = kb.add_run(
             architecture.id, "mqar", study_id=study.study_id, fidelity="screen", status="succeeded",

@@ -553,7 +553,7 @@ def _heldout_text_unreadable(run: Run, env: dict) -> None:
     expect(bits > 4.0, f"{bits:.2f} bits per byte after 3 training steps", run)
 
 
-@verifies("peek_when_predicting")
+@verifies("peek_when_predicting", "peek_with_memory")
 def _causal_audit(run: Run, env: dict) -> None:
     assert_failed(run, "the predictions read the future")
     assert run.outcome.job_id.endswith("-audit"), run.outcome.job_id
@@ -706,6 +706,7 @@ def test_process_backend_refuses_hostile_files(name, tmp_path):
 BEYOND_STATIC_CHECK = {
     "forward_busy": "a busy loop of plain torch arithmetic inside forward",
     "peek_when_predicting": "reading ahead only when gradients are off (the causal audit catches it)",
+    "peek_with_memory": "reading ahead, matching rows it saw earlier (the audit's own job catches it)",
 }
 
 

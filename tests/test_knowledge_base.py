@@ -16,6 +16,7 @@ from sqlalchemy import Column, Text, inspect, text
 
 from discover.budget.ledger import Budget, Ledger
 from discover.budget.store import DatabaseLedgerStore
+from discover.experiments.contract import code_hash
 from discover.knowledge_base.embeddings import OpenAIEmbedder
 from discover.knowledge_base.migrations import SCHEMA_VERSION, SchemaError, upgrade
 from discover.knowledge_base.novelty import is_duplicate
@@ -150,6 +151,21 @@ def test_a_study_knows_every_design_it_recorded_trained_or_not(kb):
     kb.add_architecture("untrained", MIXER + "#u\n", origin="evolution", study_id=study.id)
     kb.add_architecture("elsewhere", MIXER + "#e\n", origin="evolution", study_id=kb.add_study("t").id)
     assert kb.architecture_names(study.id) == {"trained", "untrained"}
+    assert kb.architecture_code_hashes(study.id) == {code_hash(MIXER), code_hash(MIXER + "#u\n")}
+
+
+def test_a_name_is_unique_within_its_study(kb):
+    """A name another design of the study holds gets a suffix, so a name finds one design; a
+    shared design (a baseline) and another study's designs do not take names from this study."""
+    mine, theirs = kb.add_study("mine"), kb.add_study("theirs")
+    kb.add_architecture("same", MIXER + "#b\n", origin="baseline")
+    names = [
+        kb.add_architecture("same", MIXER + f"#{index}\n", origin="evolution", study_id=mine.id).name
+        for index in range(3)
+    ]
+    assert names == ["same", "same-2", "same-3"]
+    assert kb.find_design(mine.id, "same-3").code.endswith("#2\n")
+    assert kb.add_architecture("same", MIXER, origin="evolution", study_id=theirs.id).name == "same"
 
 
 def test_a_design_is_found_by_name_or_id_within_its_study_only(kb):

@@ -6,9 +6,8 @@ import re
 import pytest
 
 from discover.agents import memory
-from discover.agents.grammar import CLASSICS, Genome
+from discover.agents.grammar import CLASSICS, Genome, readable_name
 from discover.agents.grammar import render as render_genome
-from discover.agents.proposers.grammar_search import name_of
 from discover.agents.roles import research_context
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.contract import CONTRACT
@@ -212,8 +211,8 @@ def study_so_far(study):
     repeated an earlier idea; twelve device-minutes of its hour spent. Returns the bold design."""
     child = Genome(**PARENT_GENOME.model_dump() | {"decay": "data"})
     code = render_genome(PARENT_GENOME)
-    parent = add_design(study, name_of(PARENT_GENOME), code, "evolution", fitness=0.55)
-    add_design(study, name_of(child), render_genome(child), "evolution", [parent.id], fitness=0.61)
+    parent = add_design(study, readable_name(PARENT_GENOME), code, "evolution", fitness=0.55)
+    add_design(study, readable_name(child), render_genome(child), "evolution", [parent.id], fitness=0.61)
     study.kb.add_finding(
         "Changing decay from none to data moves screening fitness by +0.042", "supports", effect_size=0.042,
         effect_interval=(0.010, 0.074), confidence=0.9, study_id=study.study_id, task="mqar",
@@ -241,12 +240,12 @@ def test_the_research_context_carries_the_study_so_far(bare_study, monkeypatch):
     text = render("researcher", research_context(bare_study, []))
     assert "- [supports] decay: none -> data: +0.042, 90% interval [+0.010, +0.074]" in text
     assert "Changing decay from none to data" not in text  # the finding is not retrieved a second time
-    parent = f"- {name_of(PARENT_GENOME)}: {PARENT_GENOME.describe()}; screening fitness 0.550"
+    parent = f"- {readable_name(PARENT_GENOME)}: {PARENT_GENOME.describe()}; screening fitness 0.550"
     assert parent in text
     assert f"- bold_idea-e00003: {BOLD}; screening fitness 0.970 (one screening run); screened" in text
     rejected = "no screening fitness; rejected by its checks: causality: output at t depends on t+1"
     assert f"- sharp_keys-e00004: a convolution sharpens keys; {rejected}" in text
-    twin = f"no screening fitness; duplicate of {name_of(PARENT_GENOME)}, not trained"
+    twin = f"no screening fitness; duplicate of {readable_name(PARENT_GENOME)}, not trained"
     assert f"- twin-e00005: motivation of twin-e00005; {twin}" in text
     assert "- copy_idea-e00006: the same idea as bold_idea-e00003" in text
     assert "0.80 of 1.00 device-hours left (0.20 spent)" in text

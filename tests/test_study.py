@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from discover.agents.grammar import CLASSICS, readable_name
+
 from .conftest import discover
 
 TINY_STUDY = """\
@@ -83,7 +85,7 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
     assert "proposer evolution" in out  # no endpoint configured: the embedded default
     assert "training baseline softmax_attention" in out
     assert "stopped because the budget is spent" in out
-    assert "softmax_attention" in out and "motif-" in out
+    assert "softmax_attention" in out
     assert (study / "leaderboard.md").read_text().startswith("# tiny: leaderboard on mqar")
     assert f"report: {(study / 'report' / 'index.html').resolve().as_uri()}" in out  # written at the end
 
@@ -96,15 +98,22 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
     assert screened[0][0] >= 3  # the baseline and at least two designs
     findings = query(study, "SELECT verdict, statement FROM finding WHERE study_id IS NOT NULL")
     assert findings and all(verdict in ("supports", "refutes", "inconclusive") for verdict, _ in findings)
-    candidates = list((study / "candidates").glob("motif-*.py"))
-    assert candidates and all((study / "runs" / path.stem).is_dir() for path in candidates[:1])
+    # Designs go by readable names: evolution starts with the grammar's linear attention, "add-elu1".
+    named = finished_experiments(study)
+    assert readable_name(CLASSICS["linear attention"]) in named
+    assert not any(name.startswith("motif-") for name in named)
+    leaderboard_md = (study / "leaderboard.md").read_text()
+    assert all(f"| {name} |" in leaderboard_md and name in out for name in named)
+    candidates = [study / "candidates" / f"{name}.py" for name in named]
+    assert all(path.is_file() and (study / "runs" / path.stem).is_dir() for path in candidates)
 
     status = discover("status", "-C", str(study))
     assert status.returncode == 0, status.stderr
     assert "tiny on mqar: spent" in status.stdout and "of 2.0 device-minutes" in status.stdout
-    assert "softmax_attention" in status.stdout
+    assert "softmax_attention" in status.stdout and all(name in status.stdout for name in named)
     as_json = json.loads(discover("status", "-C", str(study), "--json").stdout)
     assert as_json["spent_s"] == pytest.approx(spent) and as_json["reserved_s"] == 0
+    assert named <= {row["name"] for row in as_json["leaderboard"]}
     best = as_json["leaderboard"][0]["name"]
     shown = discover("show", best, "-C", str(study), "--code")
     assert shown.returncode == 0 and "screen" in shown.stdout and "class Mixer" in shown.stdout

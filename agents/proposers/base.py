@@ -122,6 +122,7 @@ class Member:
     """A screened design of the study."""
 
     architecture_id: str
+    name: str
     genome: Any  # a grammar Genome, or None for designs outside the grammar (baselines, llm designs)
     fitness: float  # NaN counts as the worst
 

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from discover.agents.grammar import CLASSICS, SLOTS, Genome, difference, neighbours
 from discover.agents.proposers.base import Member, Proposal, ProposerSetup, fitness_value
-from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer, name_of
+from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer
 from discover.agents.proposers.random_search import RandomProposer
 from discover.agents.section import Section
 
@@ -59,7 +59,7 @@ class EvolutionProposer(GrammarProposer):
         grammar_members = [member for member in members if member.genome is not None]
         if self.config.classics:
             for classic, genome in CLASSICS.items():
-                if name_of(genome) not in tried:
+                if genome.key() not in tried:
                     motivation = f"Initial population, the classic {classic}: {genome.describe()}."
                     return self.proposal(genome, motivation, [])
         if len(grammar_members) < self.config.initial:
@@ -76,7 +76,7 @@ class EvolutionProposer(GrammarProposer):
                 contestants, key=lambda member: (fitness_value(member.fitness), member.architecture_id)
             )
             assert parent.genome is not None
-            children = [child for child in neighbours(parent.genome) if name_of(child) not in tried]
+            children = [child for child in neighbours(parent.genome) if child.key() not in tried]
             if not children:
                 continue
             gains = {child: estimated_gain(parent.genome, child, estimate) for child in children}
@@ -92,7 +92,7 @@ class EvolutionProposer(GrammarProposer):
                 f"motif estimates ({gains[child]:+.3f})." if self.config.guided else ""
             )  # fmt: skip
             motivation = (
-                f"Mutation of {name_of(parent.genome)} (fitness {parent.fitness:.3f}), the fittest of "
+                f"Mutation of {parent.name} (fitness {parent.fitness:.3f}), the fittest of "
                 f"{len(contestants)} drawn from the last {len(population)} designs. Changed {changes}.{why} "
                 f"Result: {child.describe()}."
             )

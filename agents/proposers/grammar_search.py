@@ -13,24 +13,28 @@ from abc import abstractmethod
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from discover.agents.grammar import Genome, render, space
+from discover.agents.grammar import Genome, readable_name, render, space
 from discover.agents.proposers.base import Member, Proposal, Proposer, ProposerStop, fitness_value
+from discover.experiments.contract import code_hash
 from discover.knowledge_base.schema import Architecture, Run
 
 if TYPE_CHECKING:
     from discover.agents.context import StudyContext
 
-NAME_PREFIX = "motif-"
 MAX_TRIES = 200  # draws before giving up on finding a design the study has not tried
 
 
 @cache
-def genome_by_name() -> dict[str, Genome]:
-    return {NAME_PREFIX + genome.key(): genome for genome in space()}
+def genome_by_code_hash() -> dict[str, Genome]:
+    """Every design of the grammar by the hash of its rendered file."""
+    return {code_hash(render(genome)): genome for genome in space()}
 
 
-def name_of(genome: Genome) -> str:
-    return NAME_PREFIX + genome.key()
+def genome_of(architecture: Architecture) -> Genome | None:
+    """The grammar design a stored architecture is, or None for one outside the grammar (a baseline,
+    an llm design). Known by its code, never its name: a name is for people, and may carry a suffix
+    that keeps it unique in the study (older studies named designs `motif-<key>`)."""
+    return genome_by_code_hash().get(architecture.code_hash)
 
 
 def members(screened: list[tuple[Architecture, Run]]) -> list[Member]:
@@ -40,7 +44,9 @@ def members(screened: list[tuple[Architecture, Run]]) -> list[Member]:
         fitness = run.fitness if run.fitness is not None and run.status == "succeeded" else math.nan
         previous = best.get(architecture.id)
         if previous is None or fitness_value(fitness) > fitness_value(previous.fitness):
-            best[architecture.id] = Member(architecture.id, genome_by_name().get(architecture.name), fitness)
+            best[architecture.id] = Member(
+                architecture.id, architecture.name, genome_of(architecture), fitness
+            )
     return list(best.values())
 
 
@@ -51,7 +57,11 @@ class GrammarProposer(Proposer):
         self, study: StudyContext, number: int, parent_ids: list[str], context: dict[str, Any]
     ) -> Proposal:
         screened = study.kb.study_runs(study.study_id, fidelity="screen")
-        tried = study.kb.architecture_names(study.study_id)
+        tried = {
+            genome.key()
+            for code in study.kb.architecture_code_hashes(study.study_id)
+            if (genome := genome_by_code_hash().get(code)) is not None
+        }
         rng = random.Random(f"{study.config.seed}/{number}")  # the same experiment draws the same
         proposal = self.search(members(screened), tried, rng)
         if proposal is None:
@@ -61,10 +71,10 @@ class GrammarProposer(Proposer):
     @abstractmethod
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         """The next design, or None when no untried design could be found. `tried` holds the
-        names of every design the study has already proposed."""
+        keys of every grammar design the study has already proposed."""
 
     def proposal(self, genome: Genome, motivation: str, parents: list[str]) -> Proposal:
         return Proposal(
-            name=name_of(genome), motivation=motivation, code=render(genome), origin=self.origin,
+            name=readable_name(genome), motivation=motivation, code=render(genome), origin=self.origin,
             parent_ids=parents,
         )  # fmt: skip

@@ -7,7 +7,7 @@ import random
 
 from discover.agents.grammar import sample
 from discover.agents.proposers.base import Member, Proposal
-from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer, name_of
+from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer
 
 
 class RandomProposer(GrammarProposer):
@@ -17,6 +17,6 @@ class RandomProposer(GrammarProposer):
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         for _ in range(MAX_TRIES):
             genome = sample(rng)
-            if name_of(genome) not in tried:
+            if genome.key() not in tried:
                 return self.proposal(genome, f"Random sample: {genome.describe()}.", [])
         return None
