@@ -1,5 +1,6 @@
-"""Sharing a CPU host with other work: a training job uses fewer math threads while other threads
-are runnable, and its full count again once they are gone.
+"""Sharing a CPU host with other work: a job uses fewer math threads while other threads are
+runnable, and its full count again once they are gone. Every job does: training, prediction and
+the probes alike (a prediction job that spun against another job ran 15 times slower).
 
 Math libraries' threads spin while they wait for each other. A job sized for the whole host that
 shares it with another such job loses most of its time to that spinning (two 2-thread jobs on 2
@@ -35,12 +36,13 @@ def runnable_threads() -> int | None:
 
 
 class CpuShare:
-    """Call `adjust()` once per training step; it looks at the host at most once a second."""
+    """Call `adjust()` once per training step or prediction batch; it looks at the host at once,
+    then at most once a second."""
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or torch.get_num_threads()  # the most the job may use
         self.cores = len(os.sched_getaffinity(0))
-        self.checked = time.monotonic()
+        self.checked = time.monotonic() - CHECK_EVERY_S  # the first adjust() looks at once
 
     def adjust(self) -> None:
         now = time.monotonic()

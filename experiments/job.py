@@ -34,6 +34,7 @@ import discover.experiments.harness as harness
 import discover.experiments.probes as probes
 import discover.experiments.tasks.base as task_base
 from discover.experiments.contract import CandidateError, describe_error, load_mixer_class
+from discover.experiments.cpu_share import CpuShare
 from discover.experiments.files import write_json_atomic
 from discover.experiments.harness import fit, pick_device
 from discover.experiments.integrity import IntegrityError, IntegrityGuard
@@ -66,6 +67,8 @@ def run(job_dir: Path, out_dir: Path) -> None:
     )  # taken before the candidate is imported
 
     if job.action == "check":
+        if device.type == "cpu":
+            CpuShare().adjust()  # the probes' threads, sized to the cores other work leaves
         verdict, mixer_class = load_and_check(candidate, task, cfg)
         logits = None
         if verdict.passed and mixer_class is not None:  # for the orchestrator's causality audit

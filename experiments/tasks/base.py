@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from discover.experiments.backbone import SequenceModel
+from discover.experiments.cpu_share import CpuShare
 
 
 class TaskConfigError(ValueError):
@@ -166,8 +167,10 @@ class SequenceTask(Task):
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
     """The model's float32 outputs for `inputs`, batch by batch, on the CPU."""
     model.eval()
-    outputs = [
-        model(inputs[start : start + batch_size].to(device)).float().cpu()
-        for start in range(0, len(inputs), batch_size)
-    ]
+    cpu_share = CpuShare() if device.type == "cpu" else None
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        if cpu_share is not None:
+            cpu_share.adjust()  # fewer threads while other work wants the cores
+        outputs.append(model(inputs[start : start + batch_size].to(device)).float().cpu())
     return torch.cat(outputs)
