@@ -123,7 +123,8 @@ def main() -> None:
         run_study(Path(root), config, choice.backend, say=lambda line: None)
         wall = time.perf_counter() - started
         split = device_time(Path(root))
-    fixed = statistics.median(split.outside.get("full", split.outside["screen"]))
+    fidelity = "full" if "full" in split.outside else "screen"
+    fixed = statistics.median(split.outside[fidelity])
     body = (
         "## Device time of a real study (`discover run` with `discover init`'s defaults)\n\n"
         f"Machine: {machine()}. Budget {args.budget}, sandbox {choice.why.split(':')[0]}, "
@@ -133,7 +134,7 @@ def main() -> None:
         + table(split) + "\n\n"
         f"Charged {split.charged:,.0f} device-seconds, {split.in_steps:,.0f} inside training steps: "
         f"**{split.outside_share:.1%} outside them** (target <= 8%). A run's time outside its steps is "
-        f"a fixed cost (median {fixed:.1f} s at full fidelity), so the share falls below 8% once runs "
+        f"a fixed cost (median {fixed:.1f} s for a {fidelity} run), so the share falls below 8% once runs "
         f"train for {fixed / 0.08:,.0f} s or more."
     )  # fmt: skip
     print(body)
