@@ -230,6 +230,8 @@ class Study:
         if name == "read_host_files":  # an lm job, so that the corpus folder is mounted
             settings = {"corpus_dir": str(self.corpus), "steps": 3, "seq_len": 32, "eval_windows": 4}
             return train(sandbox, name, "lm", settings)
+        if name == "heldout_noisy_recall":  # one generated task besides MQAR, whose set is secret too
+            return train(sandbox, name, "noisy_recall")
         if name == "heldout_lm":  # the default corpus: the standard library, inside every sandbox
             return train(
                 sandbox, name, "lm", {"steps": 3, "seq_len": 64, "batch_size": 8, "eval_windows": 16}
@@ -543,6 +545,14 @@ def _honest_score(run: Run, env: dict) -> None:
     assert run.status in ("ok", "failed"), run.reason
     value = run.result.value if run.result else None
     expect(value is None or value < 1.0, f"reported accuracy {value} after 3 training steps", run)
+
+
+@verifies("heldout_noisy_recall")
+def _secret_generated_set(run: Run, env: dict) -> None:
+    # The job must end well: a file that crashed before pushing its answers would prove nothing.
+    assert run.status == "ok", run.reason
+    value = run.result.value
+    expect(value < 1.0, f"reported accuracy {value} after 3 training steps", run)
 
 
 @verifies("heldout_lm")

@@ -18,6 +18,15 @@ if TYPE_CHECKING:
 TASKS: Registry[type[Task]] = Registry("task")
 TASKS.register("mqar", "discover.experiments.tasks.mqar:MQARTask", "associative recall")
 TASKS.register("lm", "discover.experiments.tasks.lm:LMTask", "byte-level language modelling")
+TASKS.register(
+    "noisy_recall", "discover.experiments.tasks.noisy_recall:NoisyRecallTask", "recall among noise"
+)
+TASKS.register(
+    "fuzzy_recall", "discover.experiments.tasks.fuzzy_recall:FuzzyRecallTask", "multi-token recall"
+)
+TASKS.register(
+    "selective_copy", "discover.experiments.tasks.selective_copy:SelectiveCopyTask", "copying among blanks"
+)
 DEFAULT_TASK = "mqar"
 
 

@@ -17,7 +17,7 @@ if JOB["action"] == "predict" and JOB["task"] == "mqar":
     from discover.experiments.tasks import get_task
 
     task = get_task("mqar")
-    test = task.test_set(task.config(JOB["settings"]))
+    test = task.heldout(task.config(JOB["settings"]))
     for inputs, targets in zip(test.inputs, test.targets):
         ANSWERS[tuple(inputs.tolist())] = targets
 

@@ -1,0 +1,106 @@
+"""Selective copying, after Gu & Dao 2023, "Mamba", and the MAD suite (Poli et al. 2024).
+
+The sequence opens with `num_tokens` content tokens scattered at random positions among blank
+tokens; then comes the separator, once per content token. At the i-th separator the model must
+output the i-th content token: it writes the content out in order, skipping the blanks, with none of
+its answers shown to it, so it must remember which tokens came and in what order. Labels exist only
+at the separators.
+
+    3 0 0 7 0 5 0 0 3 0 | | | |      (0: blank, |: separator)
+                        3 7 5 3      <- targets
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from discover.experiments.tasks.base import IGNORE, Batch, SequenceTask, SequenceTaskConfig
+
+BLANK = 0
+SEPARATOR = 1
+FIRST_CONTENT = 2  # content tokens are [2, vocab_size), drawn with replacement
+GENERATOR_VERSION = 1  # bump when the generator changes what a seed produces
+
+
+class SelectiveCopyConfig(SequenceTaskConfig):
+    vocab_size: int = 16
+    seq_len: int = 32  # the input section is seq_len - num_tokens long, the separators the rest
+    num_tokens: int = 8
+    test_examples: int = 1000
+    test_seed: int = 1_000_003  # the held-out set is fixed, independent of the training seed
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 50
+
+
+def generate_selective_copy(
+    num_examples: int, vocab_size: int, seq_len: int, num_tokens: int, generator: torch.Generator
+) -> Batch:
+    """A batch of selective-copy sequences, vectorised over examples."""
+    section = seq_len - num_tokens  # the input section; then one separator per content token
+    if vocab_size <= FIRST_CONTENT:
+        raise ValueError(f"vocab_size {vocab_size} leaves no content tokens")
+    if num_tokens < 1 or section < num_tokens:
+        raise ValueError(f"seq_len {seq_len} leaves no room for {num_tokens} content tokens and their copies")
+
+    content = torch.randint(FIRST_CONTENT, vocab_size, (num_examples, num_tokens), generator=generator)
+    # Distinct positions in the input section, in order: the top of a random ranking, sorted.
+    ranking = torch.rand(num_examples, section, generator=generator)
+    positions = ranking.topk(num_tokens, dim=1).indices.sort(dim=1).values
+
+    inputs = torch.full((num_examples, seq_len), BLANK, dtype=torch.long)
+    inputs.scatter_(1, positions, content)
+    inputs[:, section:] = SEPARATOR
+
+    targets = torch.full_like(inputs, IGNORE)
+    targets[:, section:] = content
+    return Batch(inputs, targets)
+
+
+class SelectiveCopyTask(SequenceTask):
+    name = "selective_copy"
+    description = (
+        "Selective copying: content tokens scattered among blank tokens, then a separator once per "
+        "content token; at the i-th separator the model must output the i-th content token, so it "
+        "writes the content out in order, skipping the blanks, without seeing its own answers. "
+        "Tests whether a mixer can select tokens by content, ignore filler and remember their "
+        "order. Metric: accuracy over the separator positions of a fixed held-out set (higher is "
+        "better)."
+    )
+    config_class = SelectiveCopyConfig
+    metric = "accuracy"
+    higher_is_better = True
+    metric_optimum = 1.0
+    metric_worst = 0.0  # so quality is the log-odds ratio, which resolves designs near chance too
+    quality_scale = 2.0  # as MQAR's: designs span chance to perfect copies, so the scale is coarse
+    reference_baselines = ("softmax_attention", "gated_deltanet")
+
+    def _generate(self, cfg: SelectiveCopyConfig, count: int, generator: torch.Generator) -> Batch:
+        return generate_selective_copy(count, cfg.vocab_size, cfg.seq_len, cfg.num_tokens, generator)
+
+    def train_batches(self, cfg: SelectiveCopyConfig, seed: int, device: torch.device) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(seed)
+        while True:
+            inputs, targets = self._generate(cfg, cfg.batch_size, generator)
+            yield Batch(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True))
+
+    def heldout(self, cfg: SelectiveCopyConfig, secret_seed: int | None = None) -> Batch:
+        fixed = secret_seed is None or "test_seed" in cfg.model_fields_set  # the user's choice wins
+        seed = cfg.test_seed if fixed else secret_seed
+        return self._generate(cfg, cfg.test_examples, torch.Generator().manual_seed(seed))
+
+    def score(
+        self, logits: torch.Tensor, targets: torch.Tensor, cfg: SelectiveCopyConfig
+    ) -> dict[str, float]:
+        mask = targets != IGNORE
+        scored, answers = logits[mask], targets[mask]
+        accuracy = (scored.argmax(-1) == answers).float().mean().item()
+        return {"accuracy": accuracy, "loss": nn.functional.cross_entropy(scored, answers).item()}
+
+    def data_version(self, cfg: SelectiveCopyConfig) -> str:
+        return f"generated:{self.name}/v{GENERATOR_VERSION}"
