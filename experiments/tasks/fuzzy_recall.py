@@ -15,18 +15,16 @@ the first value token, and at each value token the next one, as a language model
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
-from torch import nn
 
-from discover.experiments.tasks.base import IGNORE, Batch, SequenceTask, SequenceTaskConfig
+from discover.experiments.tasks.base import IGNORE, Batch
+from discover.experiments.tasks.generated import GeneratedTask, GeneratedTaskConfig
 
 FILLER = 0  # token between queries
 GENERATOR_VERSION = 1  # bump when the generator changes what a seed produces
 
 
-class FuzzyRecallConfig(SequenceTaskConfig):
+class FuzzyRecallConfig(GeneratedTaskConfig):
     # Token ids: 0 filler, [1, 1 + key_vocab) key tokens, the rest value tokens.
     vocab_size: int = 32
     key_vocab: int = 4
@@ -34,8 +32,6 @@ class FuzzyRecallConfig(SequenceTaskConfig):
     num_kv_pairs: int = 4
     k_len: int = 2
     v_len: int = 2
-    test_examples: int = 1000
-    test_seed: int = 1_000_003  # the held-out set is fixed, independent of the training seed
 
     # Mixer-only blocks, as noisy_recall's: softmax attention learns recall sooner without the MLPs
     # (0.4 accuracy after 1000 steps with them, 0.9 after 2000 without), and in cheaper steps.
@@ -119,7 +115,7 @@ def generate_fuzzy_recall(
     return Batch(inputs, targets)
 
 
-class FuzzyRecallTask(SequenceTask):
+class FuzzyRecallTask(GeneratedTask):
     name = "fuzzy_recall"
     description = (
         "Fuzzy associative recall: keys and values are several tokens long, and keys share tokens, "
@@ -130,14 +126,9 @@ class FuzzyRecallTask(SequenceTask):
         "accuracy over those value positions of a fixed held-out set (higher is better)."
     )
     config_class = FuzzyRecallConfig
-    metric = "accuracy"
-    higher_is_better = True
-    metric_optimum = 1.0
-    metric_worst = 0.0  # so quality is the log-odds ratio, which resolves designs near chance too
-    quality_scale = 2.0  # as MQAR's: designs span chance to perfect recall, so the scale is coarse
-    reference_baselines = ("softmax_attention", "gated_deltanet")
+    generator_version = GENERATOR_VERSION
 
-    def _generate(self, cfg: FuzzyRecallConfig, count: int, generator: torch.Generator) -> Batch:
+    def generate(self, cfg: FuzzyRecallConfig, count: int, generator: torch.Generator) -> Batch:
         return generate_fuzzy_recall(
             count,
             cfg.vocab_size,
@@ -148,23 +139,3 @@ class FuzzyRecallTask(SequenceTask):
             cfg.v_len,
             generator,
         )
-
-    def train_batches(self, cfg: FuzzyRecallConfig, seed: int, device: torch.device) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(seed)
-        while True:
-            inputs, targets = self._generate(cfg, cfg.batch_size, generator)
-            yield Batch(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True))
-
-    def heldout(self, cfg: FuzzyRecallConfig, secret_seed: int | None = None) -> Batch:
-        fixed = secret_seed is None or "test_seed" in cfg.model_fields_set  # the user's choice wins
-        seed = cfg.test_seed if fixed else secret_seed
-        return self._generate(cfg, cfg.test_examples, torch.Generator().manual_seed(seed))
-
-    def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: FuzzyRecallConfig) -> dict[str, float]:
-        mask = targets != IGNORE
-        scored, answers = logits[mask], targets[mask]
-        accuracy = (scored.argmax(-1) == answers).float().mean().item()
-        return {"accuracy": accuracy, "loss": nn.functional.cross_entropy(scored, answers).item()}
-
-    def data_version(self, cfg: FuzzyRecallConfig) -> str:
-        return f"generated:{self.name}/v{GENERATOR_VERSION}"

@@ -12,12 +12,10 @@ at the separators.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
-from torch import nn
 
-from discover.experiments.tasks.base import IGNORE, Batch, SequenceTask, SequenceTaskConfig
+from discover.experiments.tasks.base import IGNORE, Batch
+from discover.experiments.tasks.generated import GeneratedTask, GeneratedTaskConfig
 
 BLANK = 0
 SEPARATOR = 1
@@ -25,12 +23,10 @@ FIRST_CONTENT = 2  # content tokens are [2, vocab_size), drawn with replacement
 GENERATOR_VERSION = 1  # bump when the generator changes what a seed produces
 
 
-class SelectiveCopyConfig(SequenceTaskConfig):
+class SelectiveCopyConfig(GeneratedTaskConfig):
     vocab_size: int = 16
     seq_len: int = 32  # the input section is seq_len - num_tokens long, the separators the rest
     num_tokens: int = 8
-    test_examples: int = 1000
-    test_seed: int = 1_000_003  # the held-out set is fixed, independent of the training seed
 
     steps: int = 1000
     batch_size: int = 64
@@ -62,7 +58,7 @@ def generate_selective_copy(
     return Batch(inputs, targets)
 
 
-class SelectiveCopyTask(SequenceTask):
+class SelectiveCopyTask(GeneratedTask):
     name = "selective_copy"
     description = (
         "Selective copying: content tokens scattered among blank tokens, then a separator once per "
@@ -73,34 +69,7 @@ class SelectiveCopyTask(SequenceTask):
         "better)."
     )
     config_class = SelectiveCopyConfig
-    metric = "accuracy"
-    higher_is_better = True
-    metric_optimum = 1.0
-    metric_worst = 0.0  # so quality is the log-odds ratio, which resolves designs near chance too
-    quality_scale = 2.0  # as MQAR's: designs span chance to perfect copies, so the scale is coarse
-    reference_baselines = ("softmax_attention", "gated_deltanet")
+    generator_version = GENERATOR_VERSION
 
-    def _generate(self, cfg: SelectiveCopyConfig, count: int, generator: torch.Generator) -> Batch:
+    def generate(self, cfg: SelectiveCopyConfig, count: int, generator: torch.Generator) -> Batch:
         return generate_selective_copy(count, cfg.vocab_size, cfg.seq_len, cfg.num_tokens, generator)
-
-    def train_batches(self, cfg: SelectiveCopyConfig, seed: int, device: torch.device) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(seed)
-        while True:
-            inputs, targets = self._generate(cfg, cfg.batch_size, generator)
-            yield Batch(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True))
-
-    def heldout(self, cfg: SelectiveCopyConfig, secret_seed: int | None = None) -> Batch:
-        fixed = secret_seed is None or "test_seed" in cfg.model_fields_set  # the user's choice wins
-        seed = cfg.test_seed if fixed else secret_seed
-        return self._generate(cfg, cfg.test_examples, torch.Generator().manual_seed(seed))
-
-    def score(
-        self, logits: torch.Tensor, targets: torch.Tensor, cfg: SelectiveCopyConfig
-    ) -> dict[str, float]:
-        mask = targets != IGNORE
-        scored, answers = logits[mask], targets[mask]
-        accuracy = (scored.argmax(-1) == answers).float().mean().item()
-        return {"accuracy": accuracy, "loss": nn.functional.cross_entropy(scored, answers).item()}
-
-    def data_version(self, cfg: SelectiveCopyConfig) -> str:
-        return f"generated:{self.name}/v{GENERATOR_VERSION}"
