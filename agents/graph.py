@@ -22,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 
 from discover.agents import analyst, claims, replication
 from discover.agents.context import StudyContext
+from discover.agents.leaderboard import recheck_fitness
 from discover.agents.proposers.base import Proposal, ProposerStop
 from discover.agents.runs import (
     baseline_at_full_fidelity,
@@ -232,7 +233,7 @@ def recheck(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     if second.status == "succeeded" and judge_score is not None:  # scored as the first run was
         result = TrainResult.model_validate(second.result)
         second = study.kb.update_run(second.id, fitness=study.score(result, reference[1], judge_score).value)
-    fitness = min(state["fitness"], second.fitness or 0.0) if second.status == "succeeded" else 0.0
+    fitness = min(state["fitness"], recheck_fitness(second))
     summary = {
         "run_id": second.id, "seed": seed, "status": second.status, "fitness": second.fitness,
         "value": second.result.get("value"), "failure_reason": second.failure_reason,

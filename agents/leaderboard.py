@@ -7,7 +7,14 @@ import math
 
 from discover.agents.statistics import rank_correlation
 from discover.agents.verifications import verification_summaries
+from discover.knowledge_base.schema import Run
 from discover.knowledge_base.store import KnowledgeBase
+
+
+def recheck_fitness(run: Run) -> float:
+    """A too-good recheck's fitness: 0 when it failed, which blocks promotion. Promotion, the
+    leaderboard and the report all go by the lower of this and the design's own screening fitness."""
+    return (run.fitness or 0.0) if run.status == "succeeded" else 0.0
 
 
 def leaderboard(kb: KnowledgeBase, study_id: str, higher_is_better: bool) -> tuple[list[dict], float | None]:
@@ -20,7 +27,7 @@ def leaderboard(kb: KnowledgeBase, study_id: str, higher_is_better: bool) -> tup
     rechecks: dict[str, float] = {}  # architecture id -> its too-good recheck's fitness (0: failed)
     for architecture, run in kb.study_runs(study_id):
         if "recheck_of" in run.result:
-            rechecks[architecture.id] = (run.fitness or 0.0) if run.status == "succeeded" else 0.0
+            rechecks[architecture.id] = recheck_fitness(run)
             continue
         if run.status != "succeeded" or "replication_of" in run.result:
             continue

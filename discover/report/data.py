@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from sqlmodel import select
 
+from discover.agents.leaderboard import recheck_fitness
 from discover.agents.statistics import mean_interval
 from discover.agents.status import RunSummary, StudyStatus, open_study, run_purpose, study_status
 from discover.agents.verifications import VerificationSummary
@@ -230,7 +231,7 @@ def design_view(
     ]
     best = max(screened, key=lambda run: run.fitness or 0.0, default=None)
     rechecks = [run for run in runs if "recheck_of" in run.result]
-    recheck = None if not rechecks else (rechecks[-1].fitness or 0.0) * (rechecks[-1].status == "succeeded")
+    recheck = recheck_fitness(rechecks[-1]) if rechecks else None
     screen_fitness = best.fitness if best else None
     if screen_fitness is not None and recheck is not None:
         screen_fitness = min(screen_fitness, recheck)
