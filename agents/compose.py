@@ -91,7 +91,8 @@ def compose_study(
     """Everything a study's experiments share, from its configuration and record."""
     ledger = Ledger(config.budget, DatabaseLedgerStore(kb, record.study_id))
     specs = fidelity_specs(config)
-    steps = {run_key(config.task, fidelity): spec.steps for fidelity, spec in specs.items()}
+    parts = [(fidelity, part) for fidelity, spec in specs.items() for part in spec.parts]
+    steps = {run_key(part.task.name, fidelity): part.steps for fidelity, part in parts}
     estimator = CostEstimator(default_seconds=60.0, steps=steps)
     estimator.observe_all(ledger.costs())  # a resumed study estimates from what its jobs cost
     backend = executor_backend(config, backend)

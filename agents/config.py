@@ -18,6 +18,7 @@ from discover.agents.proposers import PROPOSERS
 from discover.agents.section import Section
 from discover.agents.statistics import ALPHA
 from discover.budget.ledger import Budget, parse_budget
+from discover.experiments.suite import Suite, resolve_suite
 from discover.experiments.tasks import TASKS
 from discover.sandbox.backends import BACKENDS
 from discover.sandbox.base import Limits
@@ -31,7 +32,8 @@ class ConfigError(ValueError):
 
 
 class ScreenConfig(Section):
-    settings: dict[str, Any] = Field(default_factory=lambda: {"steps": 200})
+    # Over [settings] and each task's own screening settings (`Task.screen_settings`).
+    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class PromotionConfig(Section):
@@ -56,7 +58,8 @@ class StudyConfigBase(Section):
     """The sections every study has; `StudyConfig` adds one per registered proposer that has one."""
 
     name: str = "study"
-    task: str = "mqar"
+    task: str = "mqar"  # a task, a built-in suite (`discover.experiments.suite.SUITES`) or one of `suites`
+    suites: dict[str, list[str]] = Field(default_factory=dict)  # name -> tasks: the study's own suites
     budget: Budget = Field(default_factory=lambda: parse_budget("1h"))  # read from and written as text
     proposer: str = "auto"  # "auto" or a registered proposer (see discover.agents.proposers)
     sandbox: str = "auto"  # "auto" or a registered backend (see discover.sandbox.backends)
@@ -133,3 +136,13 @@ def load_config(study_dir: Path) -> StudyConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return validate(data, str(path))
+
+
+def study_suite(folder: Path, task: str) -> Suite:
+    """What the study in `folder`, on `task` (a task or suite name), scores designs on; a suite its
+    discover.toml defined is read from there."""
+    try:
+        suites = load_config(folder).suites
+    except ConfigError:
+        suites = {}
+    return resolve_suite(task, suites)

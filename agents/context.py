@@ -18,8 +18,7 @@ from discover.agents.proposers.base import Proposer
 from discover.budget.jobs import BudgetedJobs, run_key
 from discover.budget.ledger import Ledger
 from discover.experiments.harness import TrainResult
-from discover.experiments.runspec import RunSpec
-from discover.experiments.tasks import Task
+from discover.experiments.suite import Suite, SuiteSpec, resolve_suite, result_from
 from discover.knowledge_base.schema import Architecture
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox.runner import Sandbox
@@ -35,12 +34,14 @@ def candidate_file(folder: Path, architecture: Architecture) -> Path:
     return path
 
 
-def fidelity_specs(config: StudyConfig) -> dict[str, RunSpec]:
-    """The study's run at each fidelity: "full" is the task's settings, "screen" the cheap run
-    (`[screen] settings` over them). Raises TaskConfigError for a bad setting."""
+def fidelity_specs(config: StudyConfig) -> dict[str, SuiteSpec]:
+    """The study's run at each fidelity, on every task of its suite: "full" is the tasks' settings,
+    "screen" the cheap run (each task's screening settings, then `[screen] settings`, over them).
+    Raises TaskConfigError for an unknown task or a bad setting."""
+    suite = resolve_suite(config.task, config.suites)
     return {
-        "screen": RunSpec.resolve(config.task, config.settings | config.screen.settings, config.seed),
-        "full": RunSpec.resolve(config.task, config.settings, config.seed),
+        "screen": SuiteSpec.resolve(suite, config.settings, config.seed, screen=config.screen.settings),
+        "full": SuiteSpec.resolve(suite, config.settings, config.seed),
     }
 
 
@@ -53,15 +54,16 @@ class StudyContext:
     sandbox: Sandbox
     jobs: BudgetedJobs  # the study's ledger, cost estimates and device pool
     proposer: Proposer  # what the study tries next (`discover.agents.proposers`)
-    specs: dict[str, RunSpec]  # fidelity -> the study's run at it (`fidelity_specs`)
+    specs: dict[str, SuiteSpec]  # fidelity -> the study's run at it (`fidelity_specs`)
     on_record: Callable[[str, dict], None] = lambda experiment_id, state: None  # progress display
     lock: threading.Lock = field(default_factory=threading.Lock)  # one-off study work (baseline runs)
 
     @property
-    def task(self) -> Task:
-        return self.specs["full"].task
+    def task(self) -> Suite:
+        """What designs are scored on: the study's task, or its suite of tasks."""
+        return self.specs["full"].suite
 
-    def spec(self, fidelity: str, seed: int | None = None) -> RunSpec:
+    def spec(self, fidelity: str, seed: int | None = None) -> SuiteSpec:
         """The study's run at this fidelity ("screen" or "full"), on `seed` (default: the study's)."""
         return self.specs[fidelity] if seed is None else self.specs[fidelity].with_seed(seed)
 
@@ -79,14 +81,14 @@ class StudyContext:
 
     def affordable(self, fidelity: str = "screen", with_check: bool = True, runs: int = 1) -> bool:
         """Whether the budget left covers `runs` more runs at this fidelity (and a check job before)."""
-        key, steps = run_key(self.task.name, fidelity), self.specs[fidelity].steps
-        return self.jobs.affordable(key, steps, with_check, runs)
+        jobs = [(run_key(part.task.name, fidelity), part.steps) for part in self.specs[fidelity].parts]
+        return self.jobs.affordable(jobs * runs, with_check)
 
     def reference(self, fidelity: str, seed: int | None = None) -> tuple[str, TrainResult] | None:
         """The best baseline's run at this fidelity (on this seed, where it has one): what fitness
         is measured against. None before any baseline has been trained."""
         runs = [
-            (architecture.name, TrainResult.model_validate(run.result), run.seed)
+            (architecture.name, result_from(run.result), run.seed)
             for architecture, run in self.kb.study_runs(self.study_id, fidelity)
             if architecture.origin == "baseline" and run.status == "succeeded"
         ]

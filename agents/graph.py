@@ -35,7 +35,7 @@ from discover.agents.runs import (
     vet_architecture,
 )
 from discover.budget.jobs import OutOfBudget
-from discover.experiments.harness import TrainResult
+from discover.experiments.suite import result_from
 from discover.knowledge_base.schema import Architecture, Run, Verification
 from discover.vetting.candidate import VettedCandidate, Vetting, revet
 
@@ -206,7 +206,7 @@ def judge(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
         return {}
     reference = study.reference("screen", run.seed)
     assert reference is not None
-    result = TrainResult.model_validate(run.result)
+    result = result_from(run.result)
     fitness = study.score(result, reference[1], judge_score=verdict.score).value
     study.kb.update_run(run.id, fitness=fitness, result=run.result | {"judge": verdict.model_dump()})
     return {"fitness": fitness}
@@ -219,7 +219,7 @@ def recheck(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
     run = study.kb.get(Run, state["screen_run_id"])
     reference = study.reference("screen", study.config.seed)
     assert run is not None and reference is not None
-    if not study.score(TrainResult.model_validate(run.result), reference[1]).needs_verification:
+    if not study.score(result_from(run.result), reference[1]).needs_verification:
         return {}
     architecture = _architecture(study, state)
     seed = study.config.seed + RECHECK_SEED_OFFSET
@@ -231,7 +231,7 @@ def recheck(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
         return {"status": "out_of_budget", "reason": "the budget cannot cover the too-good recheck"}
     judge_score = run.result.get("judge", {}).get("score")
     if second.status == "succeeded" and judge_score is not None:  # scored as the first run was
-        result = TrainResult.model_validate(second.result)
+        result = result_from(second.result)
         second = study.kb.update_run(second.id, fitness=study.score(result, reference[1], judge_score).value)
     fitness = min(state["fitness"], recheck_fitness(second))
     summary = {
@@ -249,7 +249,7 @@ def decide_promotion(study: StudyContext, state: ExperimentState) -> dict[str, A
     screened = study.kb.get(Run, state["screen_run_id"])
     reference = study.reference("screen", study.config.seed)
     assert screened is not None and reference is not None
-    if study.score(TrainResult.model_validate(screened.result), reference[1]).relative_improvement <= 0:
+    if study.score(result_from(screened.result), reference[1]).relative_improvement <= 0:
         return {"promoted": False}
     scores = [  # one per design: a too-good recheck is not another design
         run.fitness

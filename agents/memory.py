@@ -93,17 +93,26 @@ def design_line(
     names: dict[str, str],
 ) -> dict[str, Any]:
     screened = [run for run in runs if run.fidelity == "screen" and "recheck_of" not in run.result]
-    fitnesses = [
-        run.fitness
+    succeeded = [
+        run
         for run in screened
         if run.status == "succeeded" and run.fitness is not None and math.isfinite(run.fitness)
     ]
+    fitnesses = [run.fitness for run in succeeded]
     return {
         "name": architecture.name,
         "summary": summary(architecture),
         "fitness": max(fitnesses) if fitnesses else None,
+        "tasks": task_values(max(succeeded, key=lambda run: run.fitness or 0.0)) if succeeded else {},
         "outcome": outcome(screened, verification, names),
     }
+
+
+def task_values(run: Run | None) -> dict[str, float]:
+    """On a suite, the run's headline value on each task ("gains on noisy recall, loses on
+    memorization"); empty for a run on one task."""
+    parts = run.result.get("parts", {}) if run and run.result else {}
+    return {task: part["value"] for task, part in parts.items()}
 
 
 def summary(architecture: Architecture) -> str:

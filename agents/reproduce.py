@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from discover.agents.compose import choose_sandbox, study_sandbox
-from discover.agents.config import load_config
+from discover.agents.config import StudyConfig, load_config
 from discover.agents.context import candidate_file
 from discover.agents.record import StudyError, StudyRecord
 from discover.agents.runs import trusted
@@ -23,7 +23,8 @@ from discover.agents.status import open_study
 from discover.experiments.contract import code_hash
 from discover.experiments.harness import TrainResult, versions
 from discover.experiments.runspec import RunSpec
-from discover.experiments.tasks import get_task
+from discover.experiments.suite import SuiteResult, SuiteSpec, resolve_suite, result_from
+from discover.experiments.tasks import Task, get_task
 from discover.knowledge_base.schema import Architecture, Run
 from discover.sandbox.runner import JobFailed
 from discover.vetting.candidate import vet
@@ -85,24 +86,16 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
     backend = choose_sandbox(sandbox or recorded_in).backend
     if code_hash(architecture.code) != architecture.code_hash:
         raise StudyError(f"{architecture.name}'s stored code no longer matches its recorded hash")
-    recorded = TrainResult.model_validate(run.result)
-    task = get_task(run.task)
+    recorded = result_from(run.result)
     config = load_config(folder)
     warnings = []
     now = versions()
     for library, version in recorded.versions.items():
         if now.get(library) != version:
             warnings.append(f"{library} was {version}, is {now.get(library)}")
-    # The recorded config lists every field, but a field the run never set (the held-out seed, say)
-    # must stay unset so the task makes the same choice; keep what the study set or what differs.
-    given = config.settings | (config.screen.settings if run.fidelity == "screen" else {})
-    defaults = task.config({}).model_dump()
-    settings = {
-        key: value for key, value in recorded.config.items() if key in given or defaults.get(key) != value
-    }
-    spec = RunSpec.resolve(task, settings, run.seed)
-    if (data_version := task.data_version(spec.config)) != recorded.data_version:
-        warnings.append(f"{run.task}'s data was {recorded.data_version}, is {data_version}")
+    parts = recorded.parts if isinstance(recorded, SuiteResult) else {run.task: recorded}
+    specs = [recorded_spec(get_task(name), part, config, run, warnings) for name, part in parts.items()]
+    spec = SuiteSpec(resolve_suite(run.task, config.suites), tuple(specs), run.seed)
     if run.sandbox and run.sandbox.removeprefix("ray+") != backend.name:
         warnings.append(f"trained in the {run.sandbox} sandbox, reproduced in {backend.name}")
 
@@ -114,10 +107,14 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
     with pool.lease() as lease:
         device = lease.devices[0] if lease.kind == "cuda" else "cpu"
         try:
-            result = sandbox.train(
-                candidate, spec, device, run_dir=run_dir, job_id=f"reproduce-{run.id[:12]}",
-                heldout_draw=run.result.get("heldout_draw", 0),
-            )  # fmt: skip
+            result = spec.combine({
+                part.task.name: sandbox.train(
+                    candidate, part, device, run_dir=run_dir / part.task.name if len(specs) > 1 else run_dir,
+                    job_id=f"reproduce-{run.id[:12]}-{part.task.name}",
+                    heldout_draw=run.result.get("heldout_draw", 0),
+                )
+                for part in specs
+            })  # fmt: skip
         except JobFailed as exc:
             raise StudyError(f"the reproduction failed: {exc}") from exc
     difference = result.value - recorded.value
@@ -131,3 +128,22 @@ def reproduce(folder: Path, reference: str, sandbox: str | None, tolerance: floa
         warnings=warnings, device_seconds=(time.monotonic() - started) * len(lease.devices),
         run_dir=str(run_dir.resolve()),
     )  # fmt: skip
+
+
+def recorded_spec(
+    task: Task, recorded: TrainResult, config: StudyConfig, run: Run, warnings: list[str]
+) -> RunSpec:
+    """The run of `task` that produced `recorded`, resolved again (and a warning when its data changed).
+    The recorded config lists every field, but a field the run never set (the held-out seed, say)
+    must stay unset so the task makes the same choice; keep what the study set or what differs."""
+    given = config.settings | config.settings.get(task.name, {})
+    if run.fidelity == "screen":
+        given |= task.screen_settings | config.screen.settings | config.screen.settings.get(task.name, {})
+    defaults = task.config({}).model_dump()
+    settings = {
+        key: value for key, value in recorded.config.items() if key in given or defaults.get(key) != value
+    }
+    spec = RunSpec.resolve(task, settings, run.seed)
+    if (data_version := task.data_version(spec.config)) != recorded.data_version:
+        warnings.append(f"{task.name}'s data was {recorded.data_version}, is {data_version}")
+    return spec

@@ -108,6 +108,7 @@ def describe(architecture: Architecture, run: Run | None, code: bool = False) ->
         "name": architecture.name,
         "fitness": run.fitness if run and run.fitness is not None else math.nan,
         "value": run.result.get("value", math.nan) if run else math.nan,
+        "tasks": memory.task_values(run),
         "hypothesis": architecture.hypothesis,
         "motivation": architecture.motivation,
         "code": architecture.code[:CODE_CHARS] if code else "",
@@ -219,6 +220,7 @@ def analyze(
             "status": run.status if run else "not trained",
             "failure_reason": run.failure_reason if run else None,
             "value": run.result.get("value") if run and run.result else None,
+            "tasks": memory.task_values(run),
             "fitness": run.fitness if run else None,
         },
         "verification": next(

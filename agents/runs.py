@@ -5,14 +5,19 @@ verifications and replications compare against."""
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from discover.agents import claims
 from discover.agents.context import StudyContext
 from discover.agents.proposers import trusted_origins
 from discover.budget.jobs import CHECK_KEY, Charged, OutOfBudget, Paused, run_key
+from discover.experiments.harness import TrainResult
 from discover.experiments.probes import Verdict
+from discover.experiments.runspec import RunSpec
+from discover.experiments.suite import SuiteSpec
 from discover.knowledge_base.schema import Architecture, Run
 from discover.vetting.candidate import VettedCandidate, vet
 from discover.vetting.trust import is_trusted
@@ -24,7 +29,8 @@ def check_job(study: StudyContext, candidate: VettedCandidate, job_id: str) -> C
         job_id,
         CHECK_KEY,
         0,
-        lambda slot: study.sandbox.check(candidate, study.spec("screen"), job_id, slot.deadline),
+        # The probes test the mixer, whatever the task: on a suite, on its first task.
+        lambda slot: study.sandbox.check(candidate, study.spec("screen").parts[0], job_id, slot.deadline),
     )
 
 
@@ -69,13 +75,7 @@ def train_and_record(
     run_dir = study.folder / "runs" / architecture.name / f"{fidelity}-seed{seed}{draw}"
     vetted = candidate or vet_architecture(study, architecture)
     try:
-        charged = study.jobs.run(
-            run.id, run_key(study.task.name, fidelity), spec.steps,
-            lambda slot: study.sandbox.train(
-                vetted, spec, slot.device, run_dir=run_dir, job_id=run.id, deadline=slot.deadline,
-                heldout_draw=heldout_draw,
-            ),
-        )  # fmt: skip
+        charged = train_parts(study, spec, fidelity, vetted, run.id, run_dir, heldout_draw)
     except OutOfBudget:
         study.kb.update_run(
             run.id, status="rejected", failure_reason="not run: the budget could not cover it"
@@ -84,22 +84,60 @@ def train_and_record(
     except Paused:
         study.kb.update_run(run.id, status="rejected", failure_reason="not run: the study was stopping")
         raise
-    ended = {"ended_at": datetime.now(UTC), "cost_device_seconds": charged.cost, "metrics_path": str(run_dir)}
-    if charged.failure is not None:
-        reason = charged.failure.reason
-        if charged.failure.status == "lost":  # failed by the infrastructure, every attempt
-            reason = f"infrastructure: {len(charged.lost)} attempts lost with their machine; {reason}"
-        return study.kb.update_run(run.id, status="failed", failure_reason=reason, result=marks, **ended)
-    result = charged.value
-    assert result is not None
+    cost = sum(part.cost for part in charged.values())
+    ended = {"ended_at": datetime.now(UTC), "cost_device_seconds": cost, "metrics_path": str(run_dir)}
+    lost = [attempt for part in charged.values() for attempt in part.lost]
+    for name, part in charged.items():
+        if part.failure is not None:
+            reason = part.failure.reason
+            if part.failure.status == "lost":  # failed by the infrastructure, every attempt
+                reason = f"infrastructure: {len(part.lost)} attempts lost with their machine; {reason}"
+            if not study.task.single:
+                reason = f"{name}: {reason}"
+            return study.kb.update_run(run.id, status="failed", failure_reason=reason, result=marks, **ended)
+    results = {name: part.value for name, part in charged.items()}
+    assert all(value is not None for value in results.values())
+    result = spec.combine(results)  # type: ignore[arg-type]
     reference = study.reference(fidelity, seed)  # None while the study's baselines are being trained
     fitness = study.score(result, reference[1]).value if reference else None
     status = "succeeded" if result.status == "ok" else "failed"
     reason = None if status == "succeeded" else "training diverged (non-finite loss or metric)"
-    recorded = result.model_dump() | ({"lost_attempts": charged.lost} if charged.lost else {}) | marks
+    recorded = result.model_dump() | ({"lost_attempts": lost} if lost else {}) | marks
     return study.kb.update_run(
         run.id, status=status, result=recorded, fitness=fitness, failure_reason=reason, **ended
     )
+
+
+def train_parts(
+    study: StudyContext,
+    spec: SuiteSpec,
+    fidelity: str,
+    candidate: VettedCandidate,
+    run_id: str,
+    run_dir: Path,
+    heldout_draw: int,
+) -> dict[str, Charged[TrainResult]]:
+    """The run's training on every task of the study's suite, each its own budgeted job (the run's
+    id for a single task, else the id and the task's name), in parallel as the device pool allows.
+    OutOfBudget or Paused when any job raised it (after the others ended)."""
+
+    def train_one(part: RunSpec) -> Charged[TrainResult]:
+        job_id = run_id if study.task.single else f"{run_id}-{part.task.name}"
+        folder = run_dir if study.task.single else run_dir / part.task.name
+        return study.jobs.run(
+            job_id, run_key(part.task.name, fidelity), part.steps,
+            lambda slot: study.sandbox.train(
+                candidate, part, slot.device, run_dir=folder, job_id=job_id, deadline=slot.deadline,
+                heldout_draw=heldout_draw,
+            ),
+        )  # fmt: skip
+
+    if study.task.single:
+        return {spec.parts[0].task.name: train_one(spec.parts[0])}
+    with ThreadPoolExecutor(max_workers=len(spec.parts), thread_name_prefix="suite-task") as pool:
+        futures = {part.task.name: pool.submit(train_one, part) for part in spec.parts}
+        wait(futures.values())
+    return {name: future.result() for name, future in futures.items()}
 
 
 def best_baseline(study: StudyContext) -> Architecture:

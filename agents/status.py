@@ -11,12 +11,12 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from discover.agents.checkpoints import experiment_endings, experiment_outcomes, experiment_states
+from discover.agents.config import study_suite
 from discover.agents.leaderboard import leaderboard
 from discover.agents.record import RECORD_FILE, StudyError, StudyRecord, open_knowledge_base
 from discover.agents.verifications import VerificationSummary, verification_summaries
 from discover.budget.ledger import replay
 from discover.budget.store import DatabaseLedgerStore
-from discover.experiments.tasks import get_task
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Run, Study
 from discover.knowledge_base.store import KnowledgeBase
 
@@ -83,7 +83,8 @@ def study_status(folder: Path) -> StudyStatus:
             for architecture, run in kb.study_runs(record.study_id, "screen")
             if "awaiting_verification" in run.result and architecture.name not in verified
         })  # fmt: skip
-        rows, correlation = leaderboard(kb, record.study_id, get_task(record.task).higher_is_better)
+        higher_is_better = study_suite(folder, record.task).higher_is_better
+        rows, correlation = leaderboard(kb, record.study_id, higher_is_better)
         if record.budget is None and study.budget:  # a study.json older than the record's budget
             record = StudyRecord.model_validate(record.model_dump() | {"budget": study.budget})
         budget = record.budget

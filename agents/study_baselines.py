@@ -12,7 +12,7 @@ from discover.agents.record import StudyError
 from discover.agents.runs import check_job, train_and_record, unused_job_id, vet_architecture
 from discover.budget.jobs import OutOfBudget
 from discover.experiments.baselines import builtin_baselines
-from discover.experiments.harness import TrainResult
+from discover.experiments.suite import result_from
 from discover.knowledge_base.schema import Architecture, Baseline
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox.runner import BUDGET_SPENT
@@ -80,6 +80,6 @@ def train_baselines(study: StudyContext, say: Callable[[str], None]) -> str | No
         raise StudyError("no baseline could be trained, so nothing can be scored; see the messages above")
     for arch, run in study.kb.study_runs(study.study_id, "screen"):
         if arch.origin == "baseline" and run.status == "succeeded":
-            score = study.score(TrainResult.model_validate(run.result), reference[1]).value
+            score = study.score(result_from(run.result), reference[1]).value
             study.kb.update_run(run.id, fitness=score)
     return None

@@ -114,10 +114,11 @@ class BudgetedJobs:
                         self.estimator.observe(key, cost)
                 return Charged(value, failure, cost, lost)
 
-    def affordable(self, key: str, steps: int, with_check: bool = True, jobs: int = 1) -> bool:
-        """Whether the budget left covers `jobs` more jobs of this key and length (and a check job
-        before them), by the same estimates `run` would reserve."""
-        needed = jobs * self.estimator.estimate(key, first_guess(steps, self.pool.kind))
+    def affordable(self, jobs: list[tuple[str, int]], with_check: bool = True) -> bool:
+        """Whether the budget left covers these jobs, each a (key, training steps) pair (and a check
+        job before them), by the same estimates `run` would reserve."""
+        kind = self.pool.kind
+        needed = sum(self.estimator.estimate(key, first_guess(steps, kind)) for key, steps in jobs)
         if with_check:
             needed += self.estimator.estimate(CHECK_KEY, START_UP_GUESS_S)
         return self.ledger.left >= needed

@@ -308,8 +308,8 @@ def baseline_add(
 ):
     """Probe FILE in the sandbox and store it as a baseline of the study in the folder."""
     from discover.agents.compose import adhoc_sandbox, choose_sandbox
+    from discover.agents.context import fidelity_specs
     from discover.agents.record import StudyError, open_knowledge_base
-    from discover.experiments.runspec import RunSpec
     from discover.experiments.tasks import TaskConfigError
     from discover.knowledge_base.store import StoreError
     from discover.sandbox.runner import JobFailed
@@ -325,7 +325,7 @@ def baseline_add(
     try:
         config = load_config(folder)
         choice = choose_sandbox(sandbox, untrusted="a baseline file")
-        spec = RunSpec.resolve(config.task, config.settings)
+        spec = fidelity_specs(config)["full"].parts[0]  # the probes test the mixer: the first task's
     except (ConfigError, SandboxUnavailable, TaskConfigError) as exc:
         fail(str(exc))
     with tempfile.TemporaryDirectory(prefix="discover-baseline-") as workdir:

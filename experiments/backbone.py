@@ -71,11 +71,15 @@ class SequenceModel(nn.Module):
                 # Scaled residual projections keep the residual stream's variance flat with depth.
                 nn.init.normal_(block.mlp.down.weight, std=0.02 / (2 * n_layers) ** 0.5)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The final-normed states [batch, time, d_model] that the head reads."""
         x = self.embed(tokens)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.final_norm(x))
+        return self.final_norm(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(tokens))
 
     def mixers(self) -> list[nn.Module]:
         return [block.mixer for block in self.blocks]

@@ -534,14 +534,14 @@ def test_a_stopping_study_starts_no_job(open_ledger):
 def test_affordable_uses_the_estimates_run_would_reserve(open_ledger):
     jobs = budgeted_jobs(open_ledger(100.0))
     # cpu: 0.1 s a step and 15 s to start, before any job of the key was measured
-    assert jobs.affordable("k", 850, with_check=False)  # 100 s
-    assert not jobs.affordable("k", 851, with_check=False)
-    assert jobs.affordable("k", 700)  # 85 s, and 15 s for its check job
-    assert not jobs.affordable("k", 701)
+    assert jobs.affordable([("k", 850)], with_check=False)  # 100 s
+    assert not jobs.affordable([("k", 851)], with_check=False)
+    assert jobs.affordable([("k", 700)])  # 85 s, and 15 s for its check job
+    assert not jobs.affordable([("k", 701)])
     jobs.estimator.observe("k", 99.0)
-    assert jobs.affordable("k", 10_000, with_check=False)  # measured costs win over the guess
+    assert jobs.affordable([("k", 10_000)], with_check=False)  # measured costs win over the guess
     assert jobs.ledger.reserve("held", 2.0)
-    assert not jobs.affordable("k", 0, with_check=False)  # what running jobs hold is not left
+    assert not jobs.affordable([("k", 0)], with_check=False)  # what running jobs hold is not left
 
 
 # ----------------------------------------------------------------------------- settling a crash

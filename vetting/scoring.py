@@ -6,6 +6,9 @@
                      the throughput term is 0.5 when the two were timed by different clocks
         judge      = a qualitative score in [0, 1] from an LLM judge, when one is given
 
+On a suite of tasks, quality and efficiency are each the mean over the tasks of the term on that
+task, against the reference's result on it: a gain on one task shows, whatever the metric's spread.
+
 The log quality ratio is log(reference's error / result's error), where error is the distance from
 the task's optimum (bits per byte itself; 1 - accuracy), so quality keeps resolving designs far
 better than a weak reference, where a clipped relative improvement scored them all 1.0. For a
@@ -27,6 +30,8 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from discover.experiments.harness import TrainResult
+from discover.experiments.suite import Suite, SuiteResult
+from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import Task
 
 
@@ -50,14 +55,14 @@ class Fitness(BaseModel):
     needs_verification: bool
 
 
-def relative_improvement(value: float, reference: float, task: Task) -> float:
+def relative_improvement(value: float, reference: float, task: Task | Suite) -> float:
     """How much better `value` is than `reference`, relative to it: > 0 when the task calls it better."""
     distance = abs(value - reference)
     gain = -distance if task.better(reference, value) else distance
     return gain / max(abs(reference), 1e-9)
 
 
-def log_quality_ratio(value: float, reference: float, task: Task, floor: float) -> float:
+def log_quality_ratio(value: float, reference: float, task: Task | Suite, floor: float) -> float:
     """log(reference's error / value's), where error is the distance from the optimum, plus, for a
     metric with a worst value, log(value's distance from the worst / reference's): > 0 means better
     than the reference. Distances below `floor` count as `floor`: a perfect reference would
@@ -76,10 +81,12 @@ def log_quality_ratio(value: float, reference: float, task: Task, floor: float) 
 def fitness(
     result: TrainResult,
     reference: TrainResult,
-    task: Task,
+    task: Task | Suite,
     cfg: ScoringConfig | None = None,
     judge_score: float | None = None,
 ) -> Fitness:
+    """`result`'s fitness against `reference`'s on `task`; on a suite of several tasks, the mean
+    of each term over the tasks, every task scored against the reference's result on it."""
     cfg = cfg or ScoringConfig()
     improvement = relative_improvement(result.value, reference.value, task)
     if result.status != "ok" or not math.isfinite(improvement):
@@ -87,21 +94,20 @@ def fitness(
             value=0.0, quality=0.0, efficiency=0.0, judge=judge_score,
             relative_improvement=-1.0, needs_verification=False,
         )  # fmt: skip
-    scale = cfg.quality_scale or task.quality_scale
-    ratio = log_quality_ratio(result.value, reference.value, task, cfg.error_floor)
-    quality = _sigmoid(ratio / scale)
-    # Throughputs by different clocks do not compare (tokens per CPU-second against per wall-second:
-    # a reference measured before the CPU clock was, in a resumed study), so neither side gains.
-    same_clock = result.throughput_clock == reference.throughput_clock
-    throughput = _sigmoid(math.log2(result.tokens_per_s / reference.tokens_per_s)) if same_clock else 0.5
-    memory = _sigmoid(math.log2(reference.peak_memory_mb / max(result.peak_memory_mb, 1e-9)))
-    efficiency = (throughput + memory) / 2
+    if isinstance(result, SuiteResult) and isinstance(reference, SuiteResult):
+        terms = [
+            _terms(part, reference.parts[name], get_task(name), cfg) for name, part in result.parts.items()
+        ]
+        quality = sum(term[0] for term in terms) / len(terms)
+        efficiency = sum(term[1] for term in terms) / len(terms)
+    else:
+        quality, efficiency = _terms(result, reference, task, cfg)
 
-    terms = [(cfg.quality_weight, quality), (cfg.efficiency_weight, efficiency)]
+    weighted = [(cfg.quality_weight, quality), (cfg.efficiency_weight, efficiency)]
     if judge_score is not None:
-        terms.append((cfg.judge_weight, judge_score))
-    total_weight = sum(weight for weight, _ in terms)
-    value = sum(weight * term for weight, term in terms) / total_weight
+        weighted.append((cfg.judge_weight, judge_score))
+    total_weight = sum(weight for weight, _ in weighted)
+    value = sum(weight * term for weight, term in weighted) / total_weight
     return Fitness(
         value=value,
         quality=quality,
@@ -110,6 +116,23 @@ def fitness(
         relative_improvement=improvement,
         needs_verification=improvement > cfg.too_good_margin,
     )
+
+
+def _terms(
+    result: TrainResult, reference: TrainResult, task: Task | Suite, cfg: ScoringConfig
+) -> tuple[float, float]:
+    """Quality and efficiency of `result` against `reference` on one task."""
+    if result.status != "ok" or not math.isfinite(result.value):
+        return 0.0, 0.0
+    scale = cfg.quality_scale or task.quality_scale
+    ratio = log_quality_ratio(result.value, reference.value, task, cfg.error_floor)
+    quality = _sigmoid(ratio / scale)
+    # Throughputs by different clocks do not compare (tokens per CPU-second against per wall-second:
+    # a reference measured before the CPU clock was, in a resumed study), so neither side gains.
+    same_clock = result.throughput_clock == reference.throughput_clock
+    throughput = _sigmoid(math.log2(result.tokens_per_s / reference.tokens_per_s)) if same_clock else 0.5
+    memory = _sigmoid(math.log2(reference.peak_memory_mb / max(result.peak_memory_mb, 1e-9)))
+    return quality, (throughput + memory) / 2
 
 
 def _sigmoid(z: float) -> float:

@@ -14,13 +14,14 @@ from pathlib import Path
 from pydantic import BaseModel
 from sqlmodel import select
 
+from discover.agents.config import study_suite
 from discover.agents.leaderboard import recheck_fitness
 from discover.agents.statistics import mean_interval
 from discover.agents.status import RunSummary, StudyStatus, open_study, run_purpose, study_status
 from discover.agents.verifications import VerificationSummary
 from discover.budget.ledger import replay
 from discover.budget.store import DatabaseLedgerStore
-from discover.experiments.tasks import get_task
+from discover.experiments.suite import Suite
 from discover.knowledge_base.schema import Architecture, Finding, LLMCall, Run
 
 EFFICIENCY = ("params", "flops_per_token", "tokens_per_s", "peak_memory_mb")
@@ -40,6 +41,7 @@ class FullFidelity(BaseModel):
     values: list[float]
     mean: float
     interval: tuple[float, float] | None  # bootstrap interval of the mean; None under 3 seeds
+    task_means: dict[str, float] = {}  # on a suite: each task's mean value over the same runs
 
 
 class DesignView(BaseModel):
@@ -94,6 +96,9 @@ class StudyView(BaseModel):
     folder: str
     status: StudyStatus
     metric: str
+    higher_is_better: bool
+    tasks: list[str]  # the suite's tasks, whose metrics each design page shows; one name for a single task
+    reference: tuple[str, dict[str, float]] | None  # the best baseline's screening value on each task
     designs: list[DesignView]  # leaderboard order (baselines among them), then unscreened designs
     discovery: list[DiscoveryPoint]
     spend_s: dict[str, float]  # device-seconds by kind of job
@@ -114,8 +119,11 @@ def read_curve(run: Run) -> list[CurvePoint]:
     if not run.metrics_path:
         return []
     points = []
+    folder = Path(run.metrics_path)
+    # A suite's run keeps one file per task: its curve is the first task's.
+    files = [folder / "metrics.jsonl", *sorted(folder.glob("*/metrics.jsonl"))]
     try:
-        lines = (Path(run.metrics_path) / "metrics.jsonl").read_text().splitlines()
+        lines = next((file for file in files if file.exists()), files[0]).read_text().splitlines()
     except (OSError, UnicodeDecodeError):
         return []
     for line in lines:
@@ -140,10 +148,31 @@ def code_diff(parent_code: str, code: str, parent_name: str, name: str) -> list[
     ]
 
 
+def reference_by_task(
+    pairs: list[tuple[Architecture, Run]], suite: Suite
+) -> tuple[str, dict[str, float]] | None:
+    """On a suite, the best baseline's name and its screening value on each task (None on one task)."""
+    if suite.single:
+        return None
+    screened = [
+        (architecture.name, run.result)
+        for architecture, run in pairs
+        if architecture.origin == "baseline" and run.fidelity == "screen" and run.status == "succeeded"
+        and "parts" in run.result and "recheck_of" not in run.result
+    ]  # fmt: skip
+    best = None
+    for name, result in screened:
+        if best is None or suite.better(result["value"], best[1]["value"]):
+            best = (name, result)
+    if best is None:
+        return None
+    return best[0], {task: part["value"] for task, part in best[1]["parts"].items()}
+
+
 def load_study(folder: Path) -> StudyView:
     status = study_status(folder)
     record, kb = open_study(folder)
-    task = get_task(record.task)
+    task = study_suite(folder, record.task)
     with kb:
         pairs = kb.study_runs(record.study_id)
         with kb.reading() as session:
@@ -207,6 +236,8 @@ def load_study(folder: Path) -> StudyView:
 
     return StudyView(
         folder=str(folder.resolve()), status=status, metric=task.metric,
+        higher_is_better=task.higher_is_better, tasks=task.task_names,
+        reference=reference_by_task(pairs, task),
         designs=sorted(designs.values(), key=place),
         discovery=discovery_curve(pairs, charged, claims),
         spend_s=spend_by_kind(pairs, charged), llm_costs=llm_costs(calls),
@@ -235,17 +266,23 @@ def design_view(
     screen_fitness = best.fitness if best else None
     if screen_fitness is not None and recheck is not None:
         screen_fitness = min(screen_fitness, recheck)
-    full_values = [
-        run.result["value"]
+    full_runs = [
+        run.result
         for run in runs
         if run.fidelity == "full" and run.status == "succeeded" and "replication_of" not in run.result
     ]
+    full_values = [result["value"] for result in full_runs]
     full = None
     if full_values:
+        tasks = full_runs[0].get("parts", {}).keys()
         full = FullFidelity(
             values=full_values,
             mean=math.fsum(full_values) / len(full_values),
             interval=mean_interval(full_values),
+            task_means={
+                task: math.fsum(result["parts"][task]["value"] for result in full_runs) / len(full_runs)
+                for task in tasks
+            },
         )
     parents = [known[pid] for pid in architecture.parent_ids if pid in known]
     diff = (

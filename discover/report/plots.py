@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,6 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 from matplotlib.ticker import EngFormatter
 
-from discover.experiments.tasks import get_task
 from discover.report.data import DesignView, StudyView
 
 plt.rcParams.update({
@@ -67,6 +67,17 @@ def pareto_front(
     return front
 
 
+def view_better(view: StudyView) -> Callable[[float, float], bool]:
+    """Whether one metric value is better than another in this study (a non-finite one never is)."""
+
+    def better(a: float, b: float) -> bool:
+        if not math.isfinite(a):
+            return False
+        return not math.isfinite(b) or (a > b if view.higher_is_better else a < b)
+
+    return better
+
+
 def pareto(view: StudyView, path: Path) -> bool:
     """Screening metric against throughput and against parameters, baselines marked."""
     screened = [design for design in view.designs if design.screen is not None]
@@ -91,9 +102,7 @@ def pareto(view: StudyView, path: Path) -> bool:
                 xytext=(3, 3), textcoords="offset points",
             )  # fmt: skip
         if key == "tokens_per_s":
-            front = pareto_front(
-                [(d.screen[key], d.screen["value"]) for d in screened], get_task(view.status.task).better
-            )
+            front = pareto_front([(d.screen[key], d.screen["value"]) for d in screened], view_better(view))
             axis.plot(*zip(*front, strict=True), color="tab:red", lw=1, alpha=0.6, label="Pareto front")
         axis.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, 1.5M: no mathtext needed
         axis.set_xlabel(label)

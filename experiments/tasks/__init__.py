@@ -27,6 +27,12 @@ TASKS.register(
 TASKS.register(
     "selective_copy", "discover.experiments.tasks.selective_copy:SelectiveCopyTask", "copying among blanks"
 )
+TASKS.register(
+    "compression", "discover.experiments.tasks.compression:CompressionTask", "rebuild a sequence from one state"
+)
+TASKS.register(
+    "memorization", "discover.experiments.tasks.memorization:MemorizationTask", "a fact table in the weights"
+)
 DEFAULT_TASK = "mqar"
 
 

@@ -63,6 +63,9 @@ class Task(ABC):
     metric_worst: ClassVar[float | None] = None  # the other bound, for a bounded metric (accuracy: 0)
     quality_scale: ClassVar[float]  # the log quality ratio that lifts fitness's quality to 0.73
     reference_baselines: ClassVar[tuple[str, ...]]  # built-in baselines a candidate is scored against
+    # The task's own cheap run, over its settings: what a study screens with (its [screen]
+    # settings on top). Chosen so a screen still ranks designs as full training does (RESULTS.md).
+    screen_settings: ClassVar[dict[str, Any]] = {"steps": 200}
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric value `a` is better than `b` on this task: the one place that decides it.
