@@ -19,7 +19,7 @@ from discover.agents.section import Section
 from discover.agents.statistics import ALPHA
 from discover.budget.ledger import Budget, parse_budget
 from discover.experiments.suite import Suite, resolve_suite
-from discover.experiments.tasks import TASKS
+from discover.experiments.tasks import SUITES, TASKS
 from discover.sandbox.backends import BACKENDS
 from discover.sandbox.base import Limits
 from discover.vetting.scoring import ScoringConfig
@@ -34,6 +34,21 @@ class ConfigError(ValueError):
 class ScreenConfig(Section):
     # Over [settings] and each task's own screening settings (`Task.screen_settings`).
     settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rung(Section):
+    """A rung of the fidelity ladder between the screen and full fidelity: [settings] with these
+    settings on top (more steps, a wider or deeper model, longer sequences)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in ("screen", "full"):
+            raise ValueError(f"{value!r} is a fidelity of every study; name the rung otherwise")
+        return value
 
 
 class PromotionConfig(Section):
@@ -72,9 +87,18 @@ class StudyConfigBase(Section):
     # A trial's full fidelity (study.toml.j2 says why); a study for research sets its own.
     settings: dict[str, Any] = Field(default_factory=lambda: {"steps": 300})
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
+    ladder: list[Rung] = Field(default_factory=list)  # rungs between screen and full, cheapest first
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("ladder")
+    @classmethod
+    def _distinct_rungs(cls, rungs: list[Rung]) -> list[Rung]:
+        names = [rung.name for rung in rungs]
+        if len(set(names)) < len(names):
+            raise ValueError(f"rung names must differ: {', '.join(names)}")
+        return rungs
 
     @field_validator("proposer", "sandbox")
     @classmethod
@@ -112,7 +136,7 @@ def default_config_text() -> str:
     the registered tasks, proposers and sandbox backends listed."""
     template = resources.files("discover.agents").joinpath("study.toml.j2").read_text()
     return jinja2.Template(template, keep_trailing_newline=True).render(
-        tasks=TASKS.summaries(), proposers=PROPOSERS.summaries(), backends=BACKENDS.summaries()
+        tasks=TASKS.summaries(), suites=SUITES, proposers=PROPOSERS.summaries(), backends=BACKENDS.summaries()
     )
 
 

@@ -18,7 +18,7 @@ from discover.agents.proposers.base import Proposer
 from discover.budget.jobs import BudgetedJobs, run_key
 from discover.budget.ledger import Ledger
 from discover.experiments.harness import TrainResult
-from discover.experiments.suite import Suite, SuiteSpec, resolve_suite, result_from
+from discover.experiments.suite import Suite, SuiteSpec, layered, resolve_suite, result_from
 from discover.knowledge_base.schema import Architecture
 from discover.knowledge_base.store import KnowledgeBase
 from discover.sandbox.runner import Sandbox
@@ -35,14 +35,16 @@ def candidate_file(folder: Path, architecture: Architecture) -> Path:
 
 
 def fidelity_specs(config: StudyConfig) -> dict[str, SuiteSpec]:
-    """The study's run at each fidelity, on every task of its suite: "full" is the tasks' settings,
-    "screen" the cheap run (each task's screening settings, then `[screen] settings`, over them).
-    Raises TaskConfigError for an unknown task or a bad setting."""
+    """The study's run at each fidelity, cheapest first, on every task of its suite: "screen" (each
+    task's screening settings, then `[screen] settings`, over the tasks' settings), the ladder's
+    rungs (their settings over the tasks'), and "full" (the tasks' settings: where claims are
+    tested). Raises TaskConfigError for an unknown task or a bad setting."""
     suite = resolve_suite(config.task, config.suites)
-    return {
-        "screen": SuiteSpec.resolve(suite, config.settings, config.seed, screen=config.screen.settings),
-        "full": SuiteSpec.resolve(suite, config.settings, config.seed),
-    }
+    specs = {"screen": SuiteSpec.resolve(suite, config.settings, config.seed, screen=config.screen.settings)}
+    for rung in config.ladder:
+        specs[rung.name] = SuiteSpec.resolve(suite, layered(config.settings, rung.settings), config.seed)
+    specs["full"] = SuiteSpec.resolve(suite, config.settings, config.seed)
+    return specs
 
 
 @dataclass
@@ -63,8 +65,13 @@ class StudyContext:
         """What designs are scored on: the study's task, or its suite of tasks."""
         return self.specs["full"].suite
 
+    @property
+    def rungs(self) -> list[str]:
+        """The ladder's rungs between the screen and full fidelity, cheapest first."""
+        return [fidelity for fidelity in self.specs if fidelity not in ("screen", "full")]
+
     def spec(self, fidelity: str, seed: int | None = None) -> SuiteSpec:
-        """The study's run at this fidelity ("screen" or "full"), on `seed` (default: the study's)."""
+        """The study's run at this fidelity ("screen", a rung, "full"), on `seed` (default: the study's)."""
         return self.specs[fidelity] if seed is None else self.specs[fidelity].with_seed(seed)
 
     @property

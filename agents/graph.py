@@ -2,7 +2,7 @@
 the promising ones, and record what was learned.
 
     select_parents -> retrieve -> propose -> check_novelty -> write_code -> probe -> screen
-        -> [judge] -> recheck -> decide_promotion -> [verify -> replicate] -> analyze -> record
+        -> [judge] -> recheck -> decide_promotion -> [climb -> verify -> replicate] -> analyze -> record
 
 A duplicate, a design that fails its probes (after the coder's repairs, for llm designs), or a
 budget that cannot cover the next job ends the experiment early at `record`. Every node is a
@@ -25,7 +25,7 @@ from discover.agents.context import StudyContext
 from discover.agents.leaderboard import recheck_fitness
 from discover.agents.proposers.base import Proposal, ProposerStop
 from discover.agents.runs import (
-    baseline_at_full_fidelity,
+    baseline_runs,
     best_baseline,
     check_job,
     finished_runs,
@@ -56,6 +56,7 @@ class ExperimentState(TypedDict, total=False):
     fitness: float  # at screening, against the best baseline (the lower of two, when rechecked)
     recheck: dict[str, Any]  # the too-good gate's second screening run, when it took one
     promoted: bool
+    climbed: dict[str, dict[str, Any]]  # ladder rung -> its run's id, fitness and whether it went on
     verification: dict[str, Any]
     replication: dict[str, Any]  # the claim tested again (`replication.py`), or why it was not
     duplicate_of: str  # the design the probe found computing the same function
@@ -78,6 +79,7 @@ ENDINGS = {
     "out_of_budget": "the budget could not cover its next job",
     "failed": "its training run failed",
     "screened": "trained at screening fidelity",
+    "climbed": "promoted, but stopped on a rung of the fidelity ladder below full fidelity",
     "verified": "screened, promoted and trained again with several seeds",
     "awaiting_verification": "promoted, but the budget left cannot cover its verification",
 }
@@ -251,16 +253,72 @@ def decide_promotion(study: StudyContext, state: ExperimentState) -> dict[str, A
     assert screened is not None and reference is not None
     if study.score(result_from(screened.result), reference[1]).relative_improvement <= 0:
         return {"promoted": False}
-    scores = [  # one per design: a too-good recheck is not another design
-        run.fitness
+    screened = [  # one per design: a too-good recheck is not another design
+        run
         for architecture, run in study.kb.study_runs(study.study_id, fidelity="screen")
         if architecture.origin != "baseline" and run.status == "succeeded" and run.fitness is not None
         and "recheck_of" not in run.result
     ]  # fmt: skip
-    if len(scores) < rule.min_screened:
+    if len(screened) < rule.min_screened:
         return {"promoted": False}
-    rank = sum(score > state["fitness"] for score in scores)  # designs strictly better
-    return {"promoted": rank < max(1, math.floor(rule.fraction * len(scores)))}
+    return {"promoted": in_top_fraction(study, "screen", state["fitness"])}
+
+
+def climb(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
+    """Up the fidelity ladder's rungs (`[[ladder]]`), cheapest first: one run on the study's seed at
+    each, against the best baseline's run there (trained once per study). The design goes up a rung
+    while it is ahead of that baseline and its fitness is in the top `fraction` of the designs that
+    reached the rung; where it stops, it is not verified. Claims are tested at full fidelity only, so
+    that every claim of a study tests the same question."""
+    climbed = dict(state.get("climbed", {}))
+    architecture = _architecture(study, state)
+    seed, baseline = study.config.seed, best_baseline(study)
+    for rung in study.rungs:
+        if rung in climbed:  # run before a crash cut this node short
+            if not climbed[rung]["promoted"]:
+                return {"climbed": climbed, "promoted": False, "status": "climbed"}
+            continue
+        if not study.affordable(rung, with_check=False, runs=2):
+            return {
+                "climbed": climbed,
+                "status": "out_of_budget",
+                "reason": f"the budget cannot cover rung {rung}",
+            }
+        reference = baseline_runs(study, baseline, [seed], fidelity=rung)
+        done = finished_runs(study, architecture, [seed], fidelity=rung)
+        run = done.get(seed) or train_and_record(
+            study, architecture, rung, seed, probed(study, state, architecture)
+        )
+        if run is None:
+            return {
+                "climbed": climbed,
+                "status": "out_of_budget",
+                "reason": f"the budget cannot cover rung {rung}",
+            }
+        ahead = (
+            run.status == "succeeded" and seed in reference.values
+            and study.task.better(run.result["value"], reference.values[seed])
+        )  # fmt: skip
+        promoted = ahead and in_top_fraction(study, rung, run.fitness)
+        climbed[rung] = {"run_id": run.id, "fitness": run.fitness, "promoted": promoted}
+        if not promoted:
+            return {"climbed": climbed, "promoted": False, "status": "climbed"}
+    return {"climbed": climbed}
+
+
+def in_top_fraction(study: StudyContext, fidelity: str, fitness: float | None) -> bool:
+    """Whether `fitness` is in the top `promotion.fraction` of the study's designs' runs at this
+    fidelity (at least the best of them)."""
+    if fitness is None:
+        return False
+    scores = [
+        run.fitness
+        for architecture, run in study.kb.study_runs(study.study_id, fidelity=fidelity)
+        if architecture.origin != "baseline" and run.status == "succeeded" and run.fitness is not None
+        and "recheck_of" not in run.result
+    ]  # fmt: skip
+    rank = sum(score > fitness for score in scores)  # designs strictly better
+    return rank < max(1, math.floor(study.config.promotion.fraction * len(scores)))
 
 
 def verify(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
@@ -283,7 +341,7 @@ def verify(study: StudyContext, state: ExperimentState) -> dict[str, Any]:
         for row in study.kb.study_verifications(study.study_id)
         if row.architecture_id == architecture.id and row.seeds == seeds and row.replicates is None
     ]
-    reference = baseline_at_full_fidelity(study, baseline, seeds)
+    reference = baseline_runs(study, baseline, seeds)
     candidate = probed(study, state, architecture)
     for seed in seeds:
         if seed not in done:
@@ -416,6 +474,12 @@ def _after_recheck(state: ExperimentState) -> str:
 
 
 def _after_promotion(state: ExperimentState) -> str:
+    return "climb" if state.get("promoted") else "analyze"
+
+
+def _after_climb(state: ExperimentState) -> str:
+    if state.get("status") == "out_of_budget":
+        return "record"
     return "verify" if state.get("promoted") else "analyze"
 
 
@@ -423,7 +487,7 @@ def build_graph(study: StudyContext, checkpointer: BaseCheckpointSaver | None = 
     graph = StateGraph(ExperimentState)
     for node in (
         select_parents, retrieve, propose, check_novelty, write_code, probe,
-        screen, judge, recheck, decide_promotion, verify, replicate, analyze, record,
+        screen, judge, recheck, decide_promotion, climb, verify, replicate, analyze, record,
     ):  # fmt: skip
         graph.add_node(node.__name__, partial(node, study))
     graph.add_edge(START, "select_parents")
@@ -436,7 +500,8 @@ def build_graph(study: StudyContext, checkpointer: BaseCheckpointSaver | None = 
     graph.add_conditional_edges("screen", _after_screen, ["judge", "analyze", "record"])
     graph.add_edge("judge", "recheck")
     graph.add_conditional_edges("recheck", _after_recheck, ["decide_promotion", "record"])
-    graph.add_conditional_edges("decide_promotion", _after_promotion, ["verify", "analyze"])
+    graph.add_conditional_edges("decide_promotion", _after_promotion, ["climb", "analyze"])
+    graph.add_conditional_edges("climb", _after_climb, ["verify", "analyze", "record"])
     graph.add_edge("verify", "replicate")
     graph.add_edge("replicate", "analyze")
     graph.add_edge("analyze", "record")

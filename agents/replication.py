@@ -16,7 +16,7 @@ from discover.agents import claims
 from discover.agents.context import StudyContext
 from discover.agents.record import StudyError
 from discover.agents.runs import (
-    baseline_at_full_fidelity,
+    baseline_runs,
     finished_runs,
     seed_runs,
     train_and_record,
@@ -69,7 +69,7 @@ def replicate(study: StudyContext, architecture: Architecture) -> Verification:
             f"the budget left cannot cover the {missing} full-fidelity runs replicating {architecture.name}"
         )
     labels = {"replication_of": original.id}
-    reference = baseline_at_full_fidelity(study, baseline, seeds, draw, labels)
+    reference = baseline_runs(study, baseline, seeds, draw, labels)
     candidate = vet_architecture(study, architecture)
     for seed in seeds:
         if seed not in done:

@@ -152,13 +152,17 @@ def best_baseline(study: StudyContext) -> Architecture:
 
 
 def finished_runs(
-    study: StudyContext, architecture: Architecture, seeds: list[int], heldout_draw: int = 0
+    study: StudyContext,
+    architecture: Architecture,
+    seeds: list[int],
+    heldout_draw: int = 0,
+    fidelity: str = "full",
 ) -> dict[int, Run]:
-    """The architecture's full-fidelity runs on `seeds` and held-out draw that ended (succeeded or
+    """The architecture's runs at `fidelity` on `seeds` and held-out draw that ended (succeeded or
     failed), by seed."""
     return {
         run.seed: run
-        for arch, run in study.kb.study_runs(study.study_id, fidelity="full")
+        for arch, run in study.kb.study_runs(study.study_id, fidelity=fidelity)
         if arch.id == architecture.id
         and run.seed in seeds
         and run.status in ("succeeded", "failed")
@@ -172,22 +176,23 @@ def seed_runs(runs: dict[int, Run]) -> claims.SeedRuns:
     return claims.SeedRuns(values, failures)
 
 
-def baseline_at_full_fidelity(
+def baseline_runs(
     study: StudyContext,
     baseline: Architecture,
     seeds: list[int],
     heldout_draw: int = 0,
     labels: dict[str, Any] | None = None,
+    fidelity: str = "full",
 ) -> claims.SeedRuns:
-    """The baseline's full-fidelity runs on `seeds` and held-out draw, each trained once per study
+    """The baseline's runs at `fidelity` on `seeds` and held-out draw, each trained once per study
     (under the study's lock, so two verifications at once do not train it twice)."""
     with study.lock:
-        done = finished_runs(study, baseline, seeds, heldout_draw)
+        done = finished_runs(study, baseline, seeds, heldout_draw, fidelity)
         candidate = None  # vetted once, for all its seeds
         for seed in seeds:
             if seed not in done:
                 candidate = candidate or vet_architecture(study, baseline)
-                run = train_and_record(study, baseline, "full", seed, candidate, heldout_draw, labels)
+                run = train_and_record(study, baseline, fidelity, seed, candidate, heldout_draw, labels)
                 if run is None:
                     break
                 done[seed] = run

@@ -24,10 +24,10 @@ from scipy.stats import spearmanr
 
 from benchmarks.results import machine, write_section
 from discover.agents.config import StudyConfig
+from discover.agents.context import fidelity_specs
 from discover.agents.grammar import render, sample
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
-from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import Task
 
 BOOTSTRAP = 2000
@@ -63,14 +63,14 @@ def ranks_agree(task: Task, screen: list[float], full: list[float], seed: int) -
     return rho, float(low), float(high)
 
 
-def section(task: Task, rows: list[dict], config: StudyConfig, total: int, seed: int) -> str:
-    screen_steps = {**config.settings, **config.screen.settings}["steps"]
+def section(task: Task, rows: list[dict], steps: tuple[int, int], total: int, seed: int) -> str:
+    screen_steps, full_steps = steps
     lines = [
         f"## Rank agreement between fidelities ({task.name})",
         "",
         f"Machine: {machine()}. {len(rows)} of {total} designs trained (the built-in baselines, then "
         f"grammar designs drawn at random with seed {seed}), one seed each, at `discover init`'s "
-        f"fidelities: screen {screen_steps} steps, full {config.settings['steps']} steps. "
+        f"fidelities: screen {screen_steps} steps, full {full_steps} steps. "
         f"Metric: {task.metric} ({'higher' if task.higher_is_better else 'lower'} is better).",
         "",
     ]
@@ -101,9 +101,13 @@ def main() -> None:
     parser.add_argument("--designs", type=int, default=20, help="grammar designs beside the baselines")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    task, config = get_task(args.task), StudyConfig()
-    full_cfg = task.config(config.settings)
-    screen_cfg = task.config({**config.settings, **config.screen.settings})
+    config = StudyConfig(task=args.task)
+    specs = fidelity_specs(config)
+    task, screen_cfg, full_cfg = (
+        specs["full"].parts[0].task,
+        specs["screen"].parts[0].config,
+        specs["full"].parts[0].config,
+    )
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="fidelity-") as scratch:
         candidates = designs(args.designs, args.seed, Path(scratch))
@@ -115,7 +119,10 @@ def main() -> None:
                 {"design": name, "screen": screen, "full": full, "seconds": time.perf_counter() - started}
             )
             print(rows[-1], flush=True)
-            write_section(f"fidelity-{task.name}", section(task, rows, config, len(candidates), args.seed))
+            write_section(
+                f"fidelity-{task.name}",
+                section(task, rows, (screen_cfg.steps, full_cfg.steps), len(candidates), args.seed),
+            )
 
 
 if __name__ == "__main__":

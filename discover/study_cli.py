@@ -14,8 +14,10 @@ from rich.table import Table
 
 from discover.agents.proposers import PROPOSERS
 from discover.console import UsageError, fail, stdout
-from discover.experiments.tasks import TASKS
+from discover.experiments.tasks import SUITES, TASKS
 from discover.sandbox.backends import BACKENDS
+
+TASK_HELP = f"{TASKS.help(tuple(SUITES))} (a task, or a suite of them), or a suite of discover.toml"
 
 if TYPE_CHECKING:
     from discover.agents.config import StudyConfig
@@ -44,7 +46,7 @@ def run_command(
     workers: Annotated[int | None, typer.Option(help="Experiments in flight at once.")] = None,
     proposer: Annotated[str | None, typer.Option(help=f"{PROPOSERS.help(('auto',))}.")] = None,
     sandbox: Annotated[str | None, typer.Option(help=f"{BACKENDS.help(('auto',))}.")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{TASKS.help()}.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help=f"{TASK_HELP}.")] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the stopped or crashed study in the folder.")
     ] = False,

@@ -25,13 +25,7 @@ from typing import Any
 
 from discover.experiments.harness import TrainResult
 from discover.experiments.runspec import RunSpec
-from discover.experiments.tasks import TASKS, Task, TaskConfigError, get_task
-
-# The built-in suites: name -> tasks. A study's configuration may add its own under [suites].
-SUITES: dict[str, tuple[str, ...]] = {
-    "suite": ("mqar", "noisy_recall", "fuzzy_recall", "selective_copy", "compression", "memorization"),
-    "recall": ("mqar", "noisy_recall", "fuzzy_recall"),
-}
+from discover.experiments.tasks import SUITES, TASKS, Task, TaskConfigError, get_task
 
 
 class Suite:
@@ -85,6 +79,15 @@ def resolve_suite(name: str, suites: dict[str, list[str]] | None = None) -> Suit
     return Suite(name, tuple(get_task(member) for member in members))
 
 
+def layered(settings: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `settings`, a task's table merged key by key rather than replaced."""
+    merged = dict(settings)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merged[key] | value if both else value
+    return merged
+
+
 class SuiteResult(TrainResult):
     """A design's results on every task of a suite. `value` is the mean of the tasks' values;
     `metrics` holds every task's metrics as "task.metric"."""
@@ -116,7 +119,7 @@ class SuiteSpec:
         """Each task's run: `settings` (plain keys for every task, a task's name for its own), and at
         screening (`screen` given, even empty) the task's own screening settings under `screen`."""
         settings, names = dict(settings or {}), set(suite.task_names)
-        for key, value in settings.items():
+        for key, value in (settings | (screen or {})).items():
             if key in TASKS and key not in names:
                 raise TaskConfigError(f"settings for {key}, which is not a task of {suite.name}")
             if key in names and not isinstance(value, dict):

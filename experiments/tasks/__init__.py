@@ -28,12 +28,19 @@ TASKS.register(
     "selective_copy", "discover.experiments.tasks.selective_copy:SelectiveCopyTask", "copying among blanks"
 )
 TASKS.register(
-    "compression", "discover.experiments.tasks.compression:CompressionTask", "rebuild a sequence from one state"
+    "compression", "discover.experiments.tasks.compression:CompressionTask", "a sequence in one state"
 )
 TASKS.register(
     "memorization", "discover.experiments.tasks.memorization:MemorizationTask", "a fact table in the weights"
 )
 DEFAULT_TASK = "mqar"
+
+# Suites a study can screen on (`discover.experiments.suite`): name -> tasks. A study's configuration
+# may add its own under [suites].
+SUITES: dict[str, tuple[str, ...]] = {
+    "suite": ("mqar", "noisy_recall", "fuzzy_recall", "selective_copy", "compression", "memorization"),
+    "recall": ("mqar", "noisy_recall", "fuzzy_recall"),
+}
 
 
 @cache
@@ -56,4 +63,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_TASK", "TASKS", "Batch", "Task", "TaskConfig", "TaskConfigError", "get_task"]
+__all__ = ["DEFAULT_TASK", "SUITES", "TASKS", "Batch", "Task", "TaskConfig", "TaskConfigError", "get_task"]
