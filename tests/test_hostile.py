@@ -232,6 +232,8 @@ class Study:
             return train(sandbox, name, "lm", settings)
         if name == "heldout_noisy_recall":  # one generated task besides MQAR, whose set is secret too
             return train(sandbox, name, "noisy_recall")
+        if name == "heldout_compression":  # its logits come from a decoder the harness owns
+            return train(sandbox, name, "compression")
         if name == "heldout_lm":  # the default corpus: the standard library, inside every sandbox
             return train(
                 sandbox, name, "lm", {"steps": 3, "seq_len": 64, "batch_size": 8, "eval_windows": 16}
@@ -547,7 +549,7 @@ def _honest_score(run: Run, env: dict) -> None:
     expect(value is None or value < 1.0, f"reported accuracy {value} after 3 training steps", run)
 
 
-@verifies("heldout_noisy_recall")
+@verifies("heldout_noisy_recall", "heldout_compression")
 def _secret_generated_set(run: Run, env: dict) -> None:
     # The job must end well: a file that crashed before pushing its answers would prove nothing.
     assert run.status == "ok", run.reason
