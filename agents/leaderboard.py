@@ -33,12 +33,15 @@ def leaderboard(kb: KnowledgeBase, study_id: str, higher_is_better: bool) -> tup
             continue
         if run.fidelity == "full":
             full.setdefault(architecture.id, []).append(run.result["value"])
+        elif run.fidelity != "screen":
+            continue  # a ladder rung's run: the design page shows it
         elif architecture.id not in rows or (run.fitness or 0) > (rows[architecture.id]["fitness"] or 0):
             rows[architecture.id] = {
                 "name": architecture.name, "origin": architecture.origin, "fitness": run.fitness,
                 "screen_value": run.result["value"], "metric": run.result["metric"],
                 "params": run.result["params"], "tokens_per_s": run.result["tokens_per_s"],
                 "hypothesis": architecture.hypothesis, "motivation": architecture.motivation,
+                "tasks": {task: part["value"] for task, part in run.result.get("parts", {}).items()},
             }  # fmt: skip
     for architecture_id, second in rechecks.items():  # promotion went by the lower of the two
         if (row := rows.get(architecture_id)) is not None:
@@ -85,6 +88,8 @@ def leaderboard_markdown(
         full = f"{row['full_mean']:.4f} ({row['full_seeds']})" if "full_mean" in row else ""
         fitness = f"{row['fitness']:.3f}" if row["fitness"] is not None else ""
         screen = f"{row['metric']} {row['screen_value']:.4f}"
+        if row.get("tasks"):  # a suite: each task's value after the mean
+            screen += " (" + ", ".join(f"{task} {value:.3f}" for task, value in row["tasks"].items()) + ")"
         lines.append(
             f"| {index} | {row['name']} | {row['origin']} | {fitness} | {screen} "
             f"| {full} | {verification_text(row)} | {row['params']:,} | {row['tokens_per_s']:,.0f} |"

@@ -139,6 +139,9 @@ def recorded_spec(
     given = config.settings | config.settings.get(task.name, {})
     if run.fidelity == "screen":
         given |= task.screen_settings | config.screen.settings | config.screen.settings.get(task.name, {})
+    for rung in config.ladder:
+        if rung.name == run.fidelity:
+            given |= rung.settings | rung.settings.get(task.name, {})
     defaults = task.config({}).model_dump()
     settings = {
         key: value for key, value in recorded.config.items() if key in given or defaults.get(key) != value

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from benchmarks.results import machine, write_section
 from discover.agents.config import StudyConfig
+from discover.agents.context import fidelity_specs
 from discover.agents.study import run_study
 from discover.budget.jobs import CHECK_KEY
 from discover.budget.ledger import replay
@@ -125,11 +126,12 @@ def main() -> None:
         split = device_time(Path(root))
     fidelity = "full" if "full" in split.outside else "screen"
     fixed = statistics.median(split.outside[fidelity])
+    steps = {name: spec.steps for name, spec in fidelity_specs(config).items()}
     body = (
         "## Device time of a real study (`discover run` with `discover init`'s defaults)\n\n"
         f"Machine: {machine()}. Budget {args.budget}, sandbox {choice.why.split(':')[0]}, "
-        f"{wall / 60:.0f} min wall; mqar, screening {config.screen.settings['steps']} steps, promotion "
-        f"of the top fifth ahead of the best baseline to {config.settings['steps']} steps x "
+        f"{wall / 60:.0f} min wall; {config.task}, screening {steps['screen']} steps, promotion "
+        f"of the top fifth ahead of the best baseline to {steps['full']} steps x "
         f"{config.promotion.seeds} seeds, evolution, reference baselines {', '.join(config.baselines)}.\n\n"
         + table(split) + "\n\n"
         f"Charged {split.charged:,.0f} device-seconds, {split.in_steps:,.0f} inside training steps: "

@@ -145,6 +145,9 @@ def test_a_study_screens_every_design_on_every_task_of_its_suite(tmp_path: Path)
 
     report = discover("report", "-C", str(folder))
     assert report.returncode == 0, report.stderr
+    index = (folder / "report" / "index.html").read_text()
+    assert "<th>mqar (screen)</th>" in index and "<th>selective_copy (screen)</th>" in index
+    assert "(mqar " in (folder / "leaderboard.md").read_text()  # each task's value beside the mean
     pages = sorted((folder / "report" / "designs").glob("*.html"))
     assert pages
     for page in pages:
