@@ -1,6 +1,7 @@
-"""The study a new user runs first: `discover init`, then `discover run --budget 10m` with every
-default, in the sandbox `auto` picks. It must complete a verification, and nothing it writes (the
-report's pages, the leaderboard) may present a one-seed screening comparison as a win."""
+"""The studies a new user runs first. The README's quickstart, `discover run --budget 10m` in a new
+folder with every default (mqar alone), in the sandbox `auto` picks: it must complete a
+verification, and nothing it writes (the report's pages, the leaderboard) may present a one-seed
+screening comparison as a win. And the study `discover init` writes, which screens on the suite."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+from discover.experiments.tasks import SUITES
 from discover.report.data import load_study
 
 from .conftest import discover
@@ -67,7 +69,6 @@ def assert_wins_only_from_verifications(report: Path, claimed: set[str]) -> None
 
 def test_a_default_ten_minute_study_completes_a_verification_and_claims_nothing_from_one_seed(tmp_path):
     folder = tmp_path / "study"
-    assert discover("init", str(folder)).returncode == 0
     run = discover("run", "-C", str(folder), "--budget", "10m", timeout=1800)
     assert run.returncode == 0, run.stdout + run.stderr
     status = json.loads(discover("status", "-C", str(folder), "--json").stdout)
@@ -86,3 +87,20 @@ def test_a_default_ten_minute_study_completes_a_verification_and_claims_nothing_
     for line in leaderboard:
         if WIN.search(line) and "not shown" not in line:
             assert "q = " in line and any(design in line for design in claimed), line
+
+
+def test_the_study_init_writes_screens_every_design_on_the_suite(tmp_path):
+    folder = tmp_path / "study"
+    assert discover("init", str(folder)).returncode == 0
+    run = discover("run", "-C", str(folder), "--max-experiments", "1", "--sandbox", "process", timeout=1800)
+    assert run.returncode == 0, run.stdout + run.stderr
+    view = load_study(folder)
+    assert view.tasks == list(SUITES["suite"]) and view.metric == "mean accuracy"
+    screened = [design for design in view.designs if design.screen is not None]
+    assert len(screened) >= 3  # the two baselines and the experiment's design
+    for design in screened:
+        assert set(design.screen["parts"]) == set(SUITES["suite"])
+        page = (folder / "report" / "designs" / f"{design.slug}.html").read_text()
+        assert "<h2>Per task</h2>" in page and all(f"<td>{task}</td>" in page for task in SUITES["suite"])
+    proposed = [design for design in screened if not design.is_baseline]
+    assert proposed and all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", design.name) for design in proposed)

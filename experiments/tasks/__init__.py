@@ -51,6 +51,9 @@ def get_task(name: str) -> Task:
     try:
         return TASKS.get(name)()
     except UnknownEntry as exc:
+        if name in SUITES:
+            tasks = ", ".join(SUITES[name])
+            raise TaskConfigError(f"{name} is a suite ({tasks}): one run trains one of its tasks") from None
         raise TaskConfigError(str(exc)) from None
 
 
