@@ -1,6 +1,9 @@
-"""The synthetic tasks beside MQAR (noisy_recall, fuzzy_recall, selective_copy): their data, their
-secret held-out sets, their scoring (an oracle scores perfectly, a constant guess near chance), and
-one short sandboxed check and training each."""
+"""The synthetic tasks beside MQAR (noisy_recall, fuzzy_recall, selective_copy, and the MAD suite's
+compression and memorization), in tests every task shares: their data's shapes and labels, their
+secret held-out sets, their scoring (an oracle scores perfectly, a constant guess near chance), the
+probes a built-in mixer passes, and one short sandboxed check and training each. Then the structure
+of noisy_recall, fuzzy_recall and selective_copy; compression's and memorization's own structure is
+in test_compression_memorization.py."""
 
 from __future__ import annotations
 
@@ -12,10 +15,13 @@ import pytest
 import torch
 
 from discover.experiments.baselines import builtin_baselines
+from discover.experiments.probes import check
 from discover.experiments.runspec import RunSpec
-from discover.experiments.tasks import TASKS, get_task
+from discover.experiments.tasks import TASKS, compression, get_task
 from discover.experiments.tasks.base import IGNORE, SequenceTaskConfig
+from discover.experiments.tasks.compression import MARKER
 from discover.experiments.tasks.fuzzy_recall import FILLER, generate_fuzzy_recall
+from discover.experiments.tasks.memorization import fact_table
 from discover.experiments.tasks.noisy_recall import context_length, generate_noisy_recall
 from discover.experiments.tasks.selective_copy import (
     BLANK,
@@ -28,7 +34,7 @@ from discover.sandbox.process import ProcessBackend
 from discover.sandbox.runner import Sandbox
 from discover.vetting.candidate import vet
 
-TASK_NAMES = ["noisy_recall", "fuzzy_recall", "selective_copy"]
+TASK_NAMES = ["noisy_recall", "fuzzy_recall", "selective_copy", "compression", "memorization"]
 SMALL = {"test_examples": 200}
 
 
@@ -39,6 +45,11 @@ def config(name: str, **overrides) -> SequenceTaskConfig:
 def heldout(name: str, **overrides):
     task = get_task(name)
     return task.heldout(task.config({**SMALL, **overrides}))
+
+
+def data_version(name: str) -> str:
+    """The data version of a task's default settings (memorization's names its table too)."""
+    return f"generated:{name}/v1" + ("/table0" if name == "memorization" else "")
 
 
 # -- oracles: the right answer at every position, from the inputs alone
@@ -89,10 +100,36 @@ def selective_copy_oracle(inputs: torch.Tensor, cfg) -> torch.Tensor:
     return answers
 
 
+def compression_oracle(inputs: torch.Tensor, cfg) -> torch.Tensor:
+    """At slot i (position num_tokens + i), the i-th token before the marker."""
+    answers = torch.zeros_like(inputs)
+    for row, tokens in enumerate(inputs.tolist()):
+        content = tokens[: tokens.index(MARKER)]
+        for i, token in enumerate(content):
+            answers[row, len(content) + i] = token
+    return answers
+
+
+def memorization_oracle(inputs: torch.Tensor, cfg) -> torch.Tensor:
+    """At each key's last token, the table's value of the whole key (read back from its tokens)."""
+    first_value = cfg.key_len * cfg.key_vocab
+    table = fact_table(cfg.key_vocab**cfg.key_len, cfg.vocab_size - first_value, first_value, cfg.table_seed)
+    answers = torch.zeros_like(inputs)
+    for row, tokens in enumerate(inputs.tolist()):
+        for start in range(0, len(tokens), cfg.key_len):
+            fact = 0
+            for j, token in enumerate(tokens[start : start + cfg.key_len]):
+                fact = fact * cfg.key_vocab + token - j * cfg.key_vocab
+            answers[row, start + cfg.key_len - 1] = table[fact]
+    return answers
+
+
 ORACLES: dict[str, Callable[[torch.Tensor, SequenceTaskConfig], torch.Tensor]] = {
     "noisy_recall": noisy_recall_oracle,
     "fuzzy_recall": fuzzy_recall_oracle,
     "selective_copy": selective_copy_oracle,
+    "compression": compression_oracle,
+    "memorization": memorization_oracle,
 }
 
 
@@ -102,6 +139,10 @@ def answer_tokens(name: str, cfg) -> int:
         return (cfg.vocab_size - cfg.noise_vocab) // 2
     if name == "fuzzy_recall":
         return cfg.vocab_size - 1 - cfg.key_vocab
+    if name == "compression":
+        return cfg.vocab_size - compression.FIRST_CONTENT
+    if name == "memorization":
+        return cfg.vocab_size - cfg.key_len * cfg.key_vocab
     return cfg.vocab_size - FIRST_CONTENT
 
 
@@ -110,7 +151,9 @@ def labels_per_example(name: str, cfg) -> int:
         return cfg.num_kv_pairs
     if name == "fuzzy_recall":
         return cfg.num_kv_pairs * cfg.v_len
-    return cfg.num_tokens
+    if name == "memorization":
+        return cfg.seq_len // cfg.key_len
+    return cfg.num_tokens  # selective_copy and compression
 
 
 # -- every task
@@ -123,7 +166,8 @@ def test_the_tasks_are_registered_with_their_metric():
         assert task.name == name and task.metric == "accuracy" and task.higher_is_better
         assert (task.metric_optimum, task.metric_worst) == (1.0, 0.0)
         assert set(task.reference_baselines) <= set(builtin_baselines())
-        assert task.data_version(task.config()) == f"generated:{name}/v1"
+        assert task.generator_version == 1
+        assert task.data_version(task.config()) == data_version(name)
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -187,16 +231,24 @@ def test_a_secret_seed_replaces_the_default_held_out_set_but_not_a_fixed_one(nam
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
+def test_every_probe_passes_a_built_in_mixer(name):
+    task = get_task(name)
+    for baseline in ("softmax_attention", "linear_attention"):
+        verdict = check(builtin_baselines()[baseline], task, config(name))
+        assert verdict.passed, [(p.name, p.reason) for p in verdict.failures()]
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
 def test_sandboxed_check_and_training_never_tell_a_job_the_secret_seed(name, tmp_path):
     settings = {"steps": 4, "log_every": 2, "warmup_steps": 2, "test_examples": 64}
     secret = 987_654_321_123
     sandbox = Sandbox(ProcessBackend(), tmp_path / "jobs", Limits(timeout_s=300), heldout_seed=secret)
     candidate = vet(builtin_baselines()["linear_attention"], trusted=True)
-    assert sandbox.check(candidate, RunSpec.resolve(name, settings)).passed
+    assert sandbox.check(candidate, RunSpec.resolve(name, settings)).passed  # the causal audit too
     result = sandbox.train(candidate, RunSpec.resolve(name, settings), job_id="fit")
     assert result.status == "ok" and result.task == name and result.metric == "accuracy"
     assert 0.0 <= result.value <= 1.0 and math.isfinite(result.metrics["loss"])
-    assert result.data_version == f"generated:{name}/v1"
+    assert result.data_version == data_version(name) == get_task(name).data_version(config(name))
     job_files = sorted((tmp_path / "jobs").glob("*/job/job.json"))
     assert {path.parent.parent.name for path in job_files} >= {"fit", "fit-predict", "fit-audit"}
     for path in job_files:
@@ -204,7 +256,7 @@ def test_sandboxed_check_and_training_never_tell_a_job_the_secret_seed(name, tmp
         assert "test_seed" not in spec["settings"] and str(secret) not in path.read_text()
 
 
-# -- each task's own structure
+# -- each task's own structure (compression's and memorization's: test_compression_memorization.py)
 
 
 def test_noisy_recall_pairs_sit_among_noise_at_the_configured_rate():
