@@ -234,6 +234,10 @@ class Study:
             return train(sandbox, name, "noisy_recall")
         if name == "heldout_compression":  # its logits come from a decoder the harness owns
             return train(sandbox, name, "compression")
+        if name == "heldout_generated":  # every other generated task: the run that scored best
+            runs = [train(sandbox, name, task) for task in ("fuzzy_recall", "selective_copy", "memorization")]
+            failed = [run for run in runs if run.status != "ok"]
+            return failed[0] if failed else max(runs, key=lambda run: run.result.value)
         if name == "heldout_lm":  # the default corpus: the standard library, inside every sandbox
             return train(
                 sandbox, name, "lm", {"steps": 3, "seq_len": 64, "batch_size": 8, "eval_windows": 16}
@@ -549,7 +553,7 @@ def _honest_score(run: Run, env: dict) -> None:
     expect(value is None or value < 1.0, f"reported accuracy {value} after 3 training steps", run)
 
 
-@verifies("heldout_noisy_recall", "heldout_compression")
+@verifies("heldout_noisy_recall", "heldout_compression", "heldout_generated")
 def _secret_generated_set(run: Run, env: dict) -> None:
     # The job must end well: a file that crashed before pushing its answers would prove nothing.
     assert run.status == "ok", run.reason
