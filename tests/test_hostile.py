@@ -52,6 +52,8 @@ HOSTILE = Path(__file__).parent / "hostile"
 NAMES = sorted(path.stem for path in HOSTILE.glob("*.py"))
 STUDY = f"hostile-{uuid.uuid4().hex[:8]}"
 SETTINGS = {"steps": 3, "log_every": 1, "test_examples": 64}
+# Their held-out sets are secret as MQAR's is (compression's logits come from a decoder the harness owns).
+GENERATED_BESIDES_MQAR = ("noisy_recall", "fuzzy_recall", "selective_copy", "compression", "memorization")
 LIMITS = Limits(timeout_s=60, memory_mb=1024, pids=64, cpus=1, scratch_mb=64, output_mb=8, log_kb=64)
 # Files that can only end by being killed: they run in the background from the start of the module
 # (one at a time per backend), while the other files run, and are checked last.
@@ -230,12 +232,8 @@ class Study:
         if name == "read_host_files":  # an lm job, so that the corpus folder is mounted
             settings = {"corpus_dir": str(self.corpus), "steps": 3, "seq_len": 32, "eval_windows": 4}
             return train(sandbox, name, "lm", settings)
-        if name == "heldout_noisy_recall":  # one generated task besides MQAR, whose set is secret too
-            return train(sandbox, name, "noisy_recall")
-        if name == "heldout_compression":  # its logits come from a decoder the harness owns
-            return train(sandbox, name, "compression")
-        if name == "heldout_generated":  # every other generated task: the run that scored best
-            runs = [train(sandbox, name, task) for task in ("fuzzy_recall", "selective_copy", "memorization")]
+        if name == "heldout_generated":  # every generated task besides MQAR: the run that scored best
+            runs = [train(sandbox, name, task) for task in GENERATED_BESIDES_MQAR]
             failed = [run for run in runs if run.status != "ok"]
             return failed[0] if failed else max(runs, key=lambda run: run.result.value)
         if name == "heldout_lm":  # the default corpus: the standard library, inside every sandbox
@@ -553,7 +551,7 @@ def _honest_score(run: Run, env: dict) -> None:
     expect(value is None or value < 1.0, f"reported accuracy {value} after 3 training steps", run)
 
 
-@verifies("heldout_noisy_recall", "heldout_compression", "heldout_generated")
+@verifies("heldout_generated")
 def _secret_generated_set(run: Run, env: dict) -> None:
     # The job must end well: a file that crashed before pushing its answers would prove nothing.
     assert run.status == "ok", run.reason

@@ -1,9 +1,9 @@
-"""Uses the held-out data of whichever generated task the job runs (the test runs it on every one not
-covered by a file of its own): in the predict job it regenerates the task's test set with the task's
-own code and the job's settings, then, from inside `forward`, finds the whole model through the call
-stack and hooks its output head so that the stored answers replace what it predicts. Must happen:
-the score is not perfect (the orchestrator draws the held-out set of every generated task from a
-seed no job is told)."""
+"""Uses the held-out data of whichever generated task the job runs (the test runs it on every one
+besides MQAR, which `heldout_mqar` attacks through its evaluation): in the predict job it
+regenerates the task's test set with the task's own code and the job's settings, then, from inside
+`forward`, finds the whole model through the call stack and hooks its output head so that the
+stored answers replace what it predicts. Must happen: the score is not perfect (the orchestrator
+draws the held-out set of every generated task from a seed no job is told)."""
 
 import json
 import sys
