@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from discover.agents.compose import choose_sandbox, study_sandbox
 from discover.agents.config import StudyConfig, load_config
-from discover.agents.context import candidate_file
+from discover.agents.context import candidate_file, fidelity_specs
 from discover.agents.record import StudyError, StudyRecord
 from discover.agents.runs import trusted
 from discover.agents.status import open_study
@@ -24,7 +24,7 @@ from discover.experiments.contract import code_hash
 from discover.experiments.harness import TrainResult, versions
 from discover.experiments.runspec import RunSpec
 from discover.experiments.suite import SuiteResult, SuiteSpec, resolve_suite, result_from
-from discover.experiments.tasks import Task, get_task
+from discover.experiments.tasks import Task, TaskConfigError, get_task
 from discover.knowledge_base.schema import Architecture, Run
 from discover.sandbox.runner import JobFailed
 from discover.vetting.candidate import vet
@@ -136,12 +136,12 @@ def recorded_spec(
     """The run of `task` that produced `recorded`, resolved again (and a warning when its data changed).
     The recorded config lists every field, but a field the run never set (the held-out seed, say)
     must stay unset so the task makes the same choice; keep what the study set or what differs."""
-    given = config.settings | config.settings.get(task.name, {})
-    if run.fidelity == "screen":
-        given |= task.screen_settings | config.screen.settings | config.screen.settings.get(task.name, {})
-    for rung in config.ladder:
-        if rung.name == run.fidelity:
-            given |= rung.settings | rung.settings.get(task.name, {})
+    try:
+        study_run = fidelity_specs(config).get(run.fidelity)
+    except TaskConfigError:  # discover.toml changed since: the recorded config alone decides
+        study_run = None
+    parts = study_run.parts if study_run else ()
+    given = next((part.settings for part in parts if part.task.name == task.name), {})
     defaults = task.config({}).model_dump()
     settings = {
         key: value for key, value in recorded.config.items() if key in given or defaults.get(key) != value

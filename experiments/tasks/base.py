@@ -138,6 +138,13 @@ class SequenceTaskConfig(TaskConfig):
     num_heads: int = 4
     mlp_ratio: float = 2.0
 
+    def backbone(self) -> dict[str, Any]:
+        """The `SequenceModel` arguments these settings give."""
+        return {
+            "vocab_size": self.vocab_size, "d_model": self.d_model, "n_layers": self.n_layers,
+            "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio,
+        }  # fmt: skip
+
 
 class SequenceTask(Task):
     """A token-sequence task whose slot is the contract's `Mixer`, inside `SequenceModel`."""
@@ -146,14 +153,7 @@ class SequenceTask(Task):
 
     def build_model(self, candidate_class: type[nn.Module], cfg: TaskConfig) -> SequenceModel:
         assert isinstance(cfg, SequenceTaskConfig)
-        return SequenceModel(
-            candidate_class,
-            vocab_size=cfg.vocab_size,
-            d_model=cfg.d_model,
-            n_layers=cfg.n_layers,
-            num_heads=cfg.num_heads,
-            mlp_ratio=cfg.mlp_ratio,
-        )
+        return SequenceModel(candidate_class, **cfg.backbone())
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         logits = model(batch.inputs)

@@ -73,14 +73,7 @@ class CompressionModel(SequenceModel):
     the marker alone. Logits before the marker are zero (no label there)."""
 
     def __init__(self, mixer_class: type[nn.Module], cfg: CompressionConfig) -> None:
-        super().__init__(
-            mixer_class,
-            vocab_size=cfg.vocab_size,
-            d_model=cfg.d_model,
-            n_layers=cfg.n_layers,
-            num_heads=cfg.num_heads,
-            mlp_ratio=cfg.mlp_ratio,
-        )
+        super().__init__(mixer_class, **cfg.backbone())
         self.num_tokens = cfg.num_tokens
         hidden = int(cfg.decoder_ratio * cfg.d_model)
         # Unit scale, as the final-normed state it is added to: small slots would look alike.
