@@ -147,6 +147,7 @@ def recorded_spec(
         key: value for key, value in recorded.config.items() if key in given or defaults.get(key) != value
     }
     spec = RunSpec.resolve(task, settings, run.seed)
+    task.prepare(spec.config)
     if (data_version := task.data_version(spec.config)) != recorded.data_version:
         warnings.append(f"{task.name}'s data was {recorded.data_version}, is {data_version}")
     return spec

@@ -34,6 +34,13 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a task setting, e.g. --set steps=200 (repeatable)."),
 ]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help="Start from the task's named settings (lm: cpu-tiny, asi-arch-explore, asi-arch-verify).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 SandboxOpt = Annotated[
     str,
@@ -74,6 +81,7 @@ def prepare(
     candidate: str,
     task: str | None,
     settings: list[str] | None,
+    preset: str | None,
     seed: int,
     sandbox: str,
     image: str | None,
@@ -88,8 +96,9 @@ def prepare(
 
     with user_errors():
         vetted = resolve_candidate(candidate)
-        spec = RunSpec.resolve(task or DEFAULT_TASK, parse_settings(settings), seed)
-        spec.task.data_version(spec.config)
+        given = parse_settings(settings)
+        spec = RunSpec.resolve(task or DEFAULT_TASK, given | ({"preset": preset} if preset else {}), seed)
+        spec.task.prepare(spec.config)
         limits = Limits(timeout_s=timeout, memory_mb=memory)
         runner, why = open_sandbox(sandbox, image, allow_untrusted_process, limits)
     return vetted, spec, runner, why
@@ -109,6 +118,7 @@ def check(
     candidate: CandidateArg,
     task: TaskOpt = None,
     settings: SetOpt = None,
+    preset: PresetOpt = None,
     json: JsonOpt = False,
     sandbox: SandboxOpt = "auto",
     allow_untrusted_process: UntrustedOpt = False,
@@ -118,7 +128,7 @@ def check(
 ):
     """Probe a candidate in the sandbox: contract, causality, batch independence, complexity."""
     vetted, spec, runner, why = prepare(
-        candidate, task, settings, 0, sandbox, image, allow_untrusted_process, timeout, memory
+        candidate, task, settings, preset, 0, sandbox, image, allow_untrusted_process, timeout, memory
     )
     (stderr if json else stdout).print(f"[dim]sandbox: {why}[/dim]")
     with job_errors(), tempfile.TemporaryDirectory(prefix="discover-jobs-") as workdir:
@@ -150,6 +160,7 @@ def train(
     candidate: CandidateArg,
     task: TaskOpt = None,
     settings: SetOpt = None,
+    preset: PresetOpt = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and training data.")] = 0,
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default: runs/<time>-<candidate>-<task>).")
@@ -167,7 +178,7 @@ def train(
 
     progress = stderr if json else stdout
     vetted, spec, runner, why = prepare(
-        candidate, task, settings, seed, sandbox, image, allow_untrusted_process, timeout, memory
+        candidate, task, settings, preset, seed, sandbox, image, allow_untrusted_process, timeout, memory
     )
     the_device = pick_device_name(device)
     progress.print(f"[dim]sandbox: {why}[/dim]")

@@ -26,6 +26,7 @@ from discover.experiments.cpu_share import CpuShare
 from discover.experiments.files import write_json_atomic
 from discover.experiments.measure import matmul_flops
 from discover.experiments.tasks import Task, TaskConfig
+from discover.experiments.tasks.base import Batch
 from discover.experiments.version import VERSION
 
 
@@ -139,9 +140,14 @@ def fit(
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = task.loss(step_fn, next(batches))
-        loss.backward()
+        batch = next(batches)
+        parts = len(batch.inputs) // (cfg.micro_batch_size or len(batch.inputs))
+        step_loss = torch.zeros((), device=device)
+        for inputs, targets in zip(batch.inputs.chunk(parts), batch.targets.chunk(parts), strict=True):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = task.loss(step_fn, Batch(inputs, targets)) / parts
+            loss.backward()
+            step_loss += loss.detach()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -149,7 +155,7 @@ def fit(
 
         # Read the loss back only at log points: every .item() stalls an asynchronous device.
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            loss_value = loss.item()
+            loss_value = step_loss.item()
             seconds = time.perf_counter() - interval_start
             if step + 1 > cfg.log_every:  # the first interval holds warm-up and compilation
                 steady_tokens += interval_steps * tokens_per_batch
@@ -221,6 +227,7 @@ def train(
     """Fit and evaluate in this process: for trusted code (built-in baselines, tests, benchmarks).
     Untrusted candidates go through `discover.sandbox`, which runs the two halves apart."""
     device = device or pick_device()
+    task.prepare(cfg)
     model, summary = fit(candidate, task, cfg, seed, device, out_dir, on_log)
     result = combine(summary, task.metric, evaluate(model, task, cfg, device))
     if out_dir is not None:

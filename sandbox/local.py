@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from discover.experiments.files import data_cache
 from discover.sandbox.base import Job
 from discover.sandbox.gpus import pinned_environment
 from discover.sandbox.pool import DevicePool
@@ -40,6 +41,8 @@ def job_environment(job: Job, home: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
+        # The path alone: a job is shown just the prepared folders it reads (`Task.prepare`).
+        "DISCOVER_CACHE_DIR": str(data_cache()),
     }
     return env | pinned_environment(job.gpu)
 

@@ -185,7 +185,7 @@ class Sandbox:
             "tokens_per_s": tokens / fit_outcome.wall_time_s,
             "throughput_clock": "wall",
             "wall_time_s": fit_outcome.wall_time_s,
-            "data_version": the_task.data_version(cfg),  # inside the job held-out files look empty
+            "data_version": the_task.data_version(cfg),
         }
         if not device.startswith("cuda"):
             if fit_outcome.cpu_time_s:
@@ -247,7 +247,6 @@ class Sandbox:
         left = math.inf if deadline is None else deadline - time.monotonic()
         if left < MIN_JOB_S:
             raise JobFailed(JobOutcome(job_id=job_id, status="timeout", reason=BUDGET_SPENT))
-        corpus = spec.settings.get("corpus_dir")
         device, gpu = slot_device(slot)
         return Job(
             job_id=job_id,
@@ -259,7 +258,7 @@ class Sandbox:
             device=device,
             gpu=gpu,
             trusted=trusted,
-            read_only_paths=[str(Path(corpus).resolve())] if corpus else [],
+            read_only_paths=spec.task.prepare(spec.config),
             hidden_paths=spec.task.heldout_files(spec.config),
             limits=self.limits.model_copy(update={"timeout_s": min(limit, left)}),
             budget_bound=left < limit,

@@ -36,7 +36,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert_one_line_error(discover("check", "deltanet", "--task", "vision"), "unknown task")
     assert_one_line_error(discover("train", "deltanet", "--set", "steps"), "--set takes key=value")
     assert_one_line_error(discover("train", "deltanet", "--set", "lr=fast"), "bad setting 'lr'")
-    corpus = ("--task", "lm", "--set", f"corpus_dir={tmp_path / 'nowhere'}")
+    assert_one_line_error(
+        discover("train", "deltanet", "--task", "lm", "--preset", "huge"), "unknown preset 'huge'"
+    )
+    corpus = ("--task", "lm", "--set", f"corpus={tmp_path / 'nowhere'}")
     assert_one_line_error(discover("train", "deltanet", *corpus, cwd=tmp_path), "does not exist")
     assert not (tmp_path / "runs").exists()  # nothing written for bad input
 

@@ -95,11 +95,6 @@ if own_memory_cgroup() is None:  # root on a cgroup v1 host gives each bwrap job
     )
 if not AS_ROOT:  # run by root, each job's /out is a tmpfs of output_mb (sandbox/quota.py)
     KNOWN_HOLES |= both("fill_out_dir", "output_mb bounds each file, not /out: many files fill the disk")
-if not AS_ROOT:  # run by root, bwrap drops each job to a host uid of its own instead
-    KNOWN_HOLES[("read_host_files", "bwrap")] = (
-        "bwrap maps the sandbox user to the user who runs discover: files only they may read are "
-        "readable inside (a mode-600 file in the read-only corpus folder)"
-    )
 
 
 def expect(ok: bool, message: str, run: Run) -> None:
@@ -203,8 +198,8 @@ def train_watched(sandbox: Sandbox, name: str) -> Run:
 class Study:
     """One sandbox per backend, shared by every test of this module (the study goes on)."""
 
-    def __init__(self, root: Path, corpus: Path) -> None:
-        self.root, self.corpus = root, corpus
+    def __init__(self, root: Path, corpus: Path, lm_corpora: dict[str, dict]) -> None:
+        self.root, self.corpus, self.lm_corpora = root, corpus, lm_corpora
         self.sandboxes: dict[tuple[str, float], Sandbox] = {}
         self.endless: dict[tuple[str, str], Future[Run]] = {}
         self.pool = ThreadPoolExecutor(max_workers=2)  # one endless job per backend at a time
@@ -229,9 +224,12 @@ class Study:
         sandbox = self.sandbox(backend)
         if name == "fifo_metrics":
             return train_watched(sandbox, name)
-        if name == "read_host_files":  # an lm job, so that the corpus folder is mounted
-            settings = {"corpus_dir": str(self.corpus), "steps": 3, "seq_len": 32, "eval_windows": 4}
+        if name == "read_host_files":  # an lm job on a corpus holding a root-only file
+            settings = {"corpus": str(self.corpus), "steps": 3, "seq_len": 32, "eval_windows": 4}
             return train(sandbox, name, "lm", settings)
+        if name == "heldout_corpus":  # every corpus format: the run that read the most
+            runs = [train(sandbox, name, "lm", settings) for settings in self.lm_corpora.values()]
+            return max(runs, key=lambda run: int(re.search(r"read (\d+)", run.reason or "read 0")[1]))
         if name == "heldout_generated":  # every generated task besides MQAR: the run that scored best
             runs = [train(sandbox, name, task) for task in GENERATED_BESIDES_MQAR]
             failed = [run for run in runs if run.status != "ok"]
@@ -278,9 +276,40 @@ def corpus(tmp_path_factory) -> tuple[Path, str]:
     return folder, value
 
 
+def lm_corpora(root: Path) -> dict[str, dict]:
+    """The same small corpus in each format an lm study reads: settings for each."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from discover.experiments.tasks.lm_tokenizer import train_bpe
+
+    texts = [f"line {i} of the corpus, " * 20 + "\n" for i in range(40)]
+    (root / "text").mkdir()
+    for i, text in enumerate(texts):
+        (root / "text" / f"doc{i}.txt").write_text(text)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
+    pq.write_table(pa.table({"text": texts}), root / "corpus.parquet")
+    tokenizer = train_bpe([text.encode() for text in texts], 300, root / "tokenizer")
+    (root / "shards").mkdir()
+    for name, part in (("train_000.bin", texts[:30]), ("val_000.bin", texts[30:])):
+        ids = [i for encoded in tokenizer.tokenizer.encode_batch(part) for i in encoded.ids]
+        np.asarray(ids, dtype=np.uint16).tofile(root / "shards" / name)
+    tiny = {"steps": 3, "seq_len": 32, "eval_windows": 4}
+    return {
+        "text": tiny | {"corpus": str(root / "text"), "corpus_glob": "*.txt"},
+        "jsonl": tiny | {"corpus": str(root / "corpus.jsonl")},
+        "parquet": tiny | {"corpus": str(root / "corpus.parquet")},
+        "tokens": tiny | {
+            "corpus": str(root / "shards"), "train_files": "train_*.bin", "validation_files": "val_*.bin",
+            "tokenizer": tokenizer.path, "vocab_size": 300,
+        },
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def study(request, tmp_path_factory, secret, corpus):
-    study = Study(tmp_path_factory.mktemp("hostile"), corpus[0])
+    study = Study(tmp_path_factory.mktemp("hostile"), corpus[0], lm_corpora(tmp_path_factory.mktemp("lm")))
     wanted: dict[str, list[str]] = {}  # backend -> endless files among the selected tests
     for item in request.session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
@@ -449,6 +478,12 @@ def _no_host_reads(run: Run, env: dict) -> None:
     assert_failed(run, "hostile: read")
     private = env["corpus_secret"]
     expect(private not in run.reason and "read 0 host files" in run.reason, run.reason, run)
+
+
+@verifies("heldout_corpus")
+def _validation_data_unreadable(run: Run, env: dict) -> None:
+    assert_failed(run, "hostile: read")
+    expect("read 0 validation files" in run.reason, run.reason, run)
 
 
 @verifies("docker_socket")

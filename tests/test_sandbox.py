@@ -104,10 +104,11 @@ def test_static_check_refuses_before_anything_runs(isolating_backend, tmp_path):
     assert not (tmp_path / "jobs").exists()  # refused before a job folder was even written
 
 
-def test_custom_corpus_is_visible_inside_the_sandbox(isolating_backend, tmp_path):
+def test_a_custom_corpus_trains_inside_the_sandbox(isolating_backend, tmp_path):
+    """The job reads the prepared training tokens, shown to it read-only; not the corpus."""
     corpus = tmp_path / "corpus"
     shutil.copytree(Path(__file__).parent.parent / "experiments", corpus)  # any folder of .py text
-    settings = {"corpus_dir": str(corpus), "steps": 3, "log_every": 3, "seq_len": 32, "eval_windows": 4}
+    settings = {"corpus": str(corpus), "steps": 3, "log_every": 3, "seq_len": 32, "eval_windows": 4}
     sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
     result = sandbox.train(
         vet(builtin_baselines()["linear_attention"], trusted=True), RunSpec.resolve("lm", settings)

@@ -1,14 +1,11 @@
-"""Task data: MQAR's structure and determinism, the LM corpus split, config validation."""
+"""Task data: MQAR's structure and determinism, config validation (the lm task's data: test_lm_data)."""
 
-import sysconfig
-from pathlib import Path
 
 import pytest
 import torch
 
 from discover.experiments.tasks import TaskConfigError, get_task
 from discover.experiments.tasks.base import IGNORE
-from discover.experiments.tasks.lm import STDLIB_VALIDATION_FOLDERS, LMConfig, load_corpus
 from discover.experiments.tasks.mqar import FILLER, generate_mqar
 
 
@@ -65,51 +62,6 @@ def test_mqar_test_set_is_fixed_and_independent_of_training_seed():
     assert torch.equal(task.heldout(cfg).inputs, task.heldout(cfg).inputs)
     train_batch = next(task.train_batches(cfg, seed=0, device=torch.device("cpu")))
     assert not torch.equal(train_batch.inputs, task.heldout(cfg).inputs[: cfg.batch_size])
-
-
-def test_lm_split_is_by_file_and_deterministic(tmp_path):
-    for i in range(40):
-        (tmp_path / f"file{i}.txt").write_text(f"document {i}\n" * 20)
-    a = load_corpus(str(tmp_path), "*.txt", 10, 10**9)
-    load_corpus.cache_clear()
-    b = load_corpus(str(tmp_path), "*.txt", 10, 10**9)
-    assert torch.equal(a.train, b.train) and a.version == b.version
-    train_text, validation_text = bytes(a.train.tolist()), bytes(a.validation.tolist())
-    held_out = {line for line in validation_text.split(b"\n") if line}
-    assert held_out and not held_out & {line for line in train_text.split(b"\n") if line}
-
-
-def test_lm_jobs_see_validation_files_empty_and_train_on_the_same_text(tmp_path):
-    for i in range(40):
-        (tmp_path / f"file{i}.txt").write_text(f"document {i}\n" * 20)
-    budget = 30 * len("document 10\n" * 20)  # fewer training files than the folder holds
-    corpus = load_corpus(str(tmp_path), "*.txt", 10, budget)
-    assert corpus.validation_files and len(corpus.train) <= budget
-    for path in corpus.validation_files:  # what every sandbox shows a job
-        Path(path).write_bytes(b"")
-    load_corpus.cache_clear()
-    in_job = load_corpus(str(tmp_path), "*.txt", 10, budget)
-    assert torch.equal(in_job.train, corpus.train) and len(in_job.validation) == 0
-
-
-def test_lm_default_corpus_is_the_standard_library():
-    task = get_task("lm")
-    cfg = LMConfig()
-    corpus = task.corpus(cfg)
-    assert len(corpus.train) > 1_000_000 and len(corpus.validation) > 50_000
-    held_out = {
-        Path(path).relative_to(Path(sysconfig.get_paths()["stdlib"]).resolve()).parts[0]
-        for path in corpus.validation_files
-    }
-    assert held_out <= set(STDLIB_VALIDATION_FOLDERS), held_out
-    batch = next(task.train_batches(cfg, seed=0, device=torch.device("cpu")))
-    assert batch.inputs.shape == (cfg.batch_size, cfg.seq_len)
-    assert torch.equal(batch.inputs[:, 1:], batch.targets[:, :-1])  # next-byte prediction
-
-
-def test_lm_missing_corpus_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        get_task("lm").corpus(LMConfig(corpus_dir=str(tmp_path / "missing")))
 
 
 def test_config_overrides_are_validated():

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from discover.experiments.backbone import SequenceModel
@@ -32,12 +32,23 @@ class TaskConfig(BaseModel):
     # Training recipe (owned by the harness; a candidate cannot change it).
     steps: int = 1000
     batch_size: int = 32
+    # Sequences per forward and backward pass; a step accumulates batch_size / micro_batch_size of
+    # them (None: the whole batch at once). The same step, in less device memory.
+    micro_batch_size: int | None = Field(default=None, ge=1)
     lr: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     log_every: int = 50
     compile: bool = False  # torch.compile the model (GPU runs; adds compile time)
+
+    @model_validator(mode="after")
+    def _micro_batches_divide(self) -> TaskConfig:
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}"
+            )
+        return self
 
     # Probe bounds.
     subquadratic: bool = False  # require FLOPs to grow slower than time^1.5
@@ -66,6 +77,8 @@ class Task(ABC):
     # The task's own cheap run, over its settings: what a study screens with (its [screen]
     # settings on top). Chosen so a screen still ranks designs as full training does (RESULTS.md).
     screen_settings: ClassVar[dict[str, Any]] = {"steps": 200}
+    # Named settings a user starts from (`--preset`, or the setting `preset`), overridden key by key.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric value `a` is better than `b` on this task: the one place that decides it.
@@ -77,8 +90,16 @@ class Task(ABC):
         return a > b if self.higher_is_better else a < b
 
     def config(self, overrides: dict[str, Any] | None = None) -> TaskConfig:
-        """The task's default configuration with `overrides` applied and validated."""
-        overrides = overrides or {}
+        """The task's default configuration with `overrides` applied and validated; the setting
+        `preset` names one of the task's `presets`, which the other overrides override."""
+        overrides = dict(overrides or {})
+        if (preset := overrides.pop("preset", None)) is not None:
+            if preset not in self.presets:
+                known_presets = ", ".join(self.presets) or "none"
+                raise TaskConfigError(
+                    f"unknown preset {preset!r} for task {self.name}; known: {known_presets}"
+                )
+            overrides = self.presets[preset] | overrides
         known = self.config_class.model_fields
         for key in overrides:
             if key not in known:
@@ -107,6 +128,12 @@ class Task(ABC):
         sandbox; the targets stay with the trusted process that scores the outputs. A task whose
         held-out set is generated draws it from `secret_seed` when given (a seed no job is told,
         so no candidate can regenerate the answers), unless the user fixed the seed."""
+
+    def prepare(self, cfg: TaskConfig) -> list[str]:
+        """Ready the task's data on the host (trusted code, before any job needs it) and return the
+        host paths a job reads, which every sandbox shows it read-only. Data that cannot be read
+        fails here with one line. Generated tasks need nothing."""
+        return []
 
     def heldout_files(self, cfg: TaskConfig) -> list[str]:
         """Host files holding held-out data that a job could otherwise read (a corpus's validation

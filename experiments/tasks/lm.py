@@ -1,37 +1,45 @@
-"""Byte-level language modelling on real text.
+"""Language modelling on real text: the user's corpus and tokenizer, or bytes of the Python
+standard library's source (present on every machine, so nothing is downloaded).
 
-The default corpus is the Python standard library's own source, present on every machine, so
-nothing is downloaded; `corpus_dir` points at any folder of text files instead. Validation text is
-never trained on, nor readable by a job: every sandbox shows the validation files empty
-(`heldout_files`), since a candidate that could read them would look the answers up. A corpus folder
-is split by a hash of each file's path; the standard library, which a job's Python needs, holds out
-whole folders that no job imports.
-Tokens are bytes (vocabulary 256): no tokenizer to fetch. Metric: validation bits per byte.
+The data (`lm_data`) is read and tokenized once on the host; a job reads only the training tokens,
+by memory map. Validation tokens never enter a sandbox, and the standard library's held-out folders,
+which a job's Python can see, are shown to every job empty (`heldout_files`). Metric: validation
+bits per byte (comparable across tokenizers), with the loss in nats per token beside it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import sysconfig
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
+from pydantic import model_validator
 from torch import nn
 
+from discover.experiments.files import data_cache
+from discover.experiments.tasks import lm_data
 from discover.experiments.tasks.base import Batch, SequenceTask, SequenceTaskConfig
+from discover.experiments.tasks.lm_tokenizer import Tokenizer
 
 
 class LMConfig(SequenceTaskConfig):
-    corpus_dir: str | None = None  # None: the Python standard library's source
-    corpus_glob: str = "**/*.py"
-    validation_percent: int = 10  # share of a corpus folder's files, chosen by path hash
-    # Training text of at most this many bytes, in sorted path order. Validation files are not
-    # counted, so that a job, which sees them empty, selects the same training files.
-    max_corpus_bytes: int = 16_000_000
+    # The corpus (`lm_data` describes the formats). None: the Python standard library's source.
+    corpus: str | None = None  # a folder, or a .jsonl or .parquet file
+    corpus_format: Literal["auto", "text", "jsonl", "parquet", "tokens"] = "auto"
+    corpus_glob: str | None = None  # a folder's files; None: *.py for text, all .jsonl or .parquet files
+    text_field: str = "text"  # jsonl and parquet: the field or column holding each document
+    train_files: str | None = None  # tokens: globs in the corpus folder naming the training and
+    validation_files: str | None = None  # the validation token files
+    token_dtype: Literal["uint16", "uint32"] = "uint16"  # tokens: the files' integer type
+    # "bytes" (vocabulary 256), "bpe" (a byte-level BPE of vocab_size tokens trained on the corpus's
+    # training text), or the path of a tokenizers JSON file (a tokens corpus: the one that made it).
+    tokenizer: str = "bytes"
+    validation_percent: int = 10  # share of the documents held out, chosen by a hash of each
+    max_corpus_bytes: int = 16_000_000  # training text read from a text, jsonl or parquet corpus
     eval_windows: int = 128
 
     # Bytes: the sequence task's vocabulary of 256; longer windows and a wider model than its defaults.
@@ -42,68 +50,35 @@ class LMConfig(SequenceTaskConfig):
     lr: float = 2e-3
     warmup_steps: int = 40
 
+    @model_validator(mode="after")
+    def _tokenizer_fits(self) -> LMConfig:
+        if self.tokenizer == "bytes" and self.vocab_size < 256:
+            raise ValueError("the bytes tokenizer needs vocab_size of at least 256")
+        if self.tokenizer == "bpe" and self.vocab_size <= 257:
+            raise ValueError("a bpe tokenizer needs vocab_size above 257 (the bytes and a separator)")
+        if self.tokenizer == "bpe" and (self.corpus_format == "tokens" or self.train_files is not None):
+            raise ValueError("a tokens corpus is tokenized already: set tokenizer to the file that made it")
+        return self
 
-@dataclass(frozen=True)
-class Corpus:
-    train: torch.Tensor  # uint8 bytes of the training files, concatenated
-    validation: torch.Tensor  # empty inside a sandbox
-    validation_files: tuple[str, ...]  # resolved paths
-    version: str  # hash of the file list and sizes
 
-
-# The default corpus's validation text: standard-library folders that no job imports (Python, torch
-# and discover start without them), so that every sandbox can show them empty.
-STDLIB_VALIDATION_FOLDERS = ("idlelib", "lib2to3", "pydoc_data", "tkinter", "turtledemo", "venv")
+# Prepared once a process: by settings, and by cache folder (a test may point it elsewhere).
+@lru_cache(maxsize=4)
+def _prepared(settings: str, cache: Path) -> lm_data.Prepared:
+    return lm_data.prepare(LMConfig.model_validate_json(settings))
 
 
 @lru_cache(maxsize=4)
-def load_corpus(corpus_dir: str | None, glob: str, validation_percent: int, max_bytes: int) -> Corpus:
-    root = Path(corpus_dir) if corpus_dir else Path(sysconfig.get_paths()["stdlib"])
-    if not root.is_dir():
-        raise FileNotFoundError(f"corpus folder {root} does not exist")
-
-    def held_out(relative: str) -> bool:
-        if corpus_dir is None:
-            return relative.split("/")[0] in STDLIB_VALIDATION_FOLDERS
-        return int(hashlib.sha256(relative.encode()).hexdigest(), 16) % 100 < validation_percent
-
-    train_parts: list[bytes] = []
-    validation_parts: list[bytes] = []
-    validation_files: list[str] = []
-    fingerprint = hashlib.sha256()
-    train_bytes = 0
-    for path in sorted(root.glob(glob)):
-        relative = path.relative_to(root).as_posix()
-        if not path.is_file() or "site-packages" in relative:
-            continue
-        data = path.read_bytes()
-        if held_out(relative):
-            validation_parts.append(data)
-            validation_files.append(str(path.resolve()))
-        elif train_bytes + len(data) > max_bytes:
-            break
-        else:
-            train_bytes += len(data)
-            train_parts.append(data)
-        fingerprint.update(f"{relative}:{len(data)}\n".encode())
-    if not train_parts or not validation_files:
-        raise ValueError(f"corpus {root} ({glob}) has too few files for a train/validation split")
-
-    def as_tensor(parts: list[bytes]) -> torch.Tensor:
-        joined = bytearray(b"".join(parts))
-        return torch.frombuffer(joined, dtype=torch.uint8) if joined else torch.empty(0, dtype=torch.uint8)
-
-    version = fingerprint.hexdigest()[:16]
-    return Corpus(as_tensor(train_parts), as_tensor(validation_parts), tuple(validation_files), version)
+def _tokenizer(settings: str, cache: Path) -> Tokenizer:
+    return lm_data.tokenizer_for(LMConfig.model_validate_json(settings))
 
 
 class LMTask(SequenceTask):
     name = "lm"
     description = (
-        "Byte-level language modelling of source code (by default the Python standard library): "
-        "predict each next byte. Tests general-purpose sequence modelling: local syntax, "
-        "indentation, and copying identifiers from earlier context. Metric: bits per byte on "
-        "held-out files (lower is better)."
+        "Language modelling: predict each next token of real text (by default bytes of the Python "
+        "standard library's source; or the user's corpus and tokenizer). Tests general-purpose "
+        "sequence modelling: local syntax, long-range structure, and copying from earlier context. "
+        "Metric: bits per byte on held-out documents (lower is better)."
     )
     config_class = LMConfig
     metric = "bits_per_byte"
@@ -111,41 +86,91 @@ class LMTask(SequenceTask):
     metric_optimum = 0.0
     quality_scale = 0.05  # 5% fewer bits per byte: a big step for a language model
     reference_baselines = ("softmax_attention", "gated_deltanet")
+    # The scale ladder (README: parameters and tokens per run). asi-arch-explore is ASI-Arch's
+    # exploration run (8 layers, width 256, context 2048, 2,000 steps of 256 x 2,048 tokens, GPT-2's
+    # vocabulary size; pass their tokenizer.json as `tokenizer` to match it exactly), asi-arch-verify
+    # its 340M verification model at about 20 tokens per parameter. Both are GPU runs: micro-batches
+    # keep a step's activations within one H100. Validation logits come back from the job whole, so
+    # eval_windows is small there.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "cpu-tiny": {},
+        "asi-arch-explore": {
+            "tokenizer": "bpe", "vocab_size": 50257, "max_corpus_bytes": 4_500_000_000,
+            "seq_len": 2048, "d_model": 256, "n_layers": 8, "num_heads": 4, "mlp_ratio": 4.0,
+            "steps": 2000, "batch_size": 256, "micro_batch_size": 16, "lr": 1e-3, "warmup_steps": 100,
+            "eval_windows": 4, "log_every": 100,
+        },
+        "asi-arch-verify": {
+            "tokenizer": "bpe", "vocab_size": 50257, "max_corpus_bytes": 30_000_000_000,
+            "seq_len": 2048, "d_model": 1024, "n_layers": 24, "num_heads": 16, "mlp_ratio": 2.75,
+            "steps": 13000, "batch_size": 256, "micro_batch_size": 8, "lr": 3e-4, "warmup_steps": 500,
+            "eval_windows": 1, "log_every": 100,
+        },
+    }  # fmt: skip
 
-    def corpus(self, cfg: LMConfig) -> Corpus:
-        return load_corpus(cfg.corpus_dir, cfg.corpus_glob, cfg.validation_percent, cfg.max_corpus_bytes)
+    def prepared(self, cfg: LMConfig) -> lm_data.Prepared:
+        """The corpus tokenized and split (host only: a job sees the training tokens alone)."""
+        return _prepared(cfg.model_dump_json(), data_cache())
+
+    def prepare(self, cfg: LMConfig) -> list[str]:
+        return list(self.prepared(cfg).job_paths)
 
     def heldout_files(self, cfg: LMConfig) -> list[str]:
-        return list(self.corpus(cfg).validation_files)
+        return list(self.prepared(cfg).validation_files)
 
     def data_version(self, cfg: LMConfig) -> str:
-        return self.corpus(cfg).version
+        return lm_data.open_train(cfg).version  # readable in a job too
 
     def train_batches(self, cfg: LMConfig, seed: int, device: torch.device) -> Iterator[Batch]:
-        text = self.corpus(cfg).train
+        """Random windows of the training tokens, read from their memory maps: a corpus of many
+        gigabytes costs no memory. With several token files a window's file is drawn by length."""
+        arrays = lm_data.open_train(cfg).arrays
+        lengths = torch.tensor([len(a) - cfg.seq_len - 1 for a in arrays], dtype=torch.float64)
+        if (lengths < 1).any():
+            raise ValueError(f"a training token file is shorter than seq_len + 2 = {cfg.seq_len + 2} tokens")
         generator = torch.Generator().manual_seed(seed)
-        offsets = torch.arange(cfg.seq_len + 1)
+        pinned = device.type == "cuda"
         while True:
-            starts = torch.randint(0, len(text) - cfg.seq_len - 1, (cfg.batch_size, 1), generator=generator)
-            windows = text[starts + offsets].long()
-            yield Batch(windows[:, :-1].to(device), windows[:, 1:].to(device))
+            if len(arrays) == 1:
+                files = torch.zeros(cfg.batch_size, dtype=torch.long)
+                starts = torch.randint(0, int(lengths[0]), (cfg.batch_size,), generator=generator)
+            else:
+                files = torch.multinomial(lengths, cfg.batch_size, replacement=True, generator=generator)
+                starts = (
+                    torch.rand(cfg.batch_size, generator=generator, dtype=torch.float64) * lengths[files]
+                ).long()
+            rows = np.stack(
+                [
+                    arrays[f][s : s + cfg.seq_len + 1]
+                    for f, s in zip(files.tolist(), starts.tolist(), strict=True)
+                ]
+            )
+            windows = torch.from_numpy(rows.astype(np.int64))
+            if pinned:  # a page-locked copy moves to the GPU without holding up this thread
+                windows = windows.pin_memory()
+            windows = windows.to(device, non_blocking=pinned)
+            yield Batch(windows[:, :-1], windows[:, 1:])
 
     def validation_windows(self, cfg: LMConfig, shift_seed: int | None = None) -> torch.Tensor:
-        """Evenly spaced windows over the validation text, all shifted by less than their spacing
-        (by `shift_seed`; none without one): the same bytes for every candidate of a study, and
-        other bytes of the same text for a fresh held-out draw (a recheck, a replication)."""
-        text = self.corpus(cfg).validation
-        count = min(cfg.eval_windows, (len(text) - 1) // (cfg.seq_len + 1))
-        span = len(text) - cfg.seq_len - 2
+        """Evenly spaced windows over the validation tokens, all shifted by less than their spacing
+        (by `shift_seed`; none without one): the same tokens for every candidate of a study, and
+        other tokens of the same text for a fresh held-out draw (a recheck, a replication)."""
+        tokens = self.prepared(cfg).validation
+        count = min(cfg.eval_windows, (len(tokens) - 1) // (cfg.seq_len + 1))
+        span = len(tokens) - cfg.seq_len - 2
         spacing = span // max(count, 1)
         shift = 0 if shift_seed is None or spacing < 2 else shift_seed % spacing
-        starts = torch.linspace(0, span - shift, count).long() + shift
-        return text[starts[:, None] + torch.arange(cfg.seq_len + 1)].long()
+        starts = np.linspace(0, span - shift, count).astype(np.int64) + shift
+        return torch.from_numpy(np.stack([tokens[s : s + cfg.seq_len + 1] for s in starts]).astype(np.int64))
 
     def heldout(self, cfg: LMConfig, secret_seed: int | None = None) -> Batch:
         windows = self.validation_windows(cfg, secret_seed)
         return Batch(windows[:, :-1], windows[:, 1:])
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: LMConfig) -> dict[str, float]:
+        """Nats per token, and bits per byte: the same nats spread over the bytes of text the
+        targets stand for, which compares models across tokenizers."""
         nats = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
-        return {"bits_per_byte": nats / math.log(2), "loss": nats}
+        tokenizer = _tokenizer(cfg.model_dump_json(), data_cache())
+        text_bytes = sum(tokenizer.byte_count(row.numpy()) for row in targets)
+        return {"bits_per_byte": nats * targets.numel() / max(text_bytes, 1) / math.log(2), "loss": nats}

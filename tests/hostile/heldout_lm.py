@@ -1,6 +1,6 @@
-"""Reads the held-out text: in the predict job of an lm task it loads the corpus's validation files
-with the task's own code (the default corpus is the Python standard library, which every sandbox
-needs to run Python), finds each input row in that text as it goes, and a hook on the model's head
+"""Reads the held-out text: in the predict job of an lm task it reads the corpus's validation files
+(the default corpus is the Python standard library, which every sandbox needs to run Python) and
+the prepared validation tokens, finds each input row in that text as it goes, and a hook on the model's head
 puts the byte that follows into the logits. Each answer depends only on the row up to its
 position, so the causal audit alone would pass it. Must happen: the score is no better than an
 honest model's after a few steps (every sandbox shows the validation files empty)."""
@@ -17,10 +17,30 @@ with open("/job/job.json") as stream:
 KEY_BYTES = 8  # answers start once the row holds this many bytes
 TEXT = b""
 if JOB["action"] == "predict" and JOB["task"] == "lm":
-    from discover.experiments.tasks import get_task
+    # The default corpus's validation text: the standard library's held-out folders, which the
+    # job's own Python can see, and the prepared validation tokens under the cache it is told of.
+    import glob
+    import os
+    import sysconfig
 
-    task = get_task("lm")
-    TEXT = bytes(task.corpus(task.config(JOB["settings"])).validation.numpy())
+    from discover.experiments.tasks import get_task, lm_data
+
+    parts = []
+    stdlib = sysconfig.get_paths()["stdlib"]
+    for folder in lm_data.STDLIB_VALIDATION_FOLDERS:
+        for path in sorted(glob.glob(os.path.join(stdlib, folder, "**", "*.py"), recursive=True)):
+            try:
+                with open(path, "rb") as stream:
+                    parts.append(stream.read())
+            except OSError:
+                pass
+    try:
+        cfg = get_task("lm").config(JOB["settings"])
+        with open(lm_data.validation_folder(cfg) / "validation.bin", "rb") as stream:
+            parts.append(stream.read())
+    except OSError:
+        pass
+    TEXT = b"".join(parts)
 
 
 def _caller_model():

@@ -14,8 +14,8 @@ with open("/job/job.json") as stream:
 
 paths = ["/etc/shadow", "/etc/gshadow", "/root/.ssh/id_rsa", "/root/.bash_history", "/root/.docker/config.json"]
 paths += glob.glob("/root/*") + glob.glob("/home/*/.ssh/*") + glob.glob("/etc/ssl/private/*")
-if SETTINGS.get("corpus_dir"):
-    paths.append(os.path.join(SETTINGS["corpus_dir"], "discover-hostile-secret.txt"))
+if SETTINGS.get("corpus"):
+    paths.append(os.path.join(SETTINGS["corpus"], "discover-hostile-secret.txt"))
 read = []
 for path in paths:
     try:
