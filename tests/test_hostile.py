@@ -296,9 +296,11 @@ def lm_corpora(root: Path) -> dict[str, dict]:
         ids = [i for encoded in tokenizer.tokenizer.encode_batch(part) for i in encoded.ids]
         np.asarray(ids, dtype=np.uint16).tofile(root / "shards" / name)
     tiny = {"steps": 3, "seq_len": 32, "eval_windows": 4}
+    benchmark = root / "answers.jsonl"  # zero-shot questions: the answers stay on the host
+    benchmark.write_text('{"context": "line 1 of", "choices": [" the", " a"], "answer": 0}\n')
     return {
         "text": tiny | {"corpus": str(root / "text"), "corpus_glob": "*.txt"},
-        "jsonl": tiny | {"corpus": str(root / "corpus.jsonl")},
+        "jsonl": tiny | {"corpus": str(root / "corpus.jsonl"), "zero_shot": [str(benchmark)]},
         "parquet": tiny | {"corpus": str(root / "corpus.parquet")},
         "tokens": tiny | {
             "corpus": str(root / "shards"), "train_files": "train_*.bin", "validation_files": "val_*.bin",

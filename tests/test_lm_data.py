@@ -234,3 +234,55 @@ def test_micro_batches_take_the_same_step(tmp_path):
     )  # fmt: skip
     assert parts.value == pytest.approx(whole.value, rel=1e-4)
     assert parts.final_train_loss == pytest.approx(whole.final_train_loss, rel=1e-4)
+
+
+SAMPLE = Path(__file__).parent / "data" / "zero_shot_sample.jsonl"
+
+
+def test_multiple_choice_scoring_matches_a_hand_computed_example(tmp_path):
+    """Bytes; every logit 0 (each byte 1/256) but where noted. Question 1: " yy" is twice 1/2 after
+    its space: log-likelihood ln(1/256) + 2 ln(1/2) = -6.93 against " x"'s 2 ln(1/256) = -11.09;
+    both accuracies pick it. Question 2: " bbbbbb" is six times 1/16 after its space: -22.18
+    against " a"'s -11.09, so the raw sum picks " a" (wrong), but per byte -3.17 against -5.55
+    picks " bbbbbb" (right). acc = 1/2, acc_norm = 2/2."""
+    from discover.experiments.tasks.lm_tokenizer import ByteTokenizer
+    from discover.experiments.tasks.lm_zero_shot import Question, choice_rows, score_choices
+
+    questions = [Question("hand", "ab", (" x", " yy"), 1), Question("hand", "q", (" a", " bbbbbb"), 1)]
+    rows = choice_rows(questions, ByteTokenizer(), seq_len=16)
+    logits = torch.zeros(len(rows.targets), 16, 256)
+    for row, letter, logit in ((1, "y", math.log(255)), (3, "b", math.log(17))):  # p = 1/2, 1/16
+        labelled = (rows.targets[row] == ord(letter)).nonzero().flatten()
+        assert len(labelled) == {"y": 2, "b": 6}[letter]
+        logits[row, labelled, ord(letter)] = logit
+    metrics = score_choices(logits, rows.targets, questions)
+    assert metrics["zero_shot_acc"] == 0.5 and metrics["zero_shot_acc_norm"] == 1.0
+    assert metrics["hand_acc"] == 0.5 and metrics["hand_acc_norm"] == 1.0
+    # The rows: context then choice, only the choice labelled, each choice token where it is predicted.
+    assert rows.inputs[1, :3].tolist() == list(b"ab ") and rows.targets[1, 1:4].tolist() == list(b" yy")
+
+
+def test_zero_shot_accuracy_is_scored_beside_the_validation_loss(tmp_path):
+    cfg = LM.config(TINY | settings_for("jsonl", tmp_path) | {"zero_shot": str(SAMPLE)})
+    result = train(builtin_baselines()["linear_attention"], LM, cfg, device=torch.device("cpu"))
+    assert {"zero_shot_acc", "zero_shot_acc_norm", "zero_shot_sample_acc_norm"} <= set(result.metrics)
+    assert 0 <= result.metrics["zero_shot_acc_norm"] <= 1
+    without = LM.config(TINY | {"corpus": cfg.corpus})
+    heldout = LM.heldout(cfg)
+    assert len(heldout.inputs) == len(LM.heldout(without).inputs) + 15  # a row per choice: 15 in the sample
+    logits = torch.randn(*heldout.targets.shape, 256)
+    windows = len(LM.heldout(without).inputs)
+    with_scores = LM.score(logits, heldout.targets, cfg)
+    alone = LM.score(logits[:windows], heldout.targets[:windows], without)
+    assert with_scores["bits_per_byte"] == pytest.approx(alone["bits_per_byte"])
+
+
+def test_bad_benchmarks_are_one_line_errors(tmp_path):
+    corpus = settings_for("jsonl", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"zero-shot benchmark .* does not exist"):
+        LM.prepare(LM.config(TINY | corpus | {"zero_shot": str(tmp_path / "none.jsonl")}))
+    bad = tmp_path / "bad.jsonl"
+    good = '{"context": "a", "choices": ["b", "c"], "answer": 0}'
+    bad.write_text(good + '\n{"context": "a", "choices": ["b"], "answer": 0}\n')  # one choice only
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not a question"):
+        LM.prepare(LM.config(TINY | corpus | {"zero_shot": str(bad)}))

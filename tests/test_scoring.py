@@ -1,5 +1,7 @@
 """Fitness: relative to the reference, weights from config, the too-good-to-be-true gate."""
 
+import pytest
+
 from discover.experiments.harness import TrainResult
 from discover.experiments.tasks import get_task
 from discover.vetting.scoring import ScoringConfig, fitness
@@ -83,3 +85,14 @@ def test_too_good_to_be_true_is_flagged_not_crowned():
 
 def test_diverged_run_scores_zero():
     assert fitness(result(float("nan"), status="diverged"), result(2.0), LM).value == 0.0
+
+
+def test_zero_shot_accuracy_enters_quality_with_its_weight():
+    """Equal bits per byte; the design answers more benchmark questions than the reference."""
+    design, reference = result(1.5), result(1.5)
+    design.metrics["zero_shot_acc_norm"], reference.metrics["zero_shot_acc_norm"] = 0.6, 0.4
+    assert fitness(design, reference, LM).quality == 0.5  # weight 0: recorded, not scored
+    weighted = fitness(design, reference, LM, ScoringConfig(zero_shot_weight=1.0))
+    assert weighted.quality > 0.5
+    reversed_ = fitness(reference, design, LM, ScoringConfig(zero_shot_weight=1.0))
+    assert reversed_.quality == pytest.approx(1 - weighted.quality)

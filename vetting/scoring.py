@@ -1,7 +1,8 @@
 """Fitness of a result relative to a reference baseline's result on the same task.
 
     fitness = weighted mean of
-        quality    = sigmoid(log quality ratio / quality_scale)
+        quality    = sigmoid(log quality ratio / quality_scale), averaged with weight
+                     zero_shot_weight with the same term for zero-shot benchmark accuracy (lm)
         efficiency = mean of sigmoid(log2 throughput ratio) and sigmoid(log2 memory ratio);
                      the throughput term is 0.5 when the two were timed by different clocks
         judge      = a qualitative score in [0, 1] from an LLM judge, when one is given
@@ -34,6 +35,9 @@ from discover.experiments.suite import Suite, SuiteResult
 from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import Task
 
+ZERO_SHOT = "zero_shot_acc_norm"
+ZERO_SHOT_SCALE = 2.0  # as the accuracy tasks' quality_scale: log-odds ratio 2 lifts the term to 0.73
+
 
 class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -44,6 +48,9 @@ class ScoringConfig(BaseModel):
     quality_scale: float | None = Field(default=None, gt=0)  # None: the task's own (`Task.quality_scale`)
     error_floor: float = Field(default=1e-3, gt=0)  # 99.9% accuracy counts as perfect: ties, not a cliff
     too_good_margin: float = 0.5  # beyond +50% relative improvement: verify before believing
+    # Weight of zero-shot benchmark accuracy (the lm task's `zero_shot` files) beside the task
+    # metric in quality: 0 leaves it recorded but out of fitness; 1 counts it as much as the metric.
+    zero_shot_weight: float = Field(default=0.0, ge=0)
 
 
 class Fitness(BaseModel):
@@ -62,18 +69,20 @@ def relative_improvement(value: float, reference: float, task: Task | Suite) -> 
     return gain / max(abs(reference), 1e-9)
 
 
-def log_quality_ratio(value: float, reference: float, task: Task | Suite, floor: float) -> float:
+def log_quality_ratio(
+    value: float, reference: float, optimum: float, worst: float | None, floor: float
+) -> float:
     """log(reference's error / value's), where error is the distance from the optimum, plus, for a
     metric with a worst value, log(value's distance from the worst / reference's): > 0 means better
     than the reference. Distances below `floor` count as `floor`: a perfect reference would
     otherwise send every near-perfect design to quality 0, below far worse ones that only run faster."""
 
     def error(x: float) -> float:
-        return max(abs(task.metric_optimum - x), floor)
+        return max(abs(optimum - x), floor)
 
     ratio = math.log(error(reference) / error(value))
-    if task.metric_worst is not None:
-        span = abs(task.metric_optimum - task.metric_worst)
+    if worst is not None:
+        span = abs(optimum - worst)
         ratio += math.log(max(span - error(value), floor) / max(span - error(reference), floor))
     return ratio
 
@@ -125,8 +134,18 @@ def _terms(
     if result.status != "ok" or not math.isfinite(result.value):
         return 0.0, 0.0
     scale = cfg.quality_scale or task.quality_scale
-    ratio = log_quality_ratio(result.value, reference.value, task, cfg.error_floor)
+    ratio = log_quality_ratio(
+        result.value, reference.value, task.metric_optimum, task.metric_worst, cfg.error_floor
+    )
     quality = _sigmoid(ratio / scale)
+    if cfg.zero_shot_weight > 0 and ZERO_SHOT in result.metrics and ZERO_SHOT in reference.metrics:
+        # Benchmark accuracy joins quality: the same log-odds ratio, at the accuracy tasks' scale.
+        odds = log_quality_ratio(
+            result.metrics[ZERO_SHOT], reference.metrics[ZERO_SHOT], 1.0, 0.0, cfg.error_floor
+        )
+        quality = (quality + cfg.zero_shot_weight * _sigmoid(odds / ZERO_SHOT_SCALE)) / (
+            1 + cfg.zero_shot_weight
+        )
     # Throughputs by different clocks do not compare (tokens per CPU-second against per wall-second:
     # a reference measured before the CPU clock was, in a resumed study), so neither side gains.
     same_clock = result.throughput_clock == reference.throughput_clock

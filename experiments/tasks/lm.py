@@ -17,13 +17,14 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from discover.experiments.files import data_cache
 from discover.experiments.tasks import lm_data
 from discover.experiments.tasks.base import Batch, SequenceTask, SequenceTaskConfig
 from discover.experiments.tasks.lm_tokenizer import Tokenizer
+from discover.experiments.tasks.lm_zero_shot import ChoiceRows, choice_rows, load_questions, score_choices
 
 
 class LMConfig(SequenceTaskConfig):
@@ -41,6 +42,9 @@ class LMConfig(SequenceTaskConfig):
     validation_percent: int = 10  # share of the documents held out, chosen by a hash of each
     max_corpus_bytes: int = 16_000_000  # training text read from a text, jsonl or parquet corpus
     eval_windows: int = 128
+    # Zero-shot multiple-choice benchmarks (`lm_zero_shot`): JSON-lines files on the host, scored
+    # beside the validation loss; a job sees their contexts and choices, never their answers.
+    zero_shot: list[str] = Field(default_factory=list)
 
     # Bytes: the sequence task's vocabulary of 256; longer windows and a wider model than its defaults.
     seq_len: int = 256
@@ -49,6 +53,11 @@ class LMConfig(SequenceTaskConfig):
     batch_size: int = 16
     lr: float = 2e-3
     warmup_steps: int = 40
+
+    @field_validator("zero_shot", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [part for part in value.split(",") if part] if isinstance(value, str) else value  # --set a,b
 
     @model_validator(mode="after")
     def _tokenizer_fits(self) -> LMConfig:
@@ -65,6 +74,12 @@ class LMConfig(SequenceTaskConfig):
 @lru_cache(maxsize=4)
 def _prepared(settings: str, cache: Path) -> lm_data.Prepared:
     return lm_data.prepare(LMConfig.model_validate_json(settings))
+
+
+@lru_cache(maxsize=4)
+def _choices(settings: str, cache: Path) -> ChoiceRows:
+    cfg = LMConfig.model_validate_json(settings)
+    return choice_rows(load_questions(cfg.zero_shot), _tokenizer(settings, cache), cfg.seq_len)
 
 
 @lru_cache(maxsize=4)
@@ -113,7 +128,9 @@ class LMTask(SequenceTask):
         return _prepared(cfg.model_dump_json(), data_cache())
 
     def prepare(self, cfg: LMConfig) -> list[str]:
-        return list(self.prepared(cfg).job_paths)
+        paths = list(self.prepared(cfg).job_paths)
+        self.choices(cfg)  # a missing or malformed benchmark fails now, before any job
+        return paths
 
     def heldout_files(self, cfg: LMConfig) -> list[str]:
         return list(self.prepared(cfg).validation_files)
@@ -163,14 +180,33 @@ class LMTask(SequenceTask):
         starts = np.linspace(0, span - shift, count).astype(np.int64) + shift
         return torch.from_numpy(np.stack([tokens[s : s + cfg.seq_len + 1] for s in starts]).astype(np.int64))
 
+    def choices(self, cfg: LMConfig) -> ChoiceRows | None:
+        """The zero-shot benchmarks' rows (host only: the files hold the answers)."""
+        if not cfg.zero_shot:
+            return None
+        return _choices(cfg.model_dump_json(), data_cache())
+
     def heldout(self, cfg: LMConfig, secret_seed: int | None = None) -> Batch:
+        """The validation windows, then a row per zero-shot choice."""
         windows = self.validation_windows(cfg, secret_seed)
-        return Batch(windows[:, :-1], windows[:, 1:])
+        inputs, targets = windows[:, :-1], windows[:, 1:]
+        if (rows := self.choices(cfg)) is not None:
+            inputs, targets = torch.cat([inputs, rows.inputs]), torch.cat([targets, rows.targets])
+        return Batch(inputs, targets)
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: LMConfig) -> dict[str, float]:
         """Nats per token, and bits per byte: the same nats spread over the bytes of text the
-        targets stand for, which compares models across tokenizers."""
-        nats = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+        targets stand for, which compares models across tokenizers; then zero-shot accuracy."""
+        rows = self.choices(cfg)
+        windows = len(targets) - (0 if rows is None else len(rows.targets))
+        lm_logits, lm_targets = logits[:windows], targets[:windows]
+        nats = nn.functional.cross_entropy(lm_logits.flatten(0, 1), lm_targets.flatten()).item()
         tokenizer = _tokenizer(cfg.model_dump_json(), data_cache())
-        text_bytes = sum(tokenizer.byte_count(row.numpy()) for row in targets)
-        return {"bits_per_byte": nats * targets.numel() / max(text_bytes, 1) / math.log(2), "loss": nats}
+        text_bytes = sum(tokenizer.byte_count(row.numpy()) for row in lm_targets)
+        metrics = {
+            "bits_per_byte": nats * lm_targets.numel() / max(text_bytes, 1) / math.log(2),
+            "loss": nats,
+        }
+        if rows is not None:
+            metrics |= score_choices(logits[windows:], targets[windows:], rows.questions)
+        return metrics

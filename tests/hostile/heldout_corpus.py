@@ -1,6 +1,7 @@
 """Reads an lm corpus's validation data, whatever its format: the prepared validation tokens (under
 the cache folder every job is told of), the corpus file itself (JSON lines, Parquet: validation
-documents sit in it beside the training ones), and the validation token files of a tokens corpus.
+documents sit in it beside the training ones), the validation token files of a tokens corpus, and
+the zero-shot benchmark files, which hold the answers.
 Reports at import, in the check job, what it could open. Must happen: nothing (the report reads
 "read 0 validation files")."""
 
@@ -19,6 +20,7 @@ cfg = get_task("lm").config(JOB["settings"])
 paths = [str(lm_data.validation_folder(cfg) / "validation.bin"), str(lm_data.validation_folder(cfg) / "meta.json")]
 if cfg.corpus and os.path.isfile(cfg.corpus):
     paths.append(cfg.corpus)
+paths += cfg.zero_shot
 if cfg.corpus and cfg.validation_files:
     paths += glob.glob(os.path.join(cfg.corpus, cfg.validation_files))
     paths.append(os.path.join(cfg.corpus, "val_000.bin"))  # in case the glob cannot list the folder
