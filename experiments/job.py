@@ -91,7 +91,7 @@ def run(job_dir: Path, out_dir: Path) -> None:
         # weights_only: these files came out of a sandbox or the orchestrator and hold only tensors.
         model.load_state_dict(torch.load(job_dir / "weights.pt", map_location=device, weights_only=True))
         inputs = torch.load(job_dir / "inputs.pt", weights_only=True)
-        logits = predict(model, inputs, cfg.batch_size, device)
+        logits = task.outputs(model, inputs, cfg, device)
         guard.verify()
         torch.save(logits, out_dir / "logits.pt")
 

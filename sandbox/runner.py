@@ -57,7 +57,7 @@ from discover.vetting.heldout import (
     audit_violation,
     check_audit_inputs,
     read_logits,
-    read_parameter_count,
+    read_weights,
 )
 
 CHECK_TIMEOUT_S = 600.0
@@ -168,7 +168,7 @@ class Sandbox:
         weights = fit_out / "weights.pt"
         the_task, cfg = spec.task, spec.config
         try:
-            params = read_parameter_count(weights, self.limits.output_mb << 20)
+            state = read_weights(weights, self.limits.output_mb << 20)
         except HeldoutError as exc:
             raise JobFailed(JobOutcome(job_id=fit_job.job_id, status="failed", reason=str(exc))) from None
         # What a score depends on is measured here, not taken from fit.json: parameters from the
@@ -181,7 +181,7 @@ class Sandbox:
         tokens = cfg.steps * the_task.tokens_per_batch(cfg)
         measured = {
             "candidate": candidate.name,
-            "params": params,
+            "params": sum(tensor.numel() for tensor in state.values()),
             "tokens_per_s": tokens / fit_outcome.wall_time_s,
             "throughput_clock": "wall",
             "wall_time_s": fit_outcome.wall_time_s,
@@ -200,7 +200,8 @@ class Sandbox:
         audit = self._predict(fit_job, device, spec, "audit", candidate, weights, scrambled, deadline)
         if (violation := audit_violation(logits, audit, cuts, order)) is not None:
             raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
-        result = combine(summary, the_task.metric, the_task.score(logits, heldout.targets, cfg))
+        metrics = the_task.score_outputs(logits, heldout.targets, cfg, state)
+        result = combine(summary, the_task.metric, metrics)
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             metrics_stream = fit_out / "metrics.jsonl"
@@ -221,7 +222,8 @@ class Sandbox:
         inputs: torch.Tensor,
         deadline: float | None,
     ) -> torch.Tensor:
-        """Run a predict job on `inputs` and return its validated logits."""
+        """Run a predict job on `inputs` and return its validated outputs (the task's: logits, or
+        what it scores from)."""
         job_id = f"{fit_job.job_id}-{name}"
         job = self._job("predict", spec, slot, fit_job.trusted, job_id, deadline)
         out_dir, _ = self._run_on(job, candidate, inputs, {"weights.pt": weights})

@@ -14,7 +14,7 @@ import torch
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
 from discover.experiments.tasks import TaskConfigError, get_task, lm_data
-from discover.experiments.tasks.lm import LMConfig
+from discover.experiments.tasks.lm import LMConfig, token_log_likelihoods
 
 TINY = {"steps": 4, "log_every": 2, "seq_len": 32, "batch_size": 4, "eval_windows": 4, "d_model": 32}
 LM = get_task("lm")
@@ -255,7 +255,7 @@ def test_multiple_choice_scoring_matches_a_hand_computed_example(tmp_path):
         labelled = (rows.targets[row] == ord(letter)).nonzero().flatten()
         assert len(labelled) == {"y": 2, "b": 6}[letter]
         logits[row, labelled, ord(letter)] = logit
-    metrics = score_choices(logits, rows.targets, questions)
+    metrics = score_choices(token_log_likelihoods(logits, rows.targets), questions)
     assert metrics["zero_shot_acc"] == 0.5 and metrics["zero_shot_acc_norm"] == 1.0
     assert metrics["hand_acc"] == 0.5 and metrics["hand_acc_norm"] == 1.0
     # The rows: context then choice, only the choice labelled, each choice token where it is predicted.
@@ -286,3 +286,25 @@ def test_bad_benchmarks_are_one_line_errors(tmp_path):
     bad.write_text(good + '\n{"context": "a", "choices": ["b"], "answer": 0}\n')  # one choice only
     with pytest.raises(ValueError, match=r"bad.jsonl:2: not a question"):
         LM.prepare(LM.config(TINY | corpus | {"zero_shot": str(bad)}))
+
+
+def test_jobs_return_final_states_and_the_host_applies_the_head(tmp_path):
+    """A predict job's output for lm is [rows, time, d_model], whatever the vocabulary; scored with
+    the trained head outside the sandbox it gives what the model's own logits give."""
+    from discover.experiments.contract import load_mixer_class
+
+    cfg = LM.config(
+        TINY
+        | settings_for("jsonl", tmp_path)
+        | {"tokenizer": "bpe", "vocab_size": 320, "zero_shot": str(SAMPLE)}
+    )
+    model = LM.build_model(load_mixer_class(builtin_baselines()["softmax_attention"]), cfg)
+    heldout = LM.heldout(cfg)
+    states = LM.outputs(model, heldout.inputs, cfg, torch.device("cpu"))
+    assert states.shape == (*heldout.inputs.shape, cfg.d_model)
+    from_states = LM.score_outputs(states, heldout.targets, cfg, model.state_dict())
+    with torch.no_grad():
+        from_logits = LM.score(model(heldout.inputs), heldout.targets, cfg)
+    assert from_states.keys() == from_logits.keys()
+    for key, value in from_logits.items():
+        assert from_states[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

@@ -98,11 +98,11 @@ def read_logits(path: Path, shape: tuple[int, ...], max_bytes: int) -> torch.Ten
     return logits
 
 
-def read_parameter_count(path: Path, max_bytes: int) -> int:
-    """Parameters of a trained model, counted from the weights.pt its fit job wrote: the number the
-    predict job's strict `load_state_dict` proves is the model that gets scored (persistent buffers
-    count too; the built-in mixers keep none)."""
+def read_weights(path: Path, max_bytes: int) -> dict[str, torch.Tensor]:
+    """The weights.pt a fit job wrote, as a state dict of plain tensors. Parameters are counted
+    from it: the number the predict job's strict `load_state_dict` proves is the model that gets
+    scored (persistent buffers count too; the built-in mixers keep none)."""
     state = load_job_file(path, max_bytes, "the job wrote no weights", "weights.pt is not a saved state dict")
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise HeldoutError("weights.pt does not hold a state dict of tensors")
-    return sum(tensor.numel() for tensor in state.values())
+    return state

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -144,10 +144,29 @@ class Task(ABC):
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: TaskConfig) -> dict[str, float]:
         """Metrics from the model's outputs on the held-out inputs."""
 
+    def outputs(
+        self, model: nn.Module, inputs: torch.Tensor, cfg: TaskConfig, device: torch.device
+    ) -> torch.Tensor:
+        """What a predict job returns for held-out `inputs`: the logits, unless the task scores
+        from less (`score_outputs`)."""
+        return predict(model, inputs, cfg.batch_size, device)
+
+    def score_outputs(
+        self,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+        cfg: TaskConfig,
+        weights: Mapping[str, torch.Tensor],
+    ) -> dict[str, float]:
+        """Metrics from a predict job's `outputs`, outside the sandbox; `weights` are the trained
+        model's, for a task whose outputs are not yet logits."""
+        return self.score(outputs, targets, cfg)
+
     def evaluate(self, model: nn.Module, cfg: TaskConfig, device: torch.device) -> dict[str, float]:
         """Held-out metrics in this process: for trusted code only (see `discover.sandbox.runner`)."""
         heldout = self.heldout(cfg)
-        return self.score(predict(model, heldout.inputs, cfg.batch_size, device), heldout.targets, cfg)
+        outputs = self.outputs(model, heldout.inputs, cfg, device)
+        return self.score_outputs(outputs, heldout.targets, cfg, model.state_dict())
 
     @abstractmethod
     def tokens_per_batch(self, cfg: TaskConfig) -> int: ...
@@ -194,13 +213,20 @@ class SequenceTask(Task):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """The model's float32 outputs for `inputs`, batch by batch, on the CPU."""
+def predict(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The model's float32 outputs (or `forward`'s) for `inputs`, batch by batch, on the CPU."""
     model.eval()
+    forward = forward or model
     cpu_share = CpuShare() if device.type == "cpu" else None
     outputs = []
     for start in range(0, len(inputs), batch_size):
         if cpu_share is not None:
             cpu_share.adjust()  # fewer threads while other work wants the cores
-        outputs.append(model(inputs[start : start + batch_size].to(device)).float().cpu())
+        outputs.append(forward(inputs[start : start + batch_size].to(device)).float().cpu())
     return torch.cat(outputs)

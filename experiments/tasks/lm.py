@@ -10,7 +10,7 @@ bits per byte (comparable across tokenizers), with the loss in nats per token be
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,7 +22,7 @@ from torch import nn
 
 from discover.experiments.files import data_cache
 from discover.experiments.tasks import lm_data
-from discover.experiments.tasks.base import Batch, SequenceTask, SequenceTaskConfig
+from discover.experiments.tasks.base import IGNORE, Batch, SequenceTask, SequenceTaskConfig, predict
 from discover.experiments.tasks.lm_tokenizer import Tokenizer
 from discover.experiments.tasks.lm_zero_shot import ChoiceRows, choice_rows, load_questions, score_choices
 
@@ -68,6 +68,23 @@ class LMConfig(SequenceTaskConfig):
         if self.tokenizer == "bpe" and (self.corpus_format == "tokens" or self.train_files is not None):
             raise ValueError("a tokens corpus is tokenized already: set tokenizer to the file that made it")
         return self
+
+
+def token_log_likelihoods(
+    outputs: torch.Tensor, targets: torch.Tensor, head: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log p(target) at every position, 0 where a target is IGNORE: from logits, or from final
+    states and the head's weight [vocabulary, d_model], a few rows at a time (a whole set of
+    logits need never exist)."""
+    width = head.shape[0] if head is not None else outputs.shape[-1]
+    rows = max(1, (1 << 26) // (outputs.shape[1] * width))  # about 256 MB of logits a chunk
+    found = []
+    for start in range(0, len(outputs), rows):
+        chunk, wanted = outputs[start : start + rows].float(), targets[start : start + rows]
+        logits = chunk @ head.float().T if head is not None else chunk
+        picked = torch.log_softmax(logits, dim=-1).gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        found.append(picked * (wanted != IGNORE))
+    return torch.cat(found)
 
 
 # Prepared once a process: by settings, and by cache folder (a test may point it elsewhere).
@@ -194,19 +211,37 @@ class LMTask(SequenceTask):
             inputs, targets = torch.cat([inputs, rows.inputs]), torch.cat([targets, rows.targets])
         return Batch(inputs, targets)
 
+    def outputs(
+        self, model: nn.Module, inputs: torch.Tensor, cfg: LMConfig, device: torch.device
+    ) -> torch.Tensor:
+        """The final states the head reads, not logits: [rows, time, d_model] instead of
+        [rows, time, vocabulary], which for a real vocabulary would be tens of gigabytes. The
+        trusted side applies the trained head (`score_outputs`), so whatever states a job returns,
+        its predictions are distributions."""
+        return predict(model, inputs, cfg.batch_size, device, forward=model.hidden)
+
+    def score_outputs(
+        self, outputs: torch.Tensor, targets: torch.Tensor, cfg: LMConfig, weights: Mapping[str, torch.Tensor]
+    ) -> dict[str, float]:
+        if "head.weight" not in weights:
+            raise ValueError("the trained weights hold no head.weight")
+        return self._metrics(token_log_likelihoods(outputs, targets, weights["head.weight"]), targets, cfg)
+
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: LMConfig) -> dict[str, float]:
+        return self._metrics(token_log_likelihoods(logits, targets), targets, cfg)
+
+    def _metrics(
+        self, log_likelihoods: torch.Tensor, targets: torch.Tensor, cfg: LMConfig
+    ) -> dict[str, float]:
         """Nats per token, and bits per byte: the same nats spread over the bytes of text the
         targets stand for, which compares models across tokenizers; then zero-shot accuracy."""
         rows = self.choices(cfg)
         windows = len(targets) - (0 if rows is None else len(rows.targets))
-        lm_logits, lm_targets = logits[:windows], targets[:windows]
-        nats = nn.functional.cross_entropy(lm_logits.flatten(0, 1), lm_targets.flatten()).item()
+        nats = -log_likelihoods[:windows].mean().item()
         tokenizer = _tokenizer(cfg.model_dump_json(), data_cache())
-        text_bytes = sum(tokenizer.byte_count(row.numpy()) for row in lm_targets)
-        metrics = {
-            "bits_per_byte": nats * lm_targets.numel() / max(text_bytes, 1) / math.log(2),
-            "loss": nats,
-        }
+        text_bytes = sum(tokenizer.byte_count(row.numpy()) for row in targets[:windows])
+        tokens = targets[:windows].numel()
+        metrics = {"bits_per_byte": nats * tokens / max(text_bytes, 1) / math.log(2), "loss": nats}
         if rows is not None:
-            metrics |= score_choices(logits[windows:], targets[windows:], rows.questions)
+            metrics |= score_choices(log_likelihoods[windows:], rows.questions)
         return metrics

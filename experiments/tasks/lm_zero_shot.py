@@ -91,12 +91,10 @@ def choice_rows(questions: list[Question], tokenizer: Tokenizer, seq_len: int) -
     return ChoiceRows(questions, torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets)))
 
 
-def score_choices(logits: torch.Tensor, targets: torch.Tensor, questions: list[Question]) -> dict[str, float]:
-    """Accuracy by raw and by byte-normalised log-likelihood, over all questions and per file."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    labelled = targets != IGNORE
-    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    likelihood = (picked * labelled).sum(dim=1).tolist()
+def score_choices(log_likelihoods: torch.Tensor, questions: list[Question]) -> dict[str, float]:
+    """Accuracy by raw and by byte-normalised log-likelihood, over all questions and per file, from
+    each row's token log-likelihoods (0 where unlabelled)."""
+    likelihood = log_likelihoods.sum(dim=1).tolist()
     right: dict[str, list[tuple[bool, bool]]] = {}
     row = 0
     for question in questions:
