@@ -122,21 +122,20 @@ class LMTask(SequenceTask):
     # exploration run (8 layers, width 256, context 2048, 2,000 steps of 256 x 2,048 tokens, GPT-2's
     # vocabulary size; pass their tokenizer.json as `tokenizer` to match it exactly), asi-arch-verify
     # its 340M verification model at about 20 tokens per parameter. Both are GPU runs: micro-batches
-    # keep a step's activations within one H100. Validation logits come back from the job whole, so
-    # eval_windows is small there.
+    # keep a step's activations within one H100.
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "cpu-tiny": {},
         "asi-arch-explore": {
             "tokenizer": "bpe", "vocab_size": 50257, "max_corpus_bytes": 4_500_000_000,
             "seq_len": 2048, "d_model": 256, "n_layers": 8, "num_heads": 4, "mlp_ratio": 4.0,
             "steps": 2000, "batch_size": 256, "micro_batch_size": 16, "lr": 1e-3, "warmup_steps": 100,
-            "eval_windows": 4, "log_every": 100,
+            "eval_windows": 64, "log_every": 100,
         },
         "asi-arch-verify": {
             "tokenizer": "bpe", "vocab_size": 50257, "max_corpus_bytes": 30_000_000_000,
             "seq_len": 2048, "d_model": 1024, "n_layers": 24, "num_heads": 16, "mlp_ratio": 2.75,
             "steps": 13000, "batch_size": 256, "micro_batch_size": 8, "lr": 3e-4, "warmup_steps": 500,
-            "eval_windows": 1, "log_every": 100,
+            "eval_windows": 16, "log_every": 100,
         },
     }  # fmt: skip
 
