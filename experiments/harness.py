@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import platform
+import queue
 import resource
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -76,6 +78,26 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def prefetched(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """`batches`, made up to `depth` ahead on a thread of their own. (On a CPU the thread would
+    only take cores from training, so the harness prefetches on GPUs alone.)"""
+    ready: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                ready.put(batch)
+        except BaseException as exc:  # handed over, raised where the batch was wanted
+            ready.put(exc)
+
+    threading.Thread(target=produce, daemon=True, name="batches").start()
+    while True:
+        item = ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def learning_rate(step: int, cfg: TaskConfig) -> float:
     """Linear warmup, then cosine decay to a tenth of the peak."""
     if step < cfg.warmup_steps:
@@ -127,6 +149,8 @@ def fit(
         metrics_file = (out_dir / "metrics.jsonl").open("w")
 
     batches = task.train_batches(cfg, seed, device)
+    if device.type == "cuda":  # the next batches are made while the GPU trains on this one
+        batches = prefetched(batches)
     tokens_per_batch = task.tokens_per_batch(cfg)
     status: Literal["ok", "diverged"] = "ok"
     loss_value = float("nan")

@@ -1,5 +1,6 @@
 """The trusted harness: determinism, what it writes, and that it actually learns."""
 
+import itertools
 import json
 
 import pytest
@@ -46,3 +47,18 @@ def test_softmax_attention_learns_default_mqar_and_a_weak_mixer_does_not():
     weak = train(CANDIDATES / "weak_short_conv.py", task, cfg, seed=0)
     assert attention.value >= 0.9, attention.metrics
     assert weak.value < 0.5, weak.metrics
+
+
+def test_prefetched_batches_come_in_order_and_errors_come_through():
+    from discover.experiments.harness import prefetched
+
+    assert list(itertools.islice(prefetched(iter(range(100))), 100)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("corpus gone")
+
+    stream = prefetched(failing())
+    assert next(stream) == 1
+    with pytest.raises(ValueError, match="corpus gone"):
+        next(stream)

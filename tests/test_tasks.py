@@ -1,6 +1,5 @@
 """Task data: MQAR's structure and determinism, config validation (the lm task's data: test_lm_data)."""
 
-
 import pytest
 import torch
 
