@@ -27,6 +27,11 @@ PROPOSERS.register(
     "the motif grammar sampled uniformly: the control that search efficiency is measured against",
 )
 PROPOSERS.register(
+    "surrogate",
+    "discover.agents.proposers.surrogate:SurrogateProposer",
+    "model-based search over the motif grammar: a tree ensemble fitted on the designs measured so far",
+)
+PROPOSERS.register(
     "llm",
     "discover.agents.proposers.llm:LLMProposer",
     "researcher, coder and analyst agents over an OpenAI-compatible endpoint",

@@ -1,0 +1,132 @@
+"""The model-based proposer: deterministic under a seed, never a design twice, learns from what it
+measured, warm-starts from the same task's screens only, and survives kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+from discover.agents.grammar import CLASSICS, Genome, render, space
+from discover.agents.proposers.base import Member
+from discover.agents.proposers.surrogate import SurrogateConfig, SurrogateProposer
+from discover.experiments.contract import code_hash
+from discover.knowledge_base.store import KnowledgeBase
+
+from .conftest import discover
+from .test_study import TINY_STUDY, query, start, wait_for
+
+
+def measured(genomes: list[Genome], fitness) -> list[Member]:
+    return [Member(f"a{i}", f"d{i}", g, fitness(g)) for i, g in enumerate(genomes)]
+
+
+def delta_is_good(genome: Genome) -> float:
+    return 0.9 if genome.update == "delta" else 0.2
+
+
+def some_designs(count: int, seed: int = 0) -> list[Genome]:
+    return random.Random(seed).sample(space(), count)
+
+
+def test_deterministic_under_a_seed():
+    members = measured(some_designs(8), delta_is_good)
+    tried = {m.genome.key() for m in members}
+    picks = [SurrogateProposer().search(members, tried, random.Random("0/9")).code for _ in range(2)]
+    assert picks[0] == picks[1]
+
+
+def test_it_samples_at_random_until_initial_designs_are_measured():
+    proposer = SurrogateProposer(SurrogateConfig(initial=4))
+    members = measured(some_designs(3), delta_is_good)
+    proposal = proposer.search(members, {m.genome.key() for m in members}, random.Random(1))
+    assert proposal.motivation.startswith("Initial design")
+
+
+def test_it_proposes_what_its_measurements_favour_and_never_a_tried_design():
+    members = measured(some_designs(12), delta_is_good)
+    tried = {m.genome.key() for m in members}
+    proposer = SurrogateProposer(SurrogateConfig(exploration=0.0))
+    for step in range(5):
+        proposal = proposer.search(members, tried, random.Random(step))
+        genome = next(g for g in space() if render(g) == proposal.code)
+        assert genome.key() not in tried and genome.update == "delta"
+        assert "Model-based pick" in proposal.motivation
+        tried.add(genome.key())
+        members.append(Member(f"b{step}", proposal.name, genome, delta_is_good(genome)))
+
+
+def test_it_stops_when_every_design_was_tried():
+    members = measured(some_designs(6), delta_is_good)
+    assert SurrogateProposer().search(members, {g.key() for g in space()}, random.Random(0)) is None
+
+
+def test_warm_start_reads_the_same_tasks_screens_from_other_studies_only(tmp_path):
+    with KnowledgeBase(f"sqlite:///{tmp_path / 'kb.db'}") as kb:
+        ours, earlier, elsewhere = (kb.add_study(name).id for name in ("ours", "earlier", "other-task"))
+        for study, task, genome, fidelity in [
+            (earlier, "mqar", CLASSICS["DeltaNet"], "screen"),
+            (earlier, "mqar", CLASSICS["GLA"], "full"),  # not a screen
+            (elsewhere, "lm", CLASSICS["retention"], "screen"),  # another task
+            (ours, "mqar", CLASSICS["linear attention"], "screen"),  # this study's own
+        ]:
+            name, code = f"{study}-{genome.key()}", render(genome)
+            architecture = kb.add_architecture(name=name, code=code, study_id=study, origin="evolution")
+            kb.add_run(
+                architecture.id, task, study_id=study, fidelity=fidelity, status="succeeded", fitness=0.7
+            )
+        rows = kb.other_studies_screens("mqar", ours)
+        assert rows == [(code_hash(render(CLASSICS["DeltaNet"])), 0.7, earlier)]
+
+        proposer = SurrogateProposer(SurrogateConfig(initial=1))
+        study = SimpleNamespace(  # what `propose` reads of a study
+            kb=kb, study_id=ours, task=SimpleNamespace(name="mqar"), config=SimpleNamespace(seed=0)
+        )
+        proposal = proposer.propose(study, 5, [], {})
+        assert "and 1 screens from 1 earlier studies of the task" in proposal.motivation
+        cold = SurrogateProposer(SurrogateConfig(initial=1, warm_start=False)).propose(study, 5, [], {})
+        assert "earlier studies" not in cold.motivation
+
+
+SURROGATE_STUDY = TINY_STUDY + "[surrogate]\ninitial = 2\ntrees = 20\n"
+
+
+def designs(folder: Path) -> list[tuple[str, str]]:
+    return query(folder, "SELECT code_hash, origin FROM architecture WHERE origin = 'surrogate'")
+
+
+def test_kill_9_then_resume_proposes_nothing_twice(tmp_path, docker_backend):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "discover.toml").write_text(SURROGATE_STUDY)
+    process = start(
+        "run", "-C", str(folder), "--proposer", "surrogate", "--budget", "10m", "--max-experiments", "6"
+    )
+    try:
+        wait_for(lambda: (folder / "knowledge.db").exists() and len(designs(folder)) >= 3, process)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = len(designs(folder))
+    again = discover(
+        "run",
+        "-C",
+        str(folder),
+        "--resume",
+        "--proposer",
+        "surrogate",
+        "--budget",
+        "10m",
+        "--max-experiments",
+        "2",
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = designs(folder)
+    assert len(after) > before  # the study went on
+    assert len({code for code, _ in after}) == len(after)  # and proposed no design twice
+    motivations = query(folder, "SELECT motivation FROM architecture WHERE origin = 'surrogate'")
+    assert any("Model-based pick" in m for (m,) in motivations)
