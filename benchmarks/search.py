@@ -11,9 +11,10 @@ machine has enough (on two cores, more than two arms share them).
 A fair comparison: every arm starts from the same designs (`--start`). With `classics` (the
 default, as `discover init` configures evolution) every arm first screens the grammar's five
 classic designs; with `random`, every arm first screens the same `initial` random designs of its
-seed. Every arm runs the evolution proposer, and the control is its initial population made
-endless: the classics (if any), then uniform samples drawn exactly as `proposer = "random"` draws
-them. Seed s of every arm uses the same training seed and the same first designs, so arms are
+seed. The evolution arms and the control run the evolution proposer, the control with its
+initial population made endless: the classics (if any), then uniform samples drawn exactly as
+`proposer = "random"` draws them; the surrogate arm (`proposer = "surrogate"`) draws the same
+first designs, then follows its model. Seed s of every arm uses the same training seed and the same first designs, so arms are
 compared to the control seed by seed (a paired t-interval, `discover.agents.statistics.compare`).
 
 Reports
@@ -59,9 +60,10 @@ SETTINGS = {
 
 EVOLUTION = {"population": 16, "tournament": 4, "initial": 4, "guided": True}
 ENDLESS = 10**9  # an initial population that never ends: evolution then only samples at random
-ARMS = {  # name -> what it changes in the [evolution] section
+ARMS = {  # name -> what it changes in the [evolution] section, or the proposer it runs instead
     "evolution": {},
     "evolution (random mutation)": {"guided": False},
+    "surrogate": {"proposer": "surrogate"},
     "random": {"initial": ENDLESS},
 }
 CONTROL = "random"
@@ -74,12 +76,16 @@ ALPHA = 0.025  # one-sided, so `compare`'s interval is the two-sided 95% one
 
 
 def study_config(arm: str, seed: int, start: str) -> StudyConfig:
-    evolution = {**EVOLUTION, "classics": STARTS[start][0], **ARMS[arm]}
+    changes = dict(ARMS[arm])
+    proposer = changes.pop("proposer", "evolution")
+    evolution = {**EVOLUTION, "classics": STARTS[start][0], **changes}
+    # The surrogate starts as evolution does: the same classics or random designs, then its model.
+    surrogate = {"initial": EVOLUTION["initial"], "classics": STARTS[start][0], "warm_start": False}
     return StudyConfig.model_validate({
-        "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": "evolution", "seed": seed,
+        "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
         "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
-        "evolution": evolution,
+        "evolution": evolution, "surrogate": surrogate,
         "limits": {"cpus": 1},  # the other arms' studies run beside it
     })  # fmt: skip
 

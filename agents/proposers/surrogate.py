@@ -8,8 +8,9 @@ screen the untried design the model rates highest, counting its uncertainty as p
     pick        the untried design of the whole space (a few thousand) with the highest
                 mean + `exploration` x spread (an upper confidence bound)
 
-Before `initial` designs of the study are measured it samples at random, exactly as random search
-and evolution draw their initial designs, so `benchmarks/search.py` starts every arm alike. With
+It starts with the grammar's classic designs if `classics` is set, then samples at random until
+`initial` designs of the study are measured, exactly as evolution draws its initial designs, so
+`benchmarks/search.py` starts every arm alike. With
 `warm_start` the model also learns from other studies' screens of the same task in the knowledge
 base, each weighted `prior_weight` against a design of this study, and every proposal says how
 many of its training points came from elsewhere. It holds no state of its own: every proposal is
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from discover.agents.grammar import SLOTS, Genome, space
+from discover.agents.grammar import CLASSICS, SLOTS, Genome, space
 from discover.agents.proposers.base import Member, Proposal, ProposerSetup
 from discover.agents.proposers.grammar_search import GrammarProposer, genome_by_code_hash
 from discover.agents.proposers.random_search import RandomProposer
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 
 class SurrogateConfig(Section):
-    initial: int = Field(default=4, ge=1)  # random designs measured before the model decides
+    initial: int = Field(default=4, ge=1)  # designs measured before the model decides
+    classics: bool = False  # start from the grammar's classic designs, as evolution does
     trees: int = Field(default=100, ge=2)
     exploration: float = Field(default=1.0, ge=0)  # weight of the trees' spread in the pick
     warm_start: bool = True  # learn from other studies' screens of the same task too
@@ -86,6 +88,12 @@ class SurrogateProposer(GrammarProposer):
 
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         measured = [(m.genome, m.fitness if math.isfinite(m.fitness) else 0.0) for m in members if m.genome]
+        if self.config.classics:
+            for classic, genome in CLASSICS.items():
+                if genome.key() not in tried:
+                    return self.proposal(
+                        genome, f"Initial design, the classic {classic}: {genome.describe()}.", []
+                    )
         if len(measured) < self.config.initial:
             proposal = RandomProposer().search(members, tried, rng)
             if proposal is not None:
