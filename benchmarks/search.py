@@ -14,8 +14,9 @@ classic designs; with `random`, every arm first screens the same `initial` rando
 seed. The evolution arms and the control run the evolution proposer, the control with its
 initial population made endless: the classics (if any), then uniform samples drawn exactly as
 `proposer = "random"` draws them; the surrogate arm (`proposer = "surrogate"`) draws the same
-first designs, then follows its model. Seed s of every arm uses the same training seed and the same first designs, so arms are
-compared to the control seed by seed (a paired t-interval, `discover.agents.statistics.compare`).
+first designs, then follows its model. Seed s of every arm uses the same training seed and the
+same first designs, so arms are compared to the control seed by seed (a paired t-interval,
+`discover.agents.statistics.compare`).
 
 Reports
 

@@ -19,7 +19,7 @@ from discover.experiments.tasks import Task, TaskConfig, get_task
 @dataclass(frozen=True)
 class RunSpec:
     task: Task
-    settings: dict[str, Any]  # the overrides as given: what a job is told in job.json
+    settings: dict[str, Any]  # the overrides given, as validated here: what a job is told in job.json
     config: TaskConfig  # the task's defaults with `settings` applied and validated
     seed: int = 0
 
@@ -28,7 +28,11 @@ class RunSpec:
         """Raises TaskConfigError (one line) for an unknown task or a bad setting."""
         the_task = get_task(task) if isinstance(task, str) else task
         settings = dict(settings or {})
-        return cls(the_task, settings, the_task.config(settings), seed)
+        config = the_task.config(settings)
+        # Each given setting as validated here, where the user's words mean what they say: a path
+        # relative to this directory, say, is absolute before a job in another directory reads it.
+        told = {key: value if key == "preset" else getattr(config, key) for key, value in settings.items()}
+        return cls(the_task, told, config, seed)
 
     def with_seed(self, seed: int) -> RunSpec:
         return replace(self, seed=seed)

@@ -308,3 +308,15 @@ def test_jobs_return_final_states_and_the_host_applies_the_head(tmp_path):
     assert from_states.keys() == from_logits.keys()
     for key, value in from_logits.items():
         assert from_states[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_a_relative_corpus_path_is_absolute_before_a_job_reads_it(tmp_path, monkeypatch):
+    """A job runs in another directory: it is told every given setting as the host validated it."""
+    from discover.experiments.runspec import RunSpec
+
+    jsonl_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    spec = RunSpec.resolve("lm", {"corpus": "corpus.jsonl", "steps": "4", "preset": "cpu-tiny"})
+    assert spec.settings == {"corpus": str(tmp_path / "corpus.jsonl"), "steps": 4, "preset": "cpu-tiny"}
+    monkeypatch.chdir("/")
+    assert lm_data.data_key(LM.config(spec.settings)) == lm_data.data_key(spec.config)

@@ -10,6 +10,7 @@ bits per byte (comparable across tokenizers), with the loss in nats per token be
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from discover.experiments.files import data_cache
@@ -58,6 +59,16 @@ class LMConfig(SequenceTaskConfig):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [part for part in value.split(",") if part] if isinstance(value, str) else value  # --set a,b
+
+    @field_validator("corpus", "zero_shot", "tokenizer")
+    @classmethod
+    def _absolute(cls, value: str | list[str] | None, info: ValidationInfo) -> str | list[str] | None:
+        """Paths made absolute where they are given (jobs run elsewhere), without resolving links:
+        a job that cannot see the file computes the same path (`lm_data.data_key`)."""
+        if value is None or (info.field_name == "tokenizer" and value in ("bytes", "bpe")):
+            return value
+        absolute = lambda path: os.path.abspath(os.path.expanduser(path))  # noqa: E731
+        return [absolute(path) for path in value] if isinstance(value, list) else absolute(value)
 
     @model_validator(mode="after")
     def _tokenizer_fits(self) -> LMConfig:

@@ -102,9 +102,7 @@ def data_key(cfg: LMConfig) -> str:
         "tokenizer", "train_files", "validation_files", "token_dtype",
     )  # fmt: skip
     decided = {name: getattr(cfg, name) for name in fields}
-    decided["corpus"] = (
-        str(Path(cfg.corpus).resolve()) if cfg.corpus else f"stdlib:{sysconfig.get_paths()['stdlib']}"
-    )
+    decided["corpus"] = cfg.corpus or f"stdlib:{sysconfig.get_paths()['stdlib']}"  # absolute already
     if cfg.tokenizer == "bpe":
         decided["vocab_size"] = cfg.vocab_size
     text = json.dumps(decided | {"format": PREPARED_FORMAT}, sort_keys=True)
