@@ -28,6 +28,10 @@ from discover.experiments.tasks.lm_tokenizer import Tokenizer
 from discover.experiments.tasks.lm_zero_shot import ChoiceRows, choice_rows, load_questions, score_choices
 
 
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
 class LMConfig(SequenceTaskConfig):
     # The corpus (`lm_data` describes the formats). None: the Python standard library's source.
     corpus: str | None = None  # a folder, or a .jsonl or .parquet file
@@ -67,8 +71,7 @@ class LMConfig(SequenceTaskConfig):
         a job that cannot see the file computes the same path (`lm_data.data_key`)."""
         if value is None or (info.field_name == "tokenizer" and value in ("bytes", "bpe")):
             return value
-        absolute = lambda path: os.path.abspath(os.path.expanduser(path))  # noqa: E731
-        return [absolute(path) for path in value] if isinstance(value, list) else absolute(value)
+        return [_absolute(path) for path in value] if isinstance(value, list) else _absolute(value)
 
     @model_validator(mode="after")
     def _tokenizer_fits(self) -> LMConfig:
