@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from discover.agents.grammar import CLASSICS, SLOTS, Genome, difference, neighbours
+from discover.agents.grammar import SLOTS, Genome, difference, neighbours
 from discover.agents.proposers.base import Member, Proposal, ProposerSetup, fitness_value
 from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer
 from discover.agents.proposers.random_search import RandomProposer
@@ -57,11 +57,8 @@ class EvolutionProposer(GrammarProposer):
 
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         grammar_members = [member for member in members if member.genome is not None]
-        if self.config.classics:
-            for classic, genome in CLASSICS.items():
-                if genome.key() not in tried:
-                    motivation = f"Initial population, the classic {classic}: {genome.describe()}."
-                    return self.proposal(genome, motivation, [])
+        if self.config.classics and (classic := self.next_classic(tried, "Initial population")):
+            return classic
         if len(grammar_members) < self.config.initial:
             proposal = RandomProposer().search(members, tried, rng)
             if proposal is not None:

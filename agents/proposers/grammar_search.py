@@ -13,7 +13,7 @@ from abc import abstractmethod
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from discover.agents.grammar import Genome, readable_name, render, space
+from discover.agents.grammar import CLASSICS, Genome, readable_name, render, space
 from discover.agents.proposers.base import Member, Proposal, Proposer, ProposerStop, fitness_value
 from discover.experiments.contract import code_hash
 from discover.knowledge_base.schema import Architecture, Run
@@ -72,6 +72,13 @@ class GrammarProposer(Proposer):
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         """The next design, or None when no untried design could be found. `tried` holds the
         keys of every grammar design the study has already proposed."""
+
+    def next_classic(self, tried: set[str], why: str) -> Proposal | None:
+        """The first of the grammar's classic designs the study has not tried, if any."""
+        for classic, genome in CLASSICS.items():
+            if genome.key() not in tried:
+                return self.proposal(genome, f"{why}, the classic {classic}: {genome.describe()}.", [])
+        return None
 
     def proposal(self, genome: Genome, motivation: str, parents: list[str]) -> Proposal:
         return Proposal(

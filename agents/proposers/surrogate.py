@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from discover.agents.grammar import CLASSICS, SLOTS, Genome, space
+from discover.agents.grammar import SLOTS, Genome, space
 from discover.agents.proposers.base import Member, Proposal, ProposerSetup
 from discover.agents.proposers.grammar_search import GrammarProposer, genome_by_code_hash
 from discover.agents.proposers.random_search import RandomProposer
@@ -88,12 +88,8 @@ class SurrogateProposer(GrammarProposer):
 
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         measured = [(m.genome, m.fitness if math.isfinite(m.fitness) else 0.0) for m in members if m.genome]
-        if self.config.classics:
-            for classic, genome in CLASSICS.items():
-                if genome.key() not in tried:
-                    return self.proposal(
-                        genome, f"Initial design, the classic {classic}: {genome.describe()}.", []
-                    )
+        if self.config.classics and (classic := self.next_classic(tried, "Initial design")):
+            return classic
         if len(measured) < self.config.initial:
             proposal = RandomProposer().search(members, tried, rng)
             if proposal is not None:
