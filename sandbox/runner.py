@@ -200,7 +200,12 @@ class Sandbox:
         audit = self._predict(fit_job, device, spec, "audit", candidate, weights, scrambled, deadline)
         if (violation := audit_violation(logits, audit, cuts, order)) is not None:
             raise JobFailed(JobOutcome(job_id=f"{fit_job.job_id}-audit", status="failed", reason=violation))
-        metrics = the_task.score_outputs(logits, heldout.targets, cfg, state)
+        try:  # the outputs and weights are the jobs' claims: one that does not fit fails the run
+            metrics = the_task.score_outputs(logits, heldout.targets, cfg, state)
+        except ValueError as exc:
+            raise JobFailed(
+                JobOutcome(job_id=f"{fit_job.job_id}-predict", status="failed", reason=str(exc))
+            ) from None
         result = combine(summary, the_task.metric, metrics)
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -320,3 +320,11 @@ def test_a_relative_corpus_path_is_absolute_before_a_job_reads_it(tmp_path, monk
     assert spec.settings == {"corpus": str(tmp_path / "corpus.jsonl"), "steps": 4, "preset": "cpu-tiny"}
     monkeypatch.chdir("/")
     assert lm_data.data_key(LM.config(spec.settings)) == lm_data.data_key(spec.config)
+
+
+def test_states_the_head_cannot_read_are_a_failed_run_not_a_crash(tmp_path):
+    cfg = LM.config(TINY | settings_for("jsonl", tmp_path))
+    heldout = LM.heldout(cfg)
+    wrong = torch.zeros(*heldout.inputs.shape, cfg.d_model + 1)
+    with pytest.raises(ValueError, match="the trained head cannot read"):
+        LM.score_outputs(wrong, heldout.targets, cfg, {"head.weight": torch.zeros(256, cfg.d_model)})

@@ -236,9 +236,12 @@ class LMTask(SequenceTask):
     def score_outputs(
         self, outputs: torch.Tensor, targets: torch.Tensor, cfg: LMConfig, weights: Mapping[str, torch.Tensor]
     ) -> dict[str, float]:
-        if "head.weight" not in weights:
-            raise ValueError("the trained weights hold no head.weight")
-        return self._metrics(token_log_likelihoods(outputs, targets, weights["head.weight"]), targets, cfg)
+        head = weights.get("head.weight")
+        if head is None or head.dim() != 2 or outputs.shape[-1] != head.shape[1]:
+            raise ValueError(
+                f"predict returned states of width {outputs.shape[-1]}, which the trained head cannot read"
+            )
+        return self._metrics(token_log_likelihoods(outputs, targets, head), targets, cfg)
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor, cfg: LMConfig) -> dict[str, float]:
         return self._metrics(token_log_likelihoods(logits, targets), targets, cfg)
