@@ -27,12 +27,13 @@ from discover.experiments.tasks import get_task, lm_data
 BASELINE = "softmax_attention"
 
 
+real_open_train = lm_data.open_train  # what jobs do: the prepared tokens by memory map
+
+
 def in_memory(cfg) -> lm_data.TrainTokens:
+    """The same tokens, copied into memory."""
     mapped = real_open_train(cfg)
     return lm_data.TrainTokens(tuple(np.array(a) for a in mapped.arrays), mapped.version)
-
-
-real_open_train = lm_data.open_train
 
 
 def main() -> None:

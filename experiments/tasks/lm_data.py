@@ -27,6 +27,7 @@ import shutil
 import sysconfig
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -328,27 +329,22 @@ def _write_tokens(
                 np.concatenate([ids, tokenizer.separator]).astype(dtype).tofile(stream)
 
 
-class _replacing:
+@contextmanager
+def _replacing(folder: Path) -> Iterator[Path]:
     """A folder written beside its final place and renamed over it whole: a job, or a study
     preparing the same data at the same time, never sees it half-written."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __enter__(self) -> Path:
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        self.scratch = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=f".{self.folder.name}-"))
-        return self.scratch
-
-    def __exit__(self, kind: type | None, *_: object) -> None:
-        if kind is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            return
-        self.scratch.chmod(0o755)  # a sandboxed job runs as another user
-        for path in self.scratch.iterdir():
-            path.chmod(0o644)
-        retired = self.folder.with_name(f".{self.folder.name}-retired-{os.getpid()}")
-        if self.folder.exists():
-            self.folder.rename(retired)
-        self.scratch.rename(self.folder)
-        shutil.rmtree(retired, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    scratch.chmod(0o755)  # a sandboxed job runs as another user
+    for path in scratch.iterdir():
+        path.chmod(0o644)
+    retired = folder.with_name(f".{folder.name}-retired-{os.getpid()}")
+    if folder.exists():
+        folder.rename(retired)
+    scratch.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)
