@@ -13,10 +13,10 @@ default, as `discover init` configures evolution) every arm first screens the gr
 classic designs; with `random`, every arm first screens the same `initial` random designs of its
 seed. The evolution arms and the control run the evolution proposer, the control with its
 initial population made endless: the classics (if any), then uniform samples drawn exactly as
-`proposer = "random"` draws them; the surrogate arm (`proposer = "surrogate"`) draws the same
-first designs, then follows its model. Seed s of every arm uses the same training seed and the
-same first designs, so arms are compared to the control seed by seed (a paired t-interval,
-`discover.agents.statistics.compare`).
+`proposer = "random"` draws them; the model-based arms (`surrogate`, and `tpe`: Optuna's
+tree-structured Parzen estimator) draw the same first designs, then follow their model. Seed s
+of every arm uses the same training seed and the same first designs, so arms are compared to the
+control seed by seed (a paired t-interval, `discover.agents.statistics.compare`).
 
 Reports
 
@@ -29,7 +29,9 @@ Reports
   probes, prediction and audit jobs, the study's own bookkeeping); target <= 3%.
 
 Writes the `search` section of benchmarks/RESULTS.md (`search-random-start` with `--start random`)
-when run with at least 10 seeds; fewer is a smoke check, printed only.
+when run with at least 10 seeds; fewer is a smoke check, printed only. Every finished study is kept
+in `benchmarks/search.json` (by arm, seed and its whole configuration), so a later call with more
+arms or seeds trains only what is new.
 
     python -m benchmarks.search [--seeds 10] [--experiments 12] [--start classics]
         [--arms evolution random]
@@ -44,6 +46,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.results import machine, write_section
@@ -65,9 +68,11 @@ ARMS = {  # name -> what it changes in the [evolution] section, or the proposer 
     "evolution": {},
     "evolution (random mutation)": {"guided": False},
     "surrogate": {"proposer": "surrogate"},
+    "tpe": {"proposer": "tpe"},
     "random": {"initial": ENDLESS},
 }
 CONTROL = "random"
+CACHE = Path(__file__).parent / "search.json"  # finished studies, so arms and seeds accumulate
 STARTS = {  # --start -> the [evolution] section's `classics`, and the RESULTS.md section written
     "classics": (True, "search"),
     "random": (False, "search-random-start"),
@@ -80,15 +85,20 @@ def study_config(arm: str, seed: int, start: str) -> StudyConfig:
     changes = dict(ARMS[arm])
     proposer = changes.pop("proposer", "evolution")
     evolution = {**EVOLUTION, "classics": STARTS[start][0], **changes}
-    # The surrogate starts as evolution does: the same classics or random designs, then its model.
-    surrogate = {"initial": EVOLUTION["initial"], "classics": STARTS[start][0], "warm_start": False}
+    # The model-based arms start as evolution does (the same classics or random designs), then model.
+    model_based = {"initial": EVOLUTION["initial"], "classics": STARTS[start][0], "warm_start": False}
     return StudyConfig.model_validate({
         "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
         "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
-        "evolution": evolution, "surrogate": surrogate,
+        "evolution": evolution, "surrogate": model_based, "tpe": model_based,
         "limits": {"cpus": 1},  # the other arms' studies run beside it
     })  # fmt: skip
+
+
+def cache_key(arm: str, seed: int, experiments: int, start: str) -> str:
+    """A finished study is reused while everything that decides it is unchanged."""
+    return json.dumps([arm, seed, experiments, study_config(arm, seed, start).model_dump(mode="json")])
 
 
 def run_one(arm: str, seed: int, experiments: int, start: str, root: Path) -> dict:
@@ -106,7 +116,7 @@ def run_one(arm: str, seed: int, experiments: int, start: str, root: Path) -> di
                 fitnesses.append(run.fitness if succeeded and run.fitness is not None else 0.0)
     return {
         "fitness": best_so_far(fitnesses, experiments), "accuracy": best_so_far(accuracies, experiments),
-        "device_time": device_time(folder),
+        "device_time": asdict(device_time(folder)),
     }  # fmt: skip
 
 
@@ -181,14 +191,22 @@ def main() -> None:
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: the comparisons pair seeds")
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS if arm in args.arms}
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     began = time.monotonic()
     pool = ProcessPoolExecutor(len(results))  # the arms of a seed side by side
     with tempfile.TemporaryDirectory(prefix="discover-search-") as root, pool:
         for seed in range(args.seeds):
-            study = (args.experiments, args.start, Path(root))
-            futures = {arm: pool.submit(run_one, arm, seed, *study) for arm in results}
-            for arm, future in futures.items():
-                result = future.result()
+            study = (args.experiments, args.start)
+            futures = {
+                arm: pool.submit(run_one, arm, seed, *study, Path(root))
+                for arm in results
+                if cache_key(arm, seed, *study) not in cache
+            }
+            for arm in results:
+                if arm in futures:
+                    cache[cache_key(arm, seed, *study)] = futures[arm].result()
+                    CACHE.write_text(json.dumps(cache))
+                result = cache[cache_key(arm, seed, *study)]
                 results[arm].append(result)
                 print(arm, seed, [round(v, 3) for v in result["accuracy"]], flush=True)
             print(f"seed {seed} done, {time.monotonic() - began:,.0f} s so far", flush=True)
@@ -198,7 +216,7 @@ def main() -> None:
     split = DeviceTime()
     for runs in results.values():
         for run in runs:
-            split.add(run["device_time"])
+            split.add(DeviceTime(**run["device_time"]))
     checks = split.check_seconds
     fixed = statistics.median(split.outside["screen"]) + statistics.median(checks)
     classics, section = STARTS[args.start]
@@ -218,8 +236,9 @@ def main() -> None:
         f"evolution arms and random are the evolution proposer, {EVOLUTION}: evolution as configured, "
         "evolution (random mutation) with `guided = false`, and random with an initial population "
         "that never ends (after the common start, uniform samples of the grammar, drawn as "
-        "`proposer = \"random\"` draws them); surrogate is the model-based proposer (100 trees, "
-        "exploration 1, no warm start) after the same start. "
+        "`proposer = \"random\"` draws them); surrogate is the tree-ensemble proposer (100 trees, "
+        "exploration 1) and tpe Optuna's tree-structured Parzen estimator (24 candidates), both "
+        "without warm start, after the same start. "
         "Fitness is what the proposers maximise (held-out accuracy against the reference, with "
         "throughput and memory); accuracy alone is shown beside it. Differences from random are "
         "paired by seed: a paired t-interval (`discover.agents.statistics.compare`), one per "

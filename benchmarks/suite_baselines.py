@@ -32,6 +32,7 @@ from discover.experiments.harness import train
 from discover.experiments.tasks import SUITES, get_task
 
 CACHE = Path(__file__).parent / "suite_baselines.json"
+DIFFICULTY_CACHE = Path(__file__).parent / "difficulty.json"
 NEAR = 0.01  # "at the optimum": within this of the metric's perfect value
 
 
@@ -40,17 +41,35 @@ def settings(task_name: str, fidelity: str) -> dict:
     return dict(task.screen_settings) if fidelity == "screen" else {}
 
 
-def run_one(task_name: str, baseline: str, fidelity: str, seed: int, threads: int) -> dict:
+def train_baseline(task_name: str, baseline: str, overrides: dict, seed: int, threads: int) -> dict:
+    """One baseline trained on one task with `overrides` of the task's settings (trusted code, here)."""
     torch.set_num_threads(threads)
     task = get_task(task_name)
-    cfg = task.config(settings(task_name, fidelity))
+    cfg = task.config(overrides)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="suite-baselines-"):
         result = train(builtin_baselines()[baseline], task, cfg, seed=seed, device=torch.device("cpu"))
     return {
-        "task": task_name, "baseline": baseline, "fidelity": fidelity, "seed": seed, "value": result.value,
-        "steps": cfg.steps, "seconds": time.perf_counter() - started, "config": cfg.model_dump(),
+        "task": task_name, "baseline": baseline, "seed": seed, "value": result.value, "steps": cfg.steps,
+        "seconds": time.perf_counter() - started, "config": cfg.model_dump(),
     }  # fmt: skip
+
+
+def run_one(task_name: str, baseline: str, fidelity: str, seed: int, threads: int) -> dict:
+    row = train_baseline(task_name, baseline, settings(task_name, fidelity), seed, threads)
+    return {**row, "fidelity": fidelity}
+
+
+def adopt_difficulty_runs(cache: dict[str, dict]) -> None:
+    """Full-fidelity runs that benchmarks/difficulty.py already made at today's defaults count here."""
+    if not DIFFICULTY_CACHE.exists():
+        return
+    for row in json.loads(DIFFICULTY_CACHE.read_text()).values():
+        suite_row = {**row, "fidelity": "full"}
+        today = get_task(row["task"]).config({}).model_dump()
+        mine = cache.get(key(suite_row))
+        if row["config"] == today and (mine is None or mine["config"] != today):
+            cache[key(suite_row)] = suite_row
 
 
 def key(row: dict) -> str:
@@ -138,6 +157,7 @@ def main() -> None:
     tasks = args.tasks or list(SUITES[args.suite])
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     cache = load_cache()
+    adopt_difficulty_runs(cache)
     todo = [
         (task, baseline, fidelity, seed)
         for fidelity in args.fidelities

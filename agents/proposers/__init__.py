@@ -32,6 +32,11 @@ PROPOSERS.register(
     "model-based search over the motif grammar: a tree ensemble fitted on the designs measured so far",
 )
 PROPOSERS.register(
+    "tpe",
+    "discover.agents.proposers.tpe:TPEProposer",
+    "model-based search over the motif grammar: Optuna's tree-structured Parzen estimator",
+)
+PROPOSERS.register(
     "llm",
     "discover.agents.proposers.llm:LLMProposer",
     "researcher, coder and analyst agents over an OpenAI-compatible endpoint",

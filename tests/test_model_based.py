@@ -1,5 +1,5 @@
-"""The model-based proposer: deterministic under a seed, never a design twice, learns from what it
-measured, warm-starts from the same task's screens only, and survives kill -9."""
+"""The model-based proposers (surrogate, tpe): deterministic under a seed, never a design twice,
+learn from what they measured, warm-start from the same task's screens only, and survive kill -9."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import signal
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from discover.agents.grammar import CLASSICS, Genome, render, space
 from discover.agents.proposers.base import Member
+from discover.agents.proposers.model_based import ModelBasedProposer
 from discover.agents.proposers.surrogate import SurrogateConfig, SurrogateProposer
+from discover.agents.proposers.tpe import TPEProposer
 from discover.experiments.contract import code_hash
 from discover.knowledge_base.store import KnowledgeBase
 
@@ -31,24 +35,32 @@ def some_designs(count: int, seed: int = 0) -> list[Genome]:
     return random.Random(seed).sample(space(), count)
 
 
-def test_deterministic_under_a_seed():
+MODEL_BASED = [SurrogateProposer, TPEProposer]
+each_proposer = pytest.mark.parametrize("kind", MODEL_BASED, ids=lambda kind: kind.name)
+
+
+@each_proposer
+def test_deterministic_under_a_seed(kind: type[ModelBasedProposer]):
     members = measured(some_designs(8), delta_is_good)
     tried = {m.genome.key() for m in members}
-    picks = [SurrogateProposer().search(members, tried, random.Random("0/9")).code for _ in range(2)]
+    picks = [kind().search(members, tried, random.Random("0/9")).code for _ in range(2)]
     assert picks[0] == picks[1]
 
 
-def test_it_samples_at_random_until_initial_designs_are_measured():
-    proposer = SurrogateProposer(SurrogateConfig(initial=4))
+@each_proposer
+def test_it_samples_at_random_until_initial_designs_are_measured(kind: type[ModelBasedProposer]):
+    proposer = kind(kind.config_class(initial=4))
     members = measured(some_designs(3), delta_is_good)
     proposal = proposer.search(members, {m.genome.key() for m in members}, random.Random(1))
     assert proposal.motivation.startswith("Initial design")
 
 
-def test_it_proposes_what_its_measurements_favour_and_never_a_tried_design():
+@pytest.mark.parametrize(
+    "proposer", [SurrogateProposer(SurrogateConfig(exploration=0.0)), TPEProposer()], ids=["surrogate", "tpe"]
+)
+def test_it_proposes_what_its_measurements_favour_and_never_a_tried_design(proposer: ModelBasedProposer):
     members = measured(some_designs(12), delta_is_good)
     tried = {m.genome.key() for m in members}
-    proposer = SurrogateProposer(SurrogateConfig(exploration=0.0))
     for step in range(5):
         proposal = proposer.search(members, tried, random.Random(step))
         genome = next(g for g in space() if render(g) == proposal.code)
@@ -58,12 +70,22 @@ def test_it_proposes_what_its_measurements_favour_and_never_a_tried_design():
         members.append(Member(f"b{step}", proposal.name, genome, delta_is_good(genome)))
 
 
-def test_it_stops_when_every_design_was_tried():
+@each_proposer
+def test_it_stops_when_every_design_was_tried(kind: type[ModelBasedProposer]):
     members = measured(some_designs(6), delta_is_good)
-    assert SurrogateProposer().search(members, {g.key() for g in space()}, random.Random(0)) is None
+    assert kind().search(members, {g.key() for g in space()}, random.Random(0)) is None
 
 
-def test_warm_start_reads_the_same_tasks_screens_from_other_studies_only(tmp_path):
+@each_proposer
+def test_it_finds_the_last_untried_designs(kind: type[ModelBasedProposer]):
+    members = measured(some_designs(12), delta_is_good)
+    left = {g.key() for g in some_designs(3, seed=1)} - {m.genome.key() for m in members}
+    proposal = kind().search(members, {g.key() for g in space()} - left, random.Random(0))
+    assert next(g for g in space() if render(g) == proposal.code).key() in left
+
+
+@each_proposer
+def test_warm_start_reads_the_same_tasks_screens_from_other_studies_only(tmp_path, kind):
     with KnowledgeBase(f"sqlite:///{tmp_path / 'kb.db'}") as kb:
         ours, earlier, elsewhere = (kb.add_study(name).id for name in ("ours", "earlier", "other-task"))
         for study, task, genome, fidelity in [
@@ -80,13 +102,13 @@ def test_warm_start_reads_the_same_tasks_screens_from_other_studies_only(tmp_pat
         rows = kb.other_studies_screens("mqar", ours)
         assert rows == [(code_hash(render(CLASSICS["DeltaNet"])), 0.7, earlier)]
 
-        proposer = SurrogateProposer(SurrogateConfig(initial=1))
+        proposer = kind(kind.config_class(initial=1))
         study = SimpleNamespace(  # what `propose` reads of a study
             kb=kb, study_id=ours, task=SimpleNamespace(name="mqar"), config=SimpleNamespace(seed=0)
         )
         proposal = proposer.propose(study, 5, [], {})
         assert "and 1 screens from 1 earlier studies of the task" in proposal.motivation
-        cold = SurrogateProposer(SurrogateConfig(initial=1, warm_start=False)).propose(study, 5, [], {})
+        cold = kind(kind.config_class(initial=1, warm_start=False)).propose(study, 5, [], {})
         assert "earlier studies" not in cold.motivation
 
 
