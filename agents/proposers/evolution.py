@@ -29,7 +29,6 @@ from pydantic import Field
 from discover.agents.grammar import SLOTS, Genome, difference, neighbours
 from discover.agents.proposers.base import Member, Proposal, ProposerSetup, fitness_value
 from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer
-from discover.agents.proposers.random_search import RandomProposer
 from discover.agents.section import Section
 
 
@@ -56,15 +55,10 @@ class EvolutionProposer(GrammarProposer):
         return cls(setup.section)
 
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
+        config = self.config
+        if start := self.start(members, tried, rng, config.classics, config.initial, "Initial population"):
+            return start
         grammar_members = [member for member in members if member.genome is not None]
-        if self.config.classics and (classic := self.next_classic(tried, "Initial population")):
-            return classic
-        if len(grammar_members) < self.config.initial:
-            proposal = RandomProposer().search(members, tried, rng)
-            if proposal is not None:
-                proposal.origin = self.origin
-                proposal.motivation = f"Initial population: {proposal.motivation[len('Random sample: ') :]}"
-            return proposal
         population = grammar_members[-self.config.population :]
         estimate = motif_estimates(grammar_members)
         for _ in range(MAX_TRIES):

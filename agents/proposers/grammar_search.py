@@ -13,7 +13,7 @@ from abc import abstractmethod
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from discover.agents.grammar import CLASSICS, Genome, readable_name, render, space
+from discover.agents.grammar import CLASSICS, Genome, readable_name, render, sample, space
 from discover.agents.proposers.base import Member, Proposal, Proposer, ProposerStop, fitness_value
 from discover.experiments.contract import code_hash
 from discover.knowledge_base.schema import Architecture, Run
@@ -72,6 +72,34 @@ class GrammarProposer(Proposer):
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
         """The next design, or None when no untried design could be found. `tried` holds the
         keys of every grammar design the study has already proposed."""
+
+    def start(
+        self,
+        members: list[Member],
+        tried: set[str],
+        rng: random.Random,
+        classics: bool,
+        initial: int,
+        why: str,
+    ) -> Proposal | None:
+        """The study's first designs, drawn alike by every proposer that starts before it searches:
+        the grammar's classics (if `classics`), then random designs until `initial` grammar designs
+        are measured. None once the start is over."""
+        if classics and (classic := self.next_classic(tried, why)):
+            return classic
+        if sum(member.genome is not None for member in members) >= initial:
+            return None
+        genome = self.random_untried(tried, rng)
+        return None if genome is None else self.proposal(genome, f"{why}: {genome.describe()}.", [])
+
+    @staticmethod
+    def random_untried(tried: set[str], rng: random.Random) -> Genome | None:
+        """A uniform sample of the grammar the study has not tried (None after MAX_TRIES draws)."""
+        for _ in range(MAX_TRIES):
+            genome = sample(rng)
+            if genome.key() not in tried:
+                return genome
+        return None
 
     def next_classic(self, tried: set[str], why: str) -> Proposal | None:
         """The first of the grammar's classic designs the study has not tried, if any."""

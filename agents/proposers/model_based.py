@@ -21,7 +21,6 @@ from pydantic import Field
 from discover.agents.grammar import Genome
 from discover.agents.proposers.base import Member, Proposal, ProposerSetup
 from discover.agents.proposers.grammar_search import GrammarProposer, genome_by_code_hash
-from discover.agents.proposers.random_search import RandomProposer
 from discover.agents.section import Section
 
 if TYPE_CHECKING:
@@ -62,15 +61,10 @@ class ModelBasedProposer(GrammarProposer):
         return super().propose(study, number, parent_ids, context)
 
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
-        if self.config.classics and (classic := self.next_classic(tried, "Initial design")):
-            return classic
+        config = self.config
+        if start := self.start(members, tried, rng, config.classics, config.initial, "Initial design"):
+            return start
         measured = [(m.genome, m.fitness if math.isfinite(m.fitness) else 0.0) for m in members if m.genome]
-        if len(measured) < self.config.initial:
-            proposal = RandomProposer().search(members, tried, rng)
-            if proposal is not None:
-                proposal.origin = self.origin
-                proposal.motivation = f"Initial design: {proposal.motivation[len('Random sample: ') :]}"
-            return proposal
         return self.pick(measured, tried, rng)
 
     @abstractmethod

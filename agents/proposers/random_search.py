@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import random
 
-from discover.agents.grammar import sample
 from discover.agents.proposers.base import Member, Proposal
-from discover.agents.proposers.grammar_search import MAX_TRIES, GrammarProposer
+from discover.agents.proposers.grammar_search import GrammarProposer
 
 
 class RandomProposer(GrammarProposer):
@@ -15,8 +14,5 @@ class RandomProposer(GrammarProposer):
     origin = "random"
 
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
-        for _ in range(MAX_TRIES):
-            genome = sample(rng)
-            if genome.key() not in tried:
-                return self.proposal(genome, f"Random sample: {genome.describe()}.", [])
-        return None
+        genome = self.random_untried(tried, rng)
+        return None if genome is None else self.proposal(genome, f"Random sample: {genome.describe()}.", [])
