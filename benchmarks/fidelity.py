@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from benchmarks.results import machine, write_section
+from benchmarks.results import machine, settled, write_section
 from discover.agents.config import StudyConfig
 from discover.agents.context import fidelity_specs
 from discover.agents.grammar import render, sample
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
+from discover.experiments.runspec import RunSpec
 from discover.experiments.suite import SuiteSpec
 from discover.experiments.tasks import get_task
 
@@ -56,11 +57,6 @@ def designs(count: int, seed: int, folder: Path) -> dict[str, Path]:
             path.write_text(render(genome))
             found[path.stem] = path
     return found
-
-
-def plain(config: dict[str, Any]) -> dict[str, Any]:
-    """A configuration as the cache stores it (JSON types), so a changed setting re-runs."""
-    return json.loads(json.dumps(config, default=str))
 
 
 def run_one(
@@ -178,14 +174,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fidelity-") as scratch:
         candidates = designs(args.designs, args.seed, Path(scratch))
         names = list(candidates)
+
         # Design by design, so a run cut short has whole designs for the suite's mean.
+        def stale(key: str, part: RunSpec) -> bool:
+            return key not in results or settled(results[key]["config"]) != settled(part.config.model_dump())
+
         todo = [
             (f"{part.task.name}/{name}/{fidelity}", path, part)
             for name, path in candidates.items()
             for fidelity in FIDELITIES
             for part in spec[fidelity].parts
-            if f"{part.task.name}/{name}/{fidelity}" not in results
-            or results[f"{part.task.name}/{name}/{fidelity}"]["config"] != plain(part.config.model_dump())
+            if stale(f"{part.task.name}/{name}/{fidelity}", part)
         ]
         with ProcessPoolExecutor(args.jobs) as pool:
             running = {
@@ -197,7 +196,8 @@ def main() -> None:
             for future in as_completed(running):
                 key, part = running[future]
                 value, seconds = future.result()
-                results[key] = {"value": value, "seconds": seconds, "config": plain(part.config.model_dump())}
+                config = settled(part.config.model_dump())
+                results[key] = {"value": value, "seconds": seconds, "config": config}
                 print(key, f"{value:.4f}", f"{seconds:.0f}s", flush=True)
                 CACHE.write_text(json.dumps(results, indent=1, sort_keys=True))
                 write_section(f"fidelity-{args.task}", section(spec, names, results, args.seed))

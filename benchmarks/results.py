@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -34,3 +35,10 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text.rstrip()}\n\n{section}\n"
     RESULTS.write_text(text)
+
+
+def settled(config: dict) -> dict:
+    """A run's configuration as the caches compare it: JSON types, and a setting left at None the
+    same as one that did not exist yet (so adding an optional setting re-runs nothing)."""
+    plain = json.loads(json.dumps(config, default=str))
+    return {key: value for key, value in plain.items() if value is not None}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.results import machine, write_section
+from benchmarks.results import machine, settled, write_section
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
 from discover.experiments.tasks import SUITES, get_task
@@ -66,9 +66,9 @@ def adopt_difficulty_runs(cache: dict[str, dict]) -> None:
         return
     for row in json.loads(DIFFICULTY_CACHE.read_text()).values():
         suite_row = {**row, "fidelity": "full"}
-        today = get_task(row["task"]).config({}).model_dump()
+        today = settled(get_task(row["task"]).config({}).model_dump())
         mine = cache.get(key(suite_row))
-        if row["config"] == today and (mine is None or mine["config"] != today):
+        if settled(row["config"]) == today and (mine is None or settled(mine["config"]) != today):
             cache[key(suite_row)] = suite_row
 
 
@@ -169,15 +169,17 @@ def main() -> None:
     def done(task: str, baseline: str, fidelity: str, seed: int) -> dict | None:
         row = cache.get(f"{task}/{baseline}/{fidelity}/{seed}")
         # A cached run counts only while the task's settings are those it ran with.
-        if row and row["config"] == get_task(task).config(settings(task, fidelity)).model_dump():
+        today = get_task(task).config(settings(task, fidelity)).model_dump()
+        if row and settled(row["config"]) == settled(today):
             return row
         return None
 
-    def write() -> None:  # every cached run of these tasks at today's settings, whatever this call ran
+    def write() -> None:  # every cached run of the suite at today's settings, whatever this call ran
         everything = [tuple(name.split("/")) for name in cache]
         items = [(task, baseline, fidelity, int(seed)) for task, baseline, fidelity, seed in everything]
-        rows = [row for item in items if item[0] in tasks and (row := done(*item)) is not None]
-        write_section("suite-baselines", section(rows, tasks, args.jobs))
+        suite = list(SUITES[args.suite])
+        rows = [row for item in items if item[0] in suite and (row := done(*item)) is not None]
+        write_section("suite-baselines", section(rows, suite, args.jobs))
 
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, *item, threads) for item in todo if done(*item) is None]

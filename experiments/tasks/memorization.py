@@ -30,14 +30,16 @@ GENERATOR_VERSION = 1  # bump when the generator or the table changes what a see
 class MemorizationConfig(GeneratedTaskConfig):
     # Token ids: [0, key_len * key_vocab) key tokens (the j-th of a key from the j-th block of
     # key_vocab), then values up to vocab_size.
-    vocab_size: int = 192  # 64 value tokens
-    key_vocab: int = Field(64, ge=1)  # 4096 facts
+    vocab_size: int = 320  # 64 value tokens
+    key_vocab: int = Field(128, ge=1)  # 16384 facts
     key_len: int = Field(2, ge=1)
     seq_len: int = 32  # a multiple of key_len: seq_len / key_len keys
     table_seed: int = Field(0, ge=0)  # the facts; part of data_version
 
-    # After 1000 steps (one seed) softmax attention knew every fact (by step ~500), linear
-    # attention 0.20 (chance 1/64). With 1024 facts linear attention reached 0.94; with 256, 1.0.
+    # The table's size decides what separates (1000 steps, one seed, benchmarks/difficulty.py):
+    # with 4096 facts five baselines knew every fact, with 9216 three did, and with 16384 none:
+    # softmax attention 0.75, Mamba2 0.60, GLA 0.42, Gated DeltaNet 0.18, DeltaNet 0.07, linear
+    # attention 0.05 (chance 1/64). With 1024 facts even linear attention reached 0.94.
     steps: int = 1000
     batch_size: int = 64
     lr: float = 3e-3
