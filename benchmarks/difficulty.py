@@ -20,7 +20,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from benchmarks.results import machine, settled, write_section
+from benchmarks.results import cache_config, machine, write_section
 from benchmarks.suite_baselines import NEAR, train_baseline
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.tasks import get_task
@@ -39,8 +39,8 @@ def parse_value(text: str) -> int | float | str:
 
 def overrides_of(row: dict) -> dict:
     """The row's settings that differ from the task's defaults today."""
-    defaults = settled(get_task(row["task"]).config({}).model_dump())
-    return {k: v for k, v in settled(row["config"]).items() if defaults.get(k) != v}
+    defaults = cache_config(get_task(row["task"]).config({}).model_dump())
+    return {k: v for k, v in cache_config(row["config"]).items() if defaults.get(k) != v}
 
 
 def label(overrides: dict) -> str:
@@ -97,7 +97,7 @@ def main() -> None:
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
 
     def name(baseline: str) -> str:
-        return f"{args.task}/{baseline}/{args.seed}/{json.dumps(settled(config), sort_keys=True)}"
+        return f"{args.task}/{baseline}/{args.seed}/{json.dumps(cache_config(config), sort_keys=True)}"
 
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [

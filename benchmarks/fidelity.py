@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from benchmarks.results import machine, settled, write_section
+from benchmarks.results import cache_config, machine, write_section
 from discover.agents.config import StudyConfig
 from discover.agents.context import fidelity_specs
 from discover.agents.grammar import render, sample
@@ -177,7 +177,8 @@ def main() -> None:
 
         # Design by design, so a run cut short has whole designs for the suite's mean.
         def stale(key: str, part: RunSpec) -> bool:
-            return key not in results or settled(results[key]["config"]) != settled(part.config.model_dump())
+            today = cache_config(part.config.model_dump())
+            return key not in results or cache_config(results[key]["config"]) != today
 
         todo = [
             (f"{part.task.name}/{name}/{fidelity}", path, part)
@@ -196,7 +197,7 @@ def main() -> None:
             for future in as_completed(running):
                 key, part = running[future]
                 value, seconds = future.result()
-                config = settled(part.config.model_dump())
+                config = cache_config(part.config.model_dump())
                 results[key] = {"value": value, "seconds": seconds, "config": config}
                 print(key, f"{value:.4f}", f"{seconds:.0f}s", flush=True)
                 CACHE.write_text(json.dumps(results, indent=1, sort_keys=True))

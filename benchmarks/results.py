@@ -37,7 +37,7 @@ def write_section(name: str, body: str) -> None:
     RESULTS.write_text(text)
 
 
-def settled(config: dict) -> dict:
+def cache_config(config: dict) -> dict:
     """A run's configuration as the caches compare it: JSON types, and a setting left at None the
     same as one that did not exist yet (so adding an optional setting re-runs nothing)."""
     plain = json.loads(json.dumps(config, default=str))

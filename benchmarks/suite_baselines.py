@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.results import machine, settled, write_section
+from benchmarks.results import cache_config, machine, write_section
 from discover.experiments.baselines import builtin_baselines
 from discover.experiments.harness import train
 from discover.experiments.tasks import SUITES, get_task
@@ -66,9 +66,9 @@ def adopt_difficulty_runs(cache: dict[str, dict]) -> None:
         return
     for row in json.loads(DIFFICULTY_CACHE.read_text()).values():
         suite_row = {**row, "fidelity": "full"}
-        today = settled(get_task(row["task"]).config({}).model_dump())
+        today = cache_config(get_task(row["task"]).config({}).model_dump())
         mine = cache.get(key(suite_row))
-        if settled(row["config"]) == today and (mine is None or settled(mine["config"]) != today):
+        if cache_config(row["config"]) == today and (mine is None or cache_config(mine["config"]) != today):
             cache[key(suite_row)] = suite_row
 
 
@@ -170,7 +170,7 @@ def main() -> None:
         row = cache.get(f"{task}/{baseline}/{fidelity}/{seed}")
         # A cached run counts only while the task's settings are those it ran with.
         today = get_task(task).config(settings(task, fidelity)).model_dump()
-        if row and settled(row["config"]) == settled(today):
+        if row and cache_config(row["config"]) == cache_config(today):
             return row
         return None
 
