@@ -28,13 +28,10 @@ from discover.experiments.tasks import get_task
 CACHE = Path(__file__).parent / "difficulty.json"
 
 
-def parse_value(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def run_name(row: dict) -> str:
+    """One run's identity: task, baseline, seed and every setting it trained with."""
+    settings = json.dumps(cache_config(row["config"]), sort_keys=True)
+    return f"{row['task']}/{row['baseline']}/{row['seed']}/{settings}"
 
 
 def overrides_of(row: dict) -> dict:
@@ -91,13 +88,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = dict(item.split("=", 1) for item in args.set)  # strings: the task's config types them
     config = get_task(args.task).config(overrides).model_dump()  # fails here on a bad setting
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    stored = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    cache = {run_name(row): row for row in stored.values()}  # named afresh: settings come and go
 
     def name(baseline: str) -> str:
-        return f"{args.task}/{baseline}/{args.seed}/{json.dumps(cache_config(config), sort_keys=True)}"
+        return run_name({"task": args.task, "baseline": baseline, "seed": args.seed, "config": config})
 
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [
@@ -107,7 +105,7 @@ def main() -> None:
         ]
         for future in as_completed(futures):
             row = future.result()
-            cache[name(row["baseline"])] = row
+            cache[run_name(row)] = row
             CACHE.write_text(json.dumps(cache, indent=1))
             seconds = row["seconds"]
             print(f"{args.task} {row['baseline']} {label(overrides)}: {row['value']:.4f} in {seconds:.0f} s")
