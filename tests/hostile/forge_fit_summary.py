@@ -1,8 +1,10 @@
 """A causal mixer that trains honestly but rewrites fit.json: from an exit handler, and from a thread
 that waits for the harness to write the file, with near-infinite throughput, one parameter, zero
 loss, one FLOP per token and a kilobyte of memory.
-Must happen: the run succeeds, and the orchestrator reports its own parameter count, throughput and
-peak memory."""
+Must happen: no forged number is reported. The run succeeds with the orchestrator's own parameter
+count, throughput and peak memory, or, where the thread truncated fit.json as the job exited, the
+run fails because its fit.json is unreadable: the job shares a process with the candidate, so the
+file's integrity cannot be promised, only that nothing in it decides a score."""
 
 import atexit
 import json
