@@ -14,7 +14,9 @@ classic designs; with `random`, every arm first screens the same `initial` rando
 seed. The evolution arms and the control run the evolution proposer, the control with its
 initial population made endless: the classics (if any), then uniform samples drawn exactly as
 `proposer = "random"` draws them; the model-based arms (`surrogate`, and `tpe`: Optuna's
-tree-structured Parzen estimator) draw the same first designs, then follow their model. Seed s
+tree-structured Parzen estimator) draw the same first designs, then follow their model;
+`surrogate (warm start)` also finds the control's studies of the other seeds in its knowledge
+base, as a user's earlier studies of the task (it runs after them). Seed s
 of every arm uses the same training seed and the same first designs, so arms are compared to the
 control seed by seed (a paired t-interval, `discover.agents.statistics.compare`).
 
@@ -24,7 +26,8 @@ Reports
   after n experiments, per arm; each arm minus the control, paired by seed, with a 95% interval:
   the final best, and the mean of the best-so-far curve (the area under it, so it rewards getting
   there sooner); the experiments each arm needs to reach the same seed's control's final best
-  (target <= n/2);
+  (target <= n/2), and the median over seeds of that minus the control's own, with a bootstrap
+  interval;
 - overhead: the share of charged device time spent outside training steps (sandbox start-up,
   probes, prediction and audit jobs, the study's own bookkeeping); target <= 3%.
 
@@ -42,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -49,9 +53,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.results import machine, write_section
 from benchmarks.study_overhead import DeviceTime, device_time, table
 from discover.agents.config import StudyConfig
+from discover.agents.grammar import readable_name, render
+from discover.agents.proposers.grammar_search import genome_by_code_hash
 from discover.agents.statistics import compare, interval_level
 from discover.agents.study import run_study
 from discover.knowledge_base.store import KnowledgeBase
@@ -70,23 +78,29 @@ ARMS = {  # name -> what it changes in the [evolution] section, or the proposer 
     "surrogate": {"proposer": "surrogate"},
     "tpe": {"proposer": "tpe"},
     "random": {"initial": ENDLESS},
+    # learns from the control's studies of the other seeds too, as a user's earlier studies
+    "surrogate (warm start)": {"proposer": "surrogate", "warm_start": True},
 }
 CONTROL = "random"
+PRIOR = CONTROL  # the arm whose other seeds' studies a warm-start arm finds in its knowledge base
 CACHE = Path(__file__).parent / "search.json"  # finished studies, so arms and seeds accumulate
 STARTS = {  # --start -> the [evolution] section's `classics`, and the RESULTS.md section written
     "classics": (True, "search"),
     "random": (False, "search-random-start"),
 }
+Prior = dict[int, list]  # seed -> that study's screens: [code hash, fitness, accuracy] per experiment
 MIN_SEEDS = 10  # fewer gives intervals too wide to say anything: a smoke check, not a result
+BOOTSTRAP_DRAWS = 10_000
 ALPHA = 0.025  # one-sided, so `compare`'s interval is the two-sided 95% one
 
 
 def study_config(arm: str, seed: int, start: str) -> StudyConfig:
     changes = dict(ARMS[arm])
     proposer = changes.pop("proposer", "evolution")
+    warm_start = changes.pop("warm_start", False)
     evolution = {**EVOLUTION, "classics": STARTS[start][0], **changes}
     # The model-based arms start as evolution does (the same classics or random designs), then model.
-    model_based = {"initial": EVOLUTION["initial"], "classics": STARTS[start][0], "warm_start": False}
+    model_based = {"initial": EVOLUTION["initial"], "classics": STARTS[start][0], "warm_start": warm_start}
     return StudyConfig.model_validate({
         "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
@@ -96,17 +110,20 @@ def study_config(arm: str, seed: int, start: str) -> StudyConfig:
     })  # fmt: skip
 
 
-def cache_key(arm: str, seed: int, experiments: int, start: str) -> str:
+def cache_key(arm: str, seed: int, experiments: int, start: str, prior: Prior) -> str:
     """A finished study is reused while everything that decides it is unchanged."""
-    return json.dumps([arm, seed, experiments, study_config(arm, seed, start).model_dump(mode="json")])
+    config = study_config(arm, seed, start).model_dump(mode="json")
+    return json.dumps([arm, seed, experiments, config] + ([sorted(prior)] if prior else []))
 
 
-def run_one(arm: str, seed: int, experiments: int, start: str, root: Path) -> dict:
+def run_one(arm: str, seed: int, experiments: int, start: str, prior: Prior, root: Path) -> dict:
     folder = root / f"{list(ARMS).index(arm)}-{seed}"
     config = study_config(arm, seed, start)
+    if prior:
+        add_prior(folder, prior)
     run_study(folder, config, ProcessBackend(), max_experiments=experiments, say=lambda line: None)
     study_id = json.loads((folder / "study.json").read_text())["study_id"]
-    accuracies, fitnesses = [], []
+    accuracies, fitnesses, designs = [], [], []
     with KnowledgeBase(folder / "knowledge.db", starter=None) as kb:
         for architecture, run in kb.study_runs(study_id, "screen"):
             # one value per experiment: its design's screening run, not the too-good gate's recheck
@@ -114,10 +131,38 @@ def run_one(arm: str, seed: int, experiments: int, start: str, root: Path) -> di
                 succeeded = run.status == "succeeded"
                 accuracies.append(run.result["value"] if succeeded else 0.0)
                 fitnesses.append(run.fitness if succeeded and run.fitness is not None else 0.0)
+                designs.append(architecture.code_hash)
     return {
         "fitness": best_so_far(fitnesses, experiments), "accuracy": best_so_far(accuracies, experiments),
         "device_time": asdict(device_time(folder)),
+        # what each experiment screened and scored, in order: the prior of a later warm-start arm
+        "screens": [list(screen) for screen in zip(designs, fitnesses, accuracies, strict=True)],
     }  # fmt: skip
+
+
+def add_prior(folder: Path, prior: Prior) -> None:
+    """Earlier studies' screens in the new study's knowledge base, as `discover import` brings them:
+    one study per seed of the prior arm, each design with the fitness it screened at there."""
+    folder.mkdir(parents=True)
+    with KnowledgeBase(folder / "knowledge.db") as kb:
+        for seed, screens in prior.items():
+            study = kb.add_study(f"{PRIOR}-{seed}")
+            for design, fitness, _ in screens:
+                genome = genome_by_code_hash()[design]
+                name, code = readable_name(genome), render(genome)
+                architecture = kb.add_architecture(name, code, "grammar", study_id=study.id)
+                kb.add_run(architecture.id, "mqar", fidelity="screen", status="succeeded", fitness=fitness,
+                           study_id=study.id)  # fmt: skip
+
+
+def priors(cache: dict, experiments: int, start: str, seeds: int) -> dict[int, Prior]:
+    """Per seed, the prior arm's studies of every other seed whose screens are on record."""
+    recorded = {}
+    for seed in range(seeds):
+        entry = cache.get(cache_key(PRIOR, seed, experiments, start, {}))
+        if entry is not None and "screens" in entry:
+            recorded[seed] = entry["screens"]
+    return {seed: {s: v for s, v in recorded.items() if s != seed} for seed in range(seeds)}
 
 
 def best_so_far(values: list[float], n: int) -> list[float]:
@@ -138,6 +183,23 @@ def paired(arm: list[float], control: list[float]) -> str:
     comparison = compare(arm, control, alpha=ALPHA)
     low, high = comparison.interval
     return f"{comparison.difference:+.3f} [{low:+.3f}, {high:+.3f}], p = {comparison.p_value:.3f}"
+
+
+def reach_difference(reach: list[int | None], control_reach: list[int]) -> str:
+    """The median over seeds of (experiments the arm needed - experiments the control needed) to
+    reach the control's final best, with a 95% percentile bootstrap interval over seeds. A seed the
+    arm never reached counts as never (infinitely many), not as n + 1, which would flatter it."""
+    pairs = zip(reach, control_reach, strict=True)
+    differences = np.array([math.inf if r is None else r - c for r, c in pairs])
+    draws = np.random.default_rng(0).integers(0, len(differences), (BOOTSTRAP_DRAWS, len(differences)))
+    medians = np.median(differences[draws], axis=1)
+    # `lower`/`higher` pick observed medians, so an infinite one never meets another in arithmetic
+    low, high = np.quantile(medians, 0.025, method="lower"), np.quantile(medians, 0.975, method="higher")
+
+    def text(value: float) -> str:
+        return f"{value:+.1f}" if math.isfinite(value) else "never"
+
+    return f"{text(float(np.median(differences)))} [{text(low)}, {text(high)}]"
 
 
 def efficiency_table(results: dict[str, list[dict]], measure: str, marks: list[int]) -> str:
@@ -161,11 +223,14 @@ def efficiency_table(results: dict[str, list[dict]], measure: str, marks: list[i
             )
         targets = [ref[measure][-1] for ref in control]  # the same seed's control's final best
         reach = [experiments_to_reach(r[measure], target) for r, target in zip(runs, targets, strict=True)]
+        control_reach = [experiments_to_reach(r[measure], r[measure][-1]) or n for r in control]
+        difference = "control" if arm == CONTROL else reach_difference(reach, control_reach)
         within = sum(r is not None and r <= n // 2 for r in reach)
         median = statistics.median(r if r is not None else math.inf for r in reach)  # unreached: never
         per_seed = ", ".join(str(r) if r is not None else "-" for r in reach)
         median_text = f"{median:.0f}" if math.isfinite(median) else f"> {n}"
-        rows.append(f"| {arm} | {final} | {area} | {per_seed} | {median_text} | {within}/{len(reach)} |")
+        cells = [arm, final, area, per_seed, median_text, difference, f"{within}/{len(reach)}"]
+        rows.append("| " + " | ".join(cells) + " |")
     return (
         f"Median best {measure} after n experiments:\n\n"
         "| arm | " + " | ".join(f"n={m}" for m in marks) + " |\n|---|" + "---|" * len(marks) + "\n"
@@ -173,10 +238,28 @@ def efficiency_table(results: dict[str, list[dict]], measure: str, marks: list[i
         f"Each arm minus {CONTROL}, paired by seed: mean difference [{interval_level(ALPHA):.0%} "
         f"interval], one-sided p that the arm is better; then the experiments the arm needed to "
         f"reach the same seed's {CONTROL} final best {measure} (per seed, '-' not within {n}), their "
-        f"median (target: <= {n // 2}), and the seeds that reached it within {n // 2}:\n\n"
+        f"median (target: <= {n // 2}), the median over seeds of the arm's experiments minus "
+        f"{CONTROL}'s own to get there [95% bootstrap interval over seeds; 'never' where seeds the arm "
+        f"did not reach decide it], and the seeds that reached it within {n // 2}:\n\n"
         f"| arm | final best {measure} | mean best-so-far {measure} | experiments to reach, per seed "
-        "| median | within n/2 |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
+        "| median | minus control's | within n/2 |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )  # fmt: skip
+
+
+def warm_text(arms: list[str], prior: dict[int, Prior], n: int) -> str:
+    if not any(is_warm(arm) for arm in arms):
+        return ""
+    studies = statistics.median(len(other) for other in prior.values())
+    return (
+        "surrogate (warm start) is surrogate with `warm_start` on, after the same start, its "
+        f"knowledge base holding {PRIOR}'s studies of the other seeds (a median of {studies:.0f} "
+        f"per seed, {n} screens each), as a user's earlier studies of the task would be: no "
+        "study sees its own seed's. "
+    )
+
+
+def is_warm(arm: str) -> bool:
+    return bool(ARMS[arm].get("warm_start"))
 
 
 def main() -> None:
@@ -190,26 +273,32 @@ def main() -> None:
         parser.error(f"--arms must include {CONTROL}: it is the control every other arm is measured against")
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: the comparisons pair seeds")
-    results: dict[str, list[dict]] = {arm: [] for arm in ARMS if arm in args.arms}
+    arms = [arm for arm in ARMS if arm in args.arms]
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    study = (args.experiments, args.start)
     began = time.monotonic()
-    pool = ProcessPoolExecutor(len(results))  # the arms of a seed side by side
-    with tempfile.TemporaryDirectory(prefix="discover-search-") as root, pool:
-        for seed in range(args.seeds):
-            study = (args.experiments, args.start)
-            futures = {
-                arm: pool.submit(run_one, arm, seed, *study, Path(root))
-                for arm in results
-                if cache_key(arm, seed, *study) not in cache
-            }
-            for arm in results:
-                if arm in futures:
-                    cache[cache_key(arm, seed, *study)] = futures[arm].result()
+    # The warm-start arms run last: their prior is the prior arm's studies, finished first.
+    cold, warm = [a for a in arms if not is_warm(a)], [a for a in arms if is_warm(a)]
+    with tempfile.TemporaryDirectory(prefix="discover-search-") as root:
+        for phase in (cold, warm):
+            prior = priors(cache, *study, args.seeds) if phase is warm else {}
+            work = [(arm, seed, prior.get(seed, {})) for seed in range(args.seeds) for arm in phase]
+            work = [(arm, seed, p) for arm, seed, p in work if cache_key(arm, seed, *study, p) not in cache]
+            # every study not on record side by side, at least one per core (each is limited to one)
+            with ProcessPoolExecutor(max(len(arms), os.cpu_count() or 1)) as pool:
+                futures = [
+                    (arm, seed, p, pool.submit(run_one, arm, seed, *study, p, Path(root)))
+                    for arm, seed, p in work
+                ]
+                for arm, seed, p, future in futures:
+                    cache[cache_key(arm, seed, *study, p)] = future.result()
                     CACHE.write_text(json.dumps(cache))
-                result = cache[cache_key(arm, seed, *study)]
-                results[arm].append(result)
-                print(arm, seed, [round(v, 3) for v in result["accuracy"]], flush=True)
-            print(f"seed {seed} done, {time.monotonic() - began:,.0f} s so far", flush=True)
+                    print(f"{arm} {seed} done, {time.monotonic() - began:,.0f} s so far", flush=True)
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
+    prior = priors(cache, *study, args.seeds)
+    for arm in arms:
+        for seed in range(args.seeds):
+            results[arm].append(cache[cache_key(arm, seed, *study, prior[seed] if is_warm(arm) else {})])
 
     n = args.experiments
     marks = sorted({max(1, n // 4), n // 2, 3 * n // 4, n})
@@ -238,7 +327,7 @@ def main() -> None:
         "that never ends (after the common start, uniform samples of the grammar, drawn as "
         "`proposer = \"random\"` draws them); surrogate is the tree-ensemble proposer (100 trees, "
         "exploration 1) and tpe Optuna's tree-structured Parzen estimator (24 candidates), both "
-        "without warm start, after the same start. "
+        "without warm start, after the same start. " + warm_text(arms, prior, n) +
         "Fitness is what the proposers maximise (held-out accuracy against the reference, with "
         "throughput and memory); accuracy alone is shown beside it. Differences from random are "
         "paired by seed: a paired t-interval (`discover.agents.statistics.compare`), one per "
