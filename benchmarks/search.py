@@ -120,7 +120,7 @@ def run_one(arm: str, seed: int, experiments: int, start: str, prior: Prior, roo
     folder = root / f"{list(ARMS).index(arm)}-{seed}"
     config = study_config(arm, seed, start)
     if prior:
-        add_prior(folder, prior)
+        add_prior(folder, prior, start)
     run_study(folder, config, ProcessBackend(), max_experiments=experiments, say=lambda line: None)
     study_id = json.loads((folder / "study.json").read_text())["study_id"]
     accuracies, fitnesses, designs = [], [], []
@@ -140,13 +140,14 @@ def run_one(arm: str, seed: int, experiments: int, start: str, prior: Prior, roo
     }  # fmt: skip
 
 
-def add_prior(folder: Path, prior: Prior) -> None:
+def add_prior(folder: Path, prior: Prior, start: str) -> None:
     """Earlier studies' screens in the new study's knowledge base, as `discover import` brings them:
-    one study per seed of the prior arm, each design with the fitness it screened at there."""
+    one study per seed of the prior arm, with its configuration, each design with the fitness it
+    screened at there."""
     folder.mkdir(parents=True)
     with KnowledgeBase(folder / "knowledge.db") as kb:
         for seed, screens in prior.items():
-            study = kb.add_study(f"{PRIOR}-{seed}")
+            study = kb.add_study(f"{PRIOR}-{seed}", study_config(PRIOR, seed, start).model_dump(mode="json"))
             for design, fitness, _ in screens:
                 genome = genome_by_code_hash()[design]
                 name, code = readable_name(genome), render(genome)

@@ -277,19 +277,22 @@ class KnowledgeBase:
             rows = session.exec(query).all()
         return sorted(rows, key=lambda row: (row[0].created_at, row[0].id, row[1].seed, row[1].id))
 
-    def other_studies_screens(self, task: str, study_id: str) -> list[tuple[str, float, str]]:
-        """(code hash, fitness, study id) of every scored screening run on `task` in studies other
-        than `study_id`, oldest first: what a model-based proposer starts from in a new study."""
-        query = select(Architecture.code_hash, Run.fitness, Run.study_id).join(
-            Run, Run.architecture_id == Architecture.id
+    def other_studies_screens(self, task: str, study_id: str) -> list[tuple[str, float, str, dict[str, Any]]]:
+        """(code hash, fitness, study id, that study's configuration) of every scored screening run
+        on `task` in studies other than `study_id`, oldest first: what a model-based proposer may
+        start from in a new study."""
+        query = (
+            select(Architecture.code_hash, Run.fitness, Run.study_id, Study.config)
+            .join(Run, Run.architecture_id == Architecture.id)
+            .join(Study, Study.id == Run.study_id)
         )
         query = query.where(
             Run.task == task, Run.fidelity == "screen", Run.status == "succeeded", Run.fitness.is_not(None),
-            Run.study_id != study_id, Run.study_id.is_not(None),
+            Run.study_id != study_id,
         )  # fmt: skip
         with self.reading() as session:
             rows = session.exec(query.order_by(Run.started_at, Run.id)).all()
-        return [(code, fitness, study) for code, fitness, study in rows]
+        return [(code, fitness, study, config) for code, fitness, study, config in rows]
 
     def set_functional_hash(self, architecture_id: str, functional_hash: str) -> None:
         with self.writing() as session:

@@ -1,5 +1,6 @@
 """The model-based proposers (surrogate, tpe): deterministic under a seed, never a design twice,
-learn from what they measured, warm-start from the same task's screens only, and survive kill -9."""
+learn from what they measured, warm-start only from screens of the same task and settings, and
+survive kill -9."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from discover.agents.config import StudyConfig
 from discover.agents.grammar import CLASSICS, Genome, render, space
 from discover.agents.proposers.base import Member
 from discover.agents.proposers.model_based import ModelBasedProposer
@@ -85,13 +87,24 @@ def test_it_finds_the_last_untried_designs(kind: type[ModelBasedProposer]):
 
 
 @each_proposer
-def test_warm_start_reads_the_same_tasks_screens_from_other_studies_only(tmp_path, kind):
+def test_warm_start_reads_screens_of_the_same_task_and_settings_from_other_studies_only(tmp_path, kind):
+    ours_config = StudyConfig(name="ours", task="mqar", settings={"steps": 300})
+    harder = ours_config.with_overrides(settings={"steps": 300, "seq_len": 256})
     with KnowledgeBase(f"sqlite:///{tmp_path / 'kb.db'}") as kb:
-        ours, earlier, elsewhere = (kb.add_study(name).id for name in ("ours", "earlier", "other-task"))
+        ours, earlier, elsewhere, other_settings = (
+            kb.add_study(name, config.model_dump(mode="json")).id
+            for name, config in [
+                ("ours", ours_config),
+                ("earlier", ours_config.with_overrides(seed=3, budget="5h")),  # another seed and budget
+                ("other-task", ours_config.with_overrides(task="lm")),
+                ("harder", harder),
+            ]
+        )
         for study, task, genome, fidelity in [
             (earlier, "mqar", CLASSICS["DeltaNet"], "screen"),
             (earlier, "mqar", CLASSICS["GLA"], "full"),  # not a screen
             (elsewhere, "lm", CLASSICS["retention"], "screen"),  # another task
+            (other_settings, "mqar", CLASSICS["Gated DeltaNet"], "screen"),  # fitness on another scale
             (ours, "mqar", CLASSICS["linear attention"], "screen"),  # this study's own
         ]:
             name, code = f"{study}-{genome.key()}", render(genome)
@@ -100,14 +113,18 @@ def test_warm_start_reads_the_same_tasks_screens_from_other_studies_only(tmp_pat
                 architecture.id, task, study_id=study, fidelity=fidelity, status="succeeded", fitness=0.7
             )
         rows = kb.other_studies_screens("mqar", ours)
-        assert rows == [(code_hash(render(CLASSICS["DeltaNet"])), 0.7, earlier)]
+        assert {(code, study) for code, _, study, _ in rows} == {
+            (code_hash(render(CLASSICS["DeltaNet"])), earlier),
+            (code_hash(render(CLASSICS["Gated DeltaNet"])), other_settings),
+        }
 
         proposer = kind(kind.config_class(initial=1))
         study = SimpleNamespace(  # what `propose` reads of a study
-            kb=kb, study_id=ours, task=SimpleNamespace(name="mqar"), config=SimpleNamespace(seed=0)
+            kb=kb, study_id=ours, task=SimpleNamespace(name="mqar"), config=ours_config
         )
         proposal = proposer.propose(study, 5, [], {})
         assert "and 1 screens from 1 earlier studies of the task" in proposal.motivation
+        assert proposer.prior == [(CLASSICS["DeltaNet"], 0.7)]
         cold = kind(kind.config_class(initial=1, warm_start=False)).propose(study, 5, [], {})
         assert "earlier studies" not in cold.motivation
 

@@ -4,8 +4,9 @@ start from other studies of the task, and no state of their own.
 A study starts with the grammar's classic designs if `classics` is set, then samples at random until
 `initial` designs are measured, exactly as evolution draws its initial designs, so
 `benchmarks/search.py` starts every arm alike. Then the subclass's model picks. With `warm_start`
-the model also learns from other studies' screens of the same task in the knowledge base, and every
-proposal says how many of its points came from elsewhere. Every proposal is refitted from the
+the model also learns from other studies' screens in the knowledge base that mean what this study's
+do (the same task, settings, reference and scoring), and every proposal says how many of its points
+came from elsewhere. Every proposal is refitted from the
 knowledge base, so a resumed study proposes as the uninterrupted one would.
 """
 
@@ -28,6 +29,17 @@ if TYPE_CHECKING:
 
 
 Measured = list[tuple[Genome, float]]  # designs with their screening fitness
+
+
+# What makes a screening fitness mean the same in two studies: the same data and training, the same
+# reference and scoring. Their seeds, budgets, proposers and limits may differ.
+SCREEN_DEFINING = ("task", "settings", "screen", "baselines", "scoring")
+
+
+def screens_alike(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether another study's screens (its stored configuration `theirs`) can teach ours: a screen
+    of the same task at other settings, or against another reference, scores on another scale."""
+    return all(ours.get(key) == theirs.get(key) for key in SCREEN_DEFINING)
 
 
 class ModelBasedConfig(Section):
@@ -55,9 +67,16 @@ class ModelBasedProposer(GrammarProposer):
         # Read here, where the study is known; `search` stays a function of what it is given.
         self.prior, self.prior_studies = [], 0
         if self.config.warm_start:
-            rows = study.kb.other_studies_screens(study.task.name, study.study_id)
-            self.prior = [(genome, f) for code, f, _ in rows if (genome := genome_by_code_hash().get(code))]
-            self.prior_studies = len({s for code, _, s in rows if code in genome_by_code_hash()})
+            ours = study.config.model_dump(mode="json")
+            rows = [
+                (genome, fitness, other)
+                for code, fitness, other, theirs in study.kb.other_studies_screens(
+                    study.task.name, study.study_id
+                )
+                if screens_alike(ours, theirs) and (genome := genome_by_code_hash().get(code))
+            ]
+            self.prior = [(genome, fitness) for genome, fitness, _ in rows]
+            self.prior_studies = len({other for _, _, other in rows})
         return super().propose(study, number, parent_ids, context)
 
     def search(self, members: list[Member], tried: set[str], rng: random.Random) -> Proposal | None:
