@@ -5,9 +5,9 @@ A study starts with the grammar's classic designs if `classics` is set, then sam
 `initial` designs are measured, exactly as evolution draws its initial designs, so
 `benchmarks/search.py` starts every arm alike. Then the subclass's model picks. With `warm_start`
 the model also learns from other studies' screens in the knowledge base that mean what this study's
-do (the same task, settings, reference and scoring), and every proposal says how many of its points
-came from elsewhere. Every proposal is refitted from the
-knowledge base, so a resumed study proposes as the uninterrupted one would.
+do (the same task, settings, screen, baselines and scoring), and every proposal says how many of
+its points came from elsewhere. Every proposal is refitted from the knowledge base, so a resumed
+study proposes as the uninterrupted one would.
 """
 
 from __future__ import annotations
