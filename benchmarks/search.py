@@ -263,6 +263,11 @@ def is_warm(arm: str) -> bool:
     return bool(ARMS[arm].get("warm_start"))
 
 
+def prior_of(arm: str, seed: int, prior: dict[int, Prior]) -> Prior:
+    """The earlier studies in the knowledge base of `arm`'s study of `seed`: none unless warm."""
+    return prior[seed] if is_warm(arm) else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=MIN_SEEDS)
@@ -282,8 +287,8 @@ def main() -> None:
     cold, warm = [a for a in arms if not is_warm(a)], [a for a in arms if is_warm(a)]
     with tempfile.TemporaryDirectory(prefix="discover-search-") as root:
         for phase in (cold, warm):
-            prior = priors(cache, *study, args.seeds) if phase is warm else {}
-            work = [(arm, seed, prior.get(seed, {})) for seed in range(args.seeds) for arm in phase]
+            prior = priors(cache, *study, args.seeds)
+            work = [(arm, seed, prior_of(arm, seed, prior)) for seed in range(args.seeds) for arm in phase]
             work = [(arm, seed, p) for arm, seed, p in work if cache_key(arm, seed, *study, p) not in cache]
             # every study not on record side by side, at least one per core (each is limited to one)
             with ProcessPoolExecutor(max(len(arms), os.cpu_count() or 1)) as pool:
@@ -299,7 +304,7 @@ def main() -> None:
     prior = priors(cache, *study, args.seeds)
     for arm in arms:
         for seed in range(args.seeds):
-            results[arm].append(cache[cache_key(arm, seed, *study, prior[seed] if is_warm(arm) else {})])
+            results[arm].append(cache[cache_key(arm, seed, *study, prior_of(arm, seed, prior))])
 
     n = args.experiments
     marks = sorted({max(1, n // 4), n // 2, 3 * n // 4, n})
