@@ -105,15 +105,21 @@ def test_static_check_refuses_before_anything_runs(isolating_backend, tmp_path):
 
 
 def test_a_custom_corpus_trains_inside_the_sandbox(isolating_backend, tmp_path):
-    """The job reads the prepared training tokens, shown to it read-only; not the corpus."""
+    """The job reads the prepared training tokens, shown to it read-only; not the corpus.
+
+    Ten steps without warm-up take a byte model well below the 8 bits of a uniform guess (about 6 here),
+    which only happens if it trained on the corpus. (Three steps inside the default warm-up moved it
+    by a few hundredths, on either side of 8.)
+    """
     corpus = tmp_path / "corpus"
     shutil.copytree(Path(__file__).parent.parent / "experiments", corpus)  # any folder of .py text
-    settings = {"corpus": str(corpus), "steps": 3, "log_every": 3, "seq_len": 32, "eval_windows": 4}
+    settings = {"corpus": str(corpus), "steps": 10, "warmup_steps": 0, "log_every": 10, "seq_len": 32,
+                "eval_windows": 4}
     sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
     result = sandbox.train(
         vet(builtin_baselines()["linear_attention"], trusted=True), RunSpec.resolve("lm", settings)
     )
-    assert result.status == "ok" and 0 < result.value < 8
+    assert result.status == "ok" and 0 < result.value < 7
 
 
 SUPERVISOR = """
