@@ -15,6 +15,7 @@ import jinja2
 from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from discover.agents.proposers import PROPOSERS
+from discover.agents.proposers.model_based import WARM_SCREENS
 from discover.agents.section import Section
 from discover.agents.statistics import ALPHA
 from discover.budget.ledger import Budget, parse_budget
@@ -136,7 +137,11 @@ def default_config_text() -> str:
     the registered tasks, proposers and sandbox backends listed."""
     template = resources.files("discover.agents").joinpath("study.toml.j2").read_text()
     return jinja2.Template(template, keep_trailing_newline=True).render(
-        tasks=TASKS.summaries(), suites=SUITES, proposers=PROPOSERS.summaries(), backends=BACKENDS.summaries()
+        tasks=TASKS.summaries(),
+        suites=SUITES,
+        proposers=PROPOSERS.summaries(),
+        backends=BACKENDS.summaries(),
+        warm_screens=WARM_SCREENS,
     )
 
 

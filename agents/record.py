@@ -26,6 +26,7 @@ class StudyRecord(BaseModel):
     created_at: str
     budget: Budget | None = None  # of the latest `discover run` (a resume may raise it); as text on file
     task: str = "mqar"
+    proposer: str | None = None  # the latest run's, `auto` resolved: what a resumed `auto` keeps
 
 
 def open_knowledge_base(folder: Path, **options: Any) -> KnowledgeBase:

@@ -153,7 +153,8 @@ def run_locked(
         raise StudyError(f"this study is on {record.task}; a resumed study cannot change its task")
     elif record.budget is not None and record.budget != config.budget:
         say(f"budget changed from {record.budget} to {config.budget} (--budget)")
-    record = record.model_copy(update={"budget": config.budget, "task": config.task})
+    latest = {"budget": config.budget, "task": config.task, "proposer": config.proposer}
+    record = record.model_copy(update=latest)
     write_atomic(folder / RECORD_FILE, record.model_dump_json(indent=2))
     study = compose_study(folder, config, backend, kb, record)
     if resume:

@@ -80,6 +80,8 @@ ARMS = {  # name -> what it changes in the [evolution] section, or the proposer 
     "random": {"initial": ENDLESS},
     # learns from the control's studies of the other seeds too, as a user's earlier studies
     "surrogate (warm start)": {"proposer": "surrogate", "warm_start": True},
+    # cold, with each design's NASWOT score at initialisation as one more input (zero_cost.py)
+    "surrogate (naswot)": {"proposer": "surrogate", "naswot": True},
 }
 CONTROL = "random"
 PRIOR = CONTROL  # the arm whose other seeds' studies a warm-start arm finds in its knowledge base
@@ -98,6 +100,7 @@ def study_config(arm: str, seed: int, start: str) -> StudyConfig:
     changes = dict(ARMS[arm])
     proposer = changes.pop("proposer", "evolution")
     warm_start = changes.pop("warm_start", False)
+    naswot = changes.pop("naswot", False)
     evolution = {**EVOLUTION, "classics": STARTS[start][0], **changes}
     # The model-based arms start as evolution does (the same classics or random designs), then model.
     model_based = {"initial": EVOLUTION["initial"], "classics": STARTS[start][0], "warm_start": warm_start}
@@ -105,7 +108,7 @@ def study_config(arm: str, seed: int, start: str) -> StudyConfig:
         "name": f"{arm}-{seed}", "task": "mqar", "budget": "100h", "proposer": proposer, "seed": seed,
         "baselines": ["linear_attention"], "settings": SETTINGS, "screen": {"settings": {}},
         "promotion": {"fraction": 1e-9, "min_screened": 10_000},  # screening only: equal cost per design
-        "evolution": evolution, "surrogate": model_based, "tpe": model_based,
+        "evolution": evolution, "surrogate": {**model_based, "naswot": naswot}, "tpe": model_based,
         "limits": {"cpus": 1},  # the other arms' studies run beside it
     })  # fmt: skip
 
@@ -333,7 +336,9 @@ def main() -> None:
         "that never ends (after the common start, uniform samples of the grammar, drawn as "
         "`proposer = \"random\"` draws them); surrogate is the tree-ensemble proposer (100 trees, "
         "exploration 1) and tpe Optuna's tree-structured Parzen estimator (24 candidates), both "
-        "without warm start, after the same start. " + warm_text(arms, prior, n) +
+        "without warm start, after the same start; surrogate (naswot) is surrogate with each design's "
+        "NASWOT score at initialisation as one more input (`benchmarks/zero_cost.py`), cold. "
+        + warm_text(arms, prior, n) +
         "Fitness is what the proposers maximise (held-out accuracy against the reference, with "
         "throughput and memory); accuracy alone is shown beside it. Differences from random are "
         "paired by seed: a paired t-interval (`discover.agents.statistics.compare`), one per "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import tempfile
 from pathlib import Path
@@ -77,13 +76,14 @@ def run_command(
         )  # fmt: skip
         config = study_budget(folder, config, budget, resume)
         fidelity_specs(config)  # a bad task or setting fails here, before anything is written
-        config, choice = study_sandbox_choice(config)
+        config, choice, proposer_why = study_sandbox_choice(config, folder)
     except (ConfigError, TaskConfigError, SandboxUnavailable, UsageError, StudyError) as exc:
         fail(str(exc))
     where = f"on the Ray cluster at {config.ray_address or 'auto'}, " if config.executor == "ray" else ""
     stdout.print(
         f"[dim]study in {folder.resolve()}: task {config.task}, budget {config.budget}, "
-        f"proposer {config.proposer}, {config.workers or 'auto'} worker(s); {where}sandbox {choice.why}[/dim]"
+        f"proposer {config.proposer} ({escape(proposer_why)}), {config.workers or 'auto'} worker(s); "
+        f"{where}sandbox {choice.why}[/dim]"
     )
     try:
         with Progress(folder, stdout) as progress:
@@ -120,7 +120,7 @@ def replicate_command(
 
     try:
         config = load_config(folder).with_overrides(budget=budget, sandbox=sandbox)
-        config, choice = study_sandbox_choice(study_budget(folder, config, budget, resume=True))
+        config, choice, _ = study_sandbox_choice(study_budget(folder, config, budget, resume=True), folder)
     except (ConfigError, SandboxUnavailable, StudyError) as exc:
         fail(str(exc))
     try:
@@ -273,25 +273,17 @@ def doctor_command(folder: FolderOpt = Path(".")):
         raise typer.Exit(1)
 
 
-def study_sandbox_choice(config: StudyConfig) -> tuple[StudyConfig, Choice]:
-    """The study's proposer resolved, and the sandbox its designs run in: one that isolates unless
-    the proposer writes only trusted code. SandboxUnavailable when there is none."""
+def study_sandbox_choice(config: StudyConfig, folder: Path) -> tuple[StudyConfig, Choice, str]:
+    """The study's proposer resolved (and why), and the sandbox its designs run in: one that
+    isolates unless the proposer writes only trusted code. SandboxUnavailable when there is none."""
     from discover.agents.compose import choose_sandbox
+    from discover.agents.proposer_choice import choose_proposer
 
-    config = config.with_overrides(proposer=resolve_proposer(config.proposer, config.llm.base_url))
+    proposer, why = choose_proposer(config, folder)
+    config = config.with_overrides(proposer=proposer)
     writes = f"what the {config.proposer} proposer writes"
     untrusted = None if PROPOSERS.get(config.proposer).trusted else writes
-    return config, choose_sandbox(config.sandbox, untrusted)
-
-
-def resolve_proposer(name: str, base_url: str | None) -> str:
-    """`auto` is llm when an endpoint is configured (a base_url, or an OpenAI key in the
-    environment), else evolution."""
-    if name != "auto":
-        return name
-    if base_url or os.environ.get("OPENAI_API_KEY"):
-        return "llm"
-    return "evolution"
+    return config, choose_sandbox(config.sandbox, untrusted), why
 
 
 baseline_app = typer.Typer(

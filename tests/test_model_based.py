@@ -16,9 +16,12 @@ from discover.agents.config import StudyConfig
 from discover.agents.grammar import CLASSICS, Genome, render, space
 from discover.agents.proposers.base import Member
 from discover.agents.proposers.model_based import ModelBasedProposer
+from discover.agents.proposers.signals import table_path
 from discover.agents.proposers.surrogate import SurrogateConfig, SurrogateProposer
 from discover.agents.proposers.tpe import TPEProposer
 from discover.experiments.contract import code_hash
+from discover.experiments.files import write_json_atomic
+from discover.experiments.runspec import RunSpec
 from discover.knowledge_base.store import KnowledgeBase
 
 from .conftest import discover
@@ -127,6 +130,33 @@ def test_warm_start_reads_screens_of_the_same_task_and_settings_from_other_studi
         assert proposer.prior == [(CLASSICS["DeltaNet"], 0.7)]
         cold = kind(kind.config_class(initial=1, warm_start=False)).propose(study, 5, [], {})
         assert "earlier studies" not in cold.motivation
+
+
+def test_with_naswot_the_surrogate_learns_what_no_motif_expresses(tmp_path, monkeypatch):
+    """The signal comes from the data cache's table for the study's screening setting; when fitness
+    follows it, as it follows no single motif, the model finds designs high on it."""
+    monkeypatch.setenv("DISCOVER_CACHE_DIR", str(tmp_path))
+    spec = RunSpec.resolve("mqar", {"steps": 10})
+    signal = {genome: random.Random(genome.key()).random() for genome in space()}
+    table = {code_hash(render(genome)): value for genome, value in signal.items()}
+    table_path(spec).parent.mkdir(parents=True)
+    write_json_atomic(table_path(spec), table)
+    config = StudyConfig(name="ours", task="mqar")
+    with KnowledgeBase(f"sqlite:///{tmp_path / 'kb.db'}") as kb:
+        ours = kb.add_study("ours", config.model_dump(mode="json")).id
+        for genome in some_designs(40):
+            architecture = kb.add_architecture(genome.key(), render(genome), "surrogate", study_id=ours)
+            kb.add_run(architecture.id, "mqar", study_id=ours, fidelity="screen", status="succeeded",
+                       fitness=signal[genome])  # fmt: skip
+        study = SimpleNamespace(  # what `propose` reads of a study
+            kb=kb, study_id=ours, task=SimpleNamespace(name="mqar"), config=config,
+            spec=lambda fidelity: SimpleNamespace(parts=[spec]),
+        )  # fmt: skip
+        settings = SurrogateConfig(initial=1, exploration=0.0, warm_start=False, naswot=True)
+        proposal = SurrogateProposer(settings).propose(study, 41, [], {})
+    picked = next(genome for genome in space() if render(genome) == proposal.code)
+    assert sum(value > signal[picked] for value in signal.values()) < len(space()) // 20  # its top 5%
+    assert "NASWOT" in proposal.motivation
 
 
 SURROGATE_STUDY = TINY_STUDY + "[surrogate]\ninitial = 2\ntrees = 20\n"

@@ -113,8 +113,14 @@ def test_a_custom_corpus_trains_inside_the_sandbox(isolating_backend, tmp_path):
     """
     corpus = tmp_path / "corpus"
     shutil.copytree(Path(__file__).parent.parent / "experiments", corpus)  # any folder of .py text
-    settings = {"corpus": str(corpus), "steps": 10, "warmup_steps": 0, "log_every": 10, "seq_len": 32,
-                "eval_windows": 4}
+    settings = {
+        "corpus": str(corpus),
+        "steps": 10,
+        "warmup_steps": 0,
+        "log_every": 10,
+        "seq_len": 32,
+        "eval_windows": 4,
+    }
     sandbox = Sandbox(isolating_backend, tmp_path / "jobs", LIMITS)
     result = sandbox.train(
         vet(builtin_baselines()["linear_attention"], trusted=True), RunSpec.resolve("lm", settings)

@@ -82,7 +82,8 @@ def test_run_spends_the_budget_and_prints_a_leaderboard(study):
     finished = discover("run", "-C", str(study), "--budget", "2m")
     assert finished.returncode == 0, finished.stdout + finished.stderr
     out = finished.stdout
-    assert "proposer evolution" in out  # no endpoint configured: the embedded default
+    assert "proposer evolution" in out  # no endpoint, no earlier studies: `auto` is evolution
+    assert json.loads((study / "study.json").read_text())["proposer"] == "evolution"  # a resume keeps it
     assert "training baseline softmax_attention" in out
     assert "stopped because the budget is spent" in out
     assert "softmax_attention" in out

@@ -35,6 +35,10 @@ Measured = list[tuple[Genome, float]]  # designs with their screening fitness
 # reference and scoring. Their seeds, budgets, proposers and limits may differ.
 SCREEN_DEFINING = ("task", "settings", "screen", "baselines", "scoring")
 
+# How many such screens make `proposer = "auto"` run the warm-started surrogate
+# (`discover.agents.proposer_choice`): the fewest the benchmark measured it with, 6 studies of 12.
+WARM_SCREENS = 72
+
 
 def screens_alike(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
     """Whether another study's screens (its stored configuration `theirs`) can teach ours: a screen

@@ -1,0 +1,45 @@
+"""NASWOT, the zero-cost signal the surrogate may read: the kernel against a hand-computed case,
+and a real design's score, reproducible and telling designs apart."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from discover.agents.grammar import CLASSICS, render
+from discover.experiments.runspec import RunSpec
+from discover.experiments.zero_cost import naswot, naswot_of
+
+
+class FixedStates(nn.Module):
+    """A stand-in with the one method `naswot` reads: given final states, whatever the tokens."""
+
+    def __init__(self, states: list[list[float]]) -> None:
+        super().__init__()
+        self.states = torch.tensor(states)[:, None, :]  # [examples, time 1, width]
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.states
+
+
+def test_examples_that_look_alike_score_lower():
+    # Codes (1, 0) and (0, 1) agree nowhere: the kernel is 2 I, log det = log 4.
+    assert naswot(FixedStates([[0.5, -1.0], [-0.5, 2.0]]), torch.zeros(2, 1)) == pytest.approx(math.log(4))
+    # Codes (1, 0) and (1, 1) agree on one position of two: [[2, 1], [1, 2]], log det = log 3.
+    assert naswot(FixedStates([[0.5, -1.0], [0.5, 2.0]]), torch.zeros(2, 1)) == pytest.approx(math.log(3))
+    # Identical codes: a singular kernel, the lowest score there is.
+    assert naswot(FixedStates([[0.5, -1.0], [0.7, -2.0]]), torch.zeros(2, 1)) == -math.inf
+
+
+def test_a_designs_score_is_reproducible_and_tells_designs_apart(tmp_path):
+    spec = RunSpec.resolve("mqar", {"d_model": 32, "seq_len": 64, "num_kv_pairs": 16, "vocab_size": 64})
+    scores = {}
+    for name in ("linear attention", "Gated DeltaNet"):
+        candidate = tmp_path / f"{name.replace(' ', '_')}.py"
+        candidate.write_text(render(CLASSICS[name]))
+        scores[name] = naswot_of(candidate, spec)
+        assert naswot_of(candidate, spec) == scores[name] and math.isfinite(scores[name])
+    assert scores["linear attention"] != scores["Gated DeltaNet"]
