@@ -43,7 +43,10 @@ class interrupts:
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+            # After a drained stop only the leaderboard and the report are left to write, and a
+            # second signal must still stop at once, not meet the default handler (a traceback or
+            # death by the signal). Nothing runs any more, so there is nothing to kill.
+            signal.signal(signum, stop_at_once if self.received is not None else handler)
 
     def handle(self, signum: int, frame: object) -> None:
         if not self.stopping.is_set():
@@ -57,6 +60,10 @@ class interrupts:
         self.backend.reap(self.study_id)
         quota.release_leftovers(self.jobs_dir)  # the killed jobs' output mounts
         os._exit(130)
+
+
+def stop_at_once(signum: int, frame: object) -> None:
+    os._exit(130)
 
 
 def wait_interruptibly(futures: list[Future]) -> None:

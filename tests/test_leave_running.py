@@ -178,3 +178,25 @@ def test_one_sigterm_drains_a_study_and_leaves_nothing_behind(backend, request, 
     while leftovers := job_leftovers(study):
         assert time.monotonic() - stopped < 60, leftovers
         time.sleep(0.5)
+
+
+AFTER_A_DRAINED_STOP = """
+import os, signal, threading, time
+from pathlib import Path
+from discover.agents.interrupts import interrupts
+from discover.sandbox.process import ProcessBackend
+with interrupts(threading.Event(), print, ProcessBackend(), "s", Path("jobs")):
+    os.kill(os.getpid(), signal.SIGTERM)  # the first signal: drain
+print("drained; writing the report", flush=True)
+os.kill(os.getpid(), signal.SIGTERM)  # the second, after the study loop has ended
+time.sleep(5)
+print("not stopped")
+"""
+
+
+def test_a_second_signal_after_a_drained_stop_still_stops_at_once():
+    """Once the loop has drained, only the leaderboard and report are left; a second signal then
+    must still mean "stop now" (status 130), not the default handler's death or traceback."""
+    stopped = subprocess.run([sys.executable, "-c", AFTER_A_DRAINED_STOP], capture_output=True, text=True)
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr
+    assert "drained; writing the report" in stopped.stdout and "not stopped" not in stopped.stdout
