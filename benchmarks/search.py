@@ -16,7 +16,8 @@ initial population made endless: the classics (if any), then uniform samples dra
 `proposer = "random"` draws them; the model-based arms (`surrogate`, and `tpe`: Optuna's
 tree-structured Parzen estimator) draw the same first designs, then follow their model;
 `surrogate (warm start)` also finds the control's studies of the other seeds in its knowledge
-base, as a user's earlier studies of the task (it runs after them). Seed s
+base, as a user's earlier studies of the task (it runs after them); `surrogate (naswot)` reads
+each design's NASWOT score at initialisation too. Seed s
 of every arm uses the same training seed and the same first designs, so arms are compared to the
 control seed by seed (a paired t-interval, `discover.agents.statistics.compare`).
 
@@ -31,10 +32,10 @@ Reports
 - overhead: the share of charged device time spent outside training steps (sandbox start-up,
   probes, prediction and audit jobs, the study's own bookkeeping); target <= 3%.
 
-Writes the `search` section of benchmarks/RESULTS.md (`search-random-start` with `--start random`)
-when run with at least 10 seeds; fewer is a smoke check, printed only. Every finished study is kept
-in `benchmarks/search.json` (by arm, seed and its whole configuration), so a later call with more
-arms or seeds trains only what is new.
+Writes the `search` section of benchmarks/RESULTS.md (`search-random-start` with `--start random`;
+`-<n>` added for studies of other than 12 experiments) when run with at least 10 seeds; fewer is a
+smoke check, printed only. Every finished study is kept in `benchmarks/search.json` (by arm, seed
+and its whole configuration), so a later call with more arms or seeds trains only what is new.
 
     python -m benchmarks.search [--seeds 10] [--experiments 12] [--start classics]
         [--arms evolution random]
@@ -91,6 +92,7 @@ STARTS = {  # --start -> the [evolution] section's `classics`, and the RESULTS.m
     "random": (False, "search-random-start"),
 }
 Prior = dict[int, list]  # seed -> that study's screens: [code hash, fitness, accuracy] per experiment
+EXPERIMENTS = 12  # per study, unless --experiments says otherwise
 MIN_SEEDS = 10  # fewer gives intervals too wide to say anything: a smoke check, not a result
 BOOTSTRAP_DRAWS = 10_000
 ALPHA = 0.025  # one-sided, so `compare`'s interval is the two-sided 95% one
@@ -274,7 +276,7 @@ def prior_of(arm: str, seed: int, prior: dict[int, Prior]) -> Prior:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=MIN_SEEDS)
-    parser.add_argument("--experiments", type=int, default=12)
+    parser.add_argument("--experiments", type=int, default=EXPERIMENTS)
     parser.add_argument("--start", choices=list(STARTS), default="classics", help="every arm's first designs")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     args = parser.parse_args()
@@ -318,6 +320,7 @@ def main() -> None:
     checks = split.check_seconds
     fixed = statistics.median(split.outside["screen"]) + statistics.median(checks)
     classics, section = STARTS[args.start]
+    section += "" if n == EXPERIMENTS else f"-{n}"
     common = (
         "the grammar's five classic designs (linear attention, retention, GLA, DeltaNet, Gated DeltaNet)"
         if classics
