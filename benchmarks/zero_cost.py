@@ -48,11 +48,11 @@ from discover.agents.grammar import render
 from discover.agents.proposers.grammar_search import genome_by_code_hash
 from discover.experiments.backbone import SequenceModel
 from discover.experiments.baselines import builtin_baselines
-from discover.experiments.contract import load_mixer_class
 from discover.experiments.harness import train
-from discover.experiments.tasks import TaskConfig, get_task
+from discover.experiments.runspec import RunSpec
+from discover.experiments.tasks import get_task
 from discover.experiments.tasks.base import Batch
-from discover.experiments.zero_cost import naswot
+from discover.experiments.zero_cost import first_batch, naswot, untrained_model
 
 TASK = get_task("mqar")
 KEEP_ABOVE = 0.3  # the issue's bar for a signal to become a surrogate input
@@ -69,11 +69,6 @@ def measured_designs() -> dict[str, tuple[float, float]]:
         design: (float(np.mean([f for f, _ in runs])), float(np.mean([a for _, a in runs])))
         for design, runs in screens.items()
     }
-
-
-def fresh_model(candidate: Path, cfg: TaskConfig) -> SequenceModel:
-    torch.manual_seed(0)
-    return TASK.build_model(load_mixer_class(candidate), cfg)
 
 
 def gradients(model: nn.Module, batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -138,12 +133,12 @@ SIGNALS: dict[str, Callable[[SequenceModel, Batch], float]] = {
 }
 
 
-def signals_of(candidate: Path, cfg: TaskConfig, batch: Batch) -> dict[str, float]:
+def signals_of(candidate: Path, spec: RunSpec, batch: Batch) -> dict[str, float]:
     """Every signal on its own fresh copy of the untrained model (a signal may change it)."""
     values = {}
     for name, signal in SIGNALS.items():
         try:
-            values[name] = signal(fresh_model(candidate, cfg), batch)
+            values[name] = signal(untrained_model(candidate, spec), batch)
         except (RuntimeError, ValueError, np.linalg.LinAlgError):  # a design a signal cannot read
             values[name] = math.nan
     return values
@@ -172,8 +167,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     began = time.monotonic()
-    cfg = TASK.config(SETTINGS)
-    batch = next(iter(TASK.train_batches(cfg, 0, torch.device("cpu"))))
+    spec = RunSpec.resolve(TASK, SETTINGS)
+    cfg, batch = spec.config, first_batch(spec)
     designs = dict(sorted(measured_designs().items())[: args.designs])
     grammar = genome_by_code_hash()
     rows: list[dict] = []
@@ -181,11 +176,16 @@ def main() -> None:
         for design, (fitness, accuracy) in designs.items():
             candidate = Path(folder) / f"{design}.py"
             candidate.write_text(render(grammar[design]))
-            rows.append({"fitness": fitness, "accuracy": accuracy, **signals_of(candidate, cfg, batch)})
+            rows.append({"fitness": fitness, "accuracy": accuracy, **signals_of(candidate, spec, batch)})
     for name, candidate in builtin_baselines().items():
         accuracy = train(candidate, TASK, cfg, seed=0).value
         rows.append(
-            {"fitness": math.nan, "accuracy": accuracy, "baseline": name, **signals_of(candidate, cfg, batch)}
+            {
+                "fitness": math.nan,
+                "accuracy": accuracy,
+                "baseline": name,
+                **signals_of(candidate, spec, batch),
+            }
         )
     grammar_rows = [row for row in rows if "baseline" not in row]
 

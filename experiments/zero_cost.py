@@ -20,6 +20,7 @@ import torch
 
 from discover.experiments.contract import load_mixer_class
 from discover.experiments.runspec import RunSpec
+from discover.experiments.tasks.base import Batch
 
 EXAMPLES = 64  # rows of the kernel: MQAR's batch, as measured; cheap enough for a whole grammar
 
@@ -33,10 +34,17 @@ def naswot(model: torch.nn.Module, tokens: torch.Tensor) -> float:
     return float(torch.linalg.slogdet(kernel)[1])
 
 
-def naswot_of(candidate: Path, spec: RunSpec) -> float:
-    """NASWOT of the trusted candidate file inside `spec`'s task model, initialised from seed 0,
-    on the first EXAMPLES examples of the task's first training batch (seed 0)."""
+def untrained_model(candidate: Path, spec: RunSpec) -> torch.nn.Module:
+    """The trusted candidate inside `spec`'s task model, initialised from seed 0."""
     torch.manual_seed(0)
-    model = spec.task.build_model(load_mixer_class(candidate), spec.config)
-    batch = next(iter(spec.task.train_batches(spec.config, 0, torch.device("cpu"))))
-    return naswot(model, batch.inputs[:EXAMPLES])
+    return spec.task.build_model(load_mixer_class(candidate), spec.config)
+
+
+def first_batch(spec: RunSpec) -> Batch:
+    """The task's first training batch of seed 0, on the CPU: what every signal reads."""
+    return next(iter(spec.task.train_batches(spec.config, 0, torch.device("cpu"))))
+
+
+def naswot_of(candidate: Path, spec: RunSpec) -> float:
+    """NASWOT of the trusted candidate, untrained, on the first EXAMPLES examples of `first_batch`."""
+    return naswot(untrained_model(candidate, spec), first_batch(spec).inputs[:EXAMPLES])
